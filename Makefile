@@ -1,0 +1,103 @@
+# Lethe — make help lists the targets.
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+.DEFAULT_GOAL := help
+
+# Pinned tool versions. The control plane is built from source (hack/envtest),
+# because release binaries cannot be downloaded on every machine Lethe is built on.
+K8S_VERSION            ?= 1.37.2
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+
+LOCALBIN   ?= $(CURDIR)/bin
+CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
+ENVTEST_DIR ?= $(HOME)/.local/share/kubebuilder-envtest/k8s/$(K8S_VERSION)-linux-amd64
+KUBECTL    ?= $(ENVTEST_DIR)/kubectl
+IMG        ?= lethe-controller:dev
+TEST_TIMEOUT ?= 20m
+DEV_CLUSTER_DIR ?= $(CURDIR)/.dev-cluster
+
+export KUBEBUILDER_ASSETS := $(ENVTEST_DIR)
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: controller-gen ## Generate CRDs and RBAC from the Go markers.
+	$(CONTROLLER_GEN) rbac:roleName=lethe-manager-role crd:allowDangerousTypes=false webhook paths="./..." output:crd:artifacts:config=config/crd/bases
+
+.PHONY: generate
+generate: controller-gen ## Generate DeepCopy methods.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
+
+.PHONY: fmt
+fmt: ## go fmt.
+	go fmt ./...
+
+.PHONY: vet
+vet: ## go vet.
+	go vet ./...
+
+.PHONY: test
+test: envtest test-services ## Run every test: unit, envtest (real kube-apiserver + etcd) and real databases.
+	go test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+.PHONY: test-services
+test-services: ## Make sure the local PostgreSQL, MariaDB and Redis servers are up (starts them if stopped).
+	hack/test-services.sh
+
+.PHONY: envtest
+envtest: ## Build kube-apiserver, etcd and kubectl from source into the setup-envtest directory (once).
+	K8S_VERSION=$(K8S_VERSION) ENVTEST_ASSETS_DIR=$(ENVTEST_DIR) hack/envtest/build.sh
+
+##@ Build
+
+.PHONY: build
+build: ## Build the manager binary into bin/manager.
+	go build -o $(LOCALBIN)/manager .
+
+.PHONY: run
+run: ## Run the manager against the current kubeconfig.
+	go run . --leader-elect=false
+
+.PHONY: docker-build
+docker-build: ## Build the manager image (needs a Docker engine).
+	docker build -t $(IMG) .
+
+##@ Deployment
+
+.PHONY: install
+install: manifests envtest ## Install the CRDs into the current cluster.
+	$(KUBECTL) apply --server-side -f config/crd/bases
+
+.PHONY: uninstall
+uninstall: envtest ## Remove the CRDs (and every Lethe object) from the current cluster.
+	$(KUBECTL) delete --ignore-not-found -f config/crd/bases
+
+.PHONY: deploy
+deploy: manifests envtest ## Deploy the manager into the current cluster (image $(IMG)).
+	cd config/manager && $(KUBECTL) kustomize . >/dev/null
+	$(KUBECTL) kustomize config/default | sed 's|image: controller:latest|image: $(IMG)|' | $(KUBECTL) apply --server-side -f -
+
+.PHONY: undeploy
+undeploy: envtest ## Remove the manager from the current cluster.
+	$(KUBECTL) kustomize config/default | $(KUBECTL) delete --ignore-not-found -f -
+
+.PHONY: dev-cluster
+dev-cluster: envtest manifests ## Start a local control plane in the background and install the CRDs; prints the kubeconfig path.
+	ENVTEST_DIR=$(ENVTEST_DIR) DEV_CLUSTER_DIR=$(DEV_CLUSTER_DIR) hack/dev-cluster.sh up
+
+.PHONY: dev-cluster-down
+dev-cluster-down: ## Stop the local control plane.
+	ENVTEST_DIR=$(ENVTEST_DIR) DEV_CLUSTER_DIR=$(DEV_CLUSTER_DIR) hack/dev-cluster.sh down
+
+##@ Tools
+
+.PHONY: controller-gen
+controller-gen: $(CONTROLLER_GEN)
+$(CONTROLLER_GEN):
+	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)

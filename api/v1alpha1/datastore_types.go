@@ -1,0 +1,308 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Engine is the kind of data store.
+// +kubebuilder:validation:Enum=postgres;mysql;redis;http
+type Engine string
+
+const (
+	EnginePostgres Engine = "postgres"
+	EngineMySQL    Engine = "mysql"
+	EngineRedis    Engine = "redis"
+	EngineHTTP     Engine = "http"
+)
+
+// ErasureAction is what an erasure request does to a subject's rows in a collection.
+// +kubebuilder:validation:Enum=delete;anonymize;retain
+type ErasureAction string
+
+const (
+	// ErasureDelete deletes the subject's rows.
+	ErasureDelete ErasureAction = "delete"
+	// ErasureAnonymize keeps the rows but masks every mapped field with its masking strategy.
+	ErasureAnonymize ErasureAction = "anonymize"
+	// ErasureRetain keeps the rows untouched, for the reason given; the receipt reports it.
+	ErasureRetain ErasureAction = "retain"
+)
+
+// MaskingStrategy is how a field is anonymized. Each has one meaning in every engine.
+// +kubebuilder:validation:Enum=nullify;redact;hash;partial;randomize;generalize;uniqueEmail
+type MaskingStrategy string
+
+const (
+	// MaskNullify sets the field to NULL. Invalid on NOT NULL columns.
+	MaskNullify MaskingStrategy = "nullify"
+	// MaskRedact sets the field to a fixed value (default "[redacted]"). Invalid on UNIQUE columns.
+	MaskRedact MaskingStrategy = "redact"
+	// MaskHash replaces the field with a keyed HMAC-SHA256 digest (hex), so equal values
+	// stay equal within a store (joins and counts still work) but cannot be reversed.
+	MaskHash MaskingStrategy = "hash"
+	// MaskPartial keeps the last keepLast characters and replaces the rest with '*'.
+	MaskPartial MaskingStrategy = "partial"
+	// MaskRandomize replaces the field with random data of the column's type.
+	MaskRandomize MaskingStrategy = "randomize"
+	// MaskGeneralize coarsens the value: dates to the first day of their month or year,
+	// numbers to the lower bound of a range of width step.
+	MaskGeneralize MaskingStrategy = "generalize"
+	// MaskUniqueEmail replaces the field with a unique, email-shaped value
+	// (erased-<key digest>@<domain>); the strategy for NOT NULL UNIQUE email columns.
+	MaskUniqueEmail MaskingStrategy = "uniqueEmail"
+)
+
+// Masking says how one field is anonymized.
+// +kubebuilder:validation:XValidation:rule="!has(self.value) || self.strategy == 'redact'",message="masking.value applies only to the redact strategy"
+// +kubebuilder:validation:XValidation:rule="self.strategy != 'partial' || has(self.keepLast)",message="masking.keepLast is required for the partial strategy"
+// +kubebuilder:validation:XValidation:rule="!has(self.keepLast) || self.strategy == 'partial'",message="masking.keepLast applies only to the partial strategy"
+// +kubebuilder:validation:XValidation:rule="!has(self.granularity) || self.strategy == 'generalize'",message="masking.granularity applies only to the generalize strategy"
+// +kubebuilder:validation:XValidation:rule="!has(self.step) || self.strategy == 'generalize'",message="masking.step applies only to the generalize strategy"
+// +kubebuilder:validation:XValidation:rule="!has(self.domain) || self.strategy == 'uniqueEmail'",message="masking.domain applies only to the uniqueEmail strategy"
+type Masking struct {
+	// Strategy is the masking strategy.
+	Strategy MaskingStrategy `json:"strategy"`
+
+	// Value is the fixed replacement for redact. Default "[redacted]".
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Value *string `json:"value,omitempty"`
+
+	// KeepLast is how many trailing characters partial keeps.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=64
+	KeepLast *int32 `json:"keepLast,omitempty"`
+
+	// Granularity for dates and timestamps under generalize: month or year. Default month.
+	// +optional
+	// +kubebuilder:validation:Enum=month;year
+	Granularity string `json:"granularity,omitempty"`
+
+	// Step is the width of the ranges numbers are generalized to. Default 10.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	Step *int64 `json:"step,omitempty"`
+
+	// Domain of the addresses uniqueEmail produces. Default "erased.invalid".
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Domain string `json:"domain,omitempty"`
+}
+
+// Identifier is a table or column name: letters, digits, underscores and $,
+// not starting with a digit. Quoting is done by Lethe, never by the user.
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=63
+// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_$]*$`
+type Identifier string
+
+// Field is one mapped column (or hash field) holding personal data.
+type Field struct {
+	// Name of the column (or, for redis, the hash field).
+	Name Identifier `json:"name"`
+
+	// Category of the data, dotted and hierarchical (user.contact.email).
+	Category Category `json:"category"`
+
+	// Masking applied when the collection is anonymized. Fields without masking are
+	// left as they are by anonymization, which admission refuses for collections
+	// whose onErasure is anonymize.
+	// +optional
+	Masking *Masking `json:"masking,omitempty"`
+}
+
+// Reference is an edge of the data map: this collection's field holds the value of
+// another collection's field (usually its primary key). Erasure walks references
+// from the identity collections to every child row of the subject.
+type Reference struct {
+	// Field of this collection that holds the reference.
+	Field Identifier `json:"field"`
+
+	// Collection referred to, by its name in this DataStore.
+	Collection Identifier `json:"collection"`
+
+	// CollectionField is the referred collection's field. Default: its primaryKey.
+	// +optional
+	CollectionField Identifier `json:"collectionField,omitempty"`
+
+	// OnParentErasure says whose rows these are. cascade (default): rows referring
+	// to a subject's row are the subject's too, and are erased as this collection
+	// maps. setNull: they belong to someone else (a referral, a reply); only this
+	// field is set to NULL when the parent row is deleted. Self-references must be setNull.
+	// +optional
+	// +kubebuilder:default=cascade
+	OnParentErasure ParentErasure `json:"onParentErasure,omitempty"`
+}
+
+// ParentErasure is what erasing a parent row means for the rows that refer to it.
+// +kubebuilder:validation:Enum=cascade;setNull
+type ParentErasure string
+
+const (
+	// ParentCascade: referring rows belong to the same subject.
+	ParentCascade ParentErasure = "cascade"
+	// ParentSetNull: referring rows belong to others; the reference is cleared.
+	ParentSetNull ParentErasure = "setNull"
+)
+
+// Collection is a table (postgres, mysql), a key pattern (redis) or an endpoint
+// (http) holding personal data.
+// +kubebuilder:validation:XValidation:rule="self.onErasure != 'retain' || (has(self.retainReason) && size(self.retainReason) > 0)",message="retainReason is required when onErasure is retain"
+// +kubebuilder:validation:XValidation:rule="self.onErasure != 'anonymize' || (has(self.fields) && self.fields.exists(f, has(f.masking)))",message="onErasure anonymize needs at least one field with a masking strategy"
+// +kubebuilder:validation:XValidation:rule="!has(self.references) || self.references.all(r, r.collection != self.name || r.onParentErasure == 'setNull')",message="a self-reference must use onParentErasure setNull: the referring rows belong to other subjects"
+type Collection struct {
+	// Name of the collection, unique within the DataStore; used by references,
+	// scopes, holds and retention rules. For SQL engines it is also the table name
+	// unless table is set.
+	Name Identifier `json:"name"`
+
+	// Table is the SQL table, optionally schema-qualified (billing.invoices).
+	// Default: name.
+	// +optional
+	// +kubebuilder:validation:MaxLength=127
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_$]{0,62}(\.[A-Za-z_][A-Za-z0-9_$]{0,62})?$`
+	Table string `json:"table,omitempty"`
+
+	// KeyPattern is the redis key pattern, with identity placeholders such as
+	// session:{userId}:* (only for the redis engine).
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	KeyPattern string `json:"keyPattern,omitempty"`
+
+	// PrimaryKey is the column that identifies a row. Erasure and sweeps act by primary key.
+	// +optional
+	PrimaryKey Identifier `json:"primaryKey,omitempty"`
+
+	// Identity maps an identity type (email, userId) to the column holding it.
+	// A collection is reached either through an identity or through references.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=16
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[a-z][A-Za-z0-9]{0,62}$'))",message="identity types must be camelCase names such as email or userId"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, self[k].matches('^[A-Za-z_][A-Za-z0-9_$]{0,62}$'))",message="identity columns must be plain identifiers"
+	Identity map[string]string `json:"identity,omitempty"`
+
+	// References from this collection's fields to other collections (child → parent).
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	References []Reference `json:"references,omitempty"`
+
+	// Fields holding personal data, with their category and masking.
+	// +optional
+	// +kubebuilder:validation:MaxItems=128
+	// +listType=map
+	// +listMapKey=name
+	Fields []Field `json:"fields,omitempty"`
+
+	// OnErasure is what an erasure request does to the subject's rows here.
+	// +kubebuilder:default=delete
+	OnErasure ErasureAction `json:"onErasure,omitempty"`
+
+	// RetainReason explains why rows are retained (required for onErasure retain);
+	// it is copied into every receipt.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	RetainReason string `json:"retainReason,omitempty"`
+}
+
+// ConnectionSpec says how to reach the store.
+type ConnectionSpec struct {
+	// SecretRef is the Secret key holding the DSN (postgres, mysql), URL (redis) or
+	// base URL (http). The Secret must be in the DataStore's namespace.
+	SecretRef SecretKeySelector `json:"secretRef"`
+}
+
+// DataStoreSpec describes one database or processor and where personal data lives in it.
+// +kubebuilder:validation:XValidation:rule="self.collections.all(c, !has(c.references) || c.references.all(r, self.collections.exists(o, o.name == r.collection)))",message="a reference names a collection that is not in this DataStore"
+// +kubebuilder:validation:XValidation:rule="!(self.engine in ['postgres', 'mysql']) || self.collections.all(c, has(c.primaryKey))",message="every SQL collection needs a primaryKey"
+// +kubebuilder:validation:XValidation:rule="self.engine == 'redis' || self.collections.all(c, !has(c.keyPattern))",message="keyPattern applies only to the redis engine"
+// +kubebuilder:validation:XValidation:rule="self.engine != 'redis' || self.collections.all(c, has(c.keyPattern))",message="every redis collection needs a keyPattern"
+// +kubebuilder:validation:XValidation:rule="self.engine in ['postgres', 'mysql'] || self.collections.all(c, !has(c.table))",message="table applies only to SQL engines"
+// +kubebuilder:validation:XValidation:rule="self.collections.exists(c, has(c.identity) && size(c.identity) > 0)",message="at least one collection must map an identity, or no subject can ever be found"
+type DataStoreSpec struct {
+	// Engine of the store: postgres, mysql (also MariaDB), redis or http (a third-party processor).
+	Engine Engine `json:"engine"`
+
+	// Connection to the store.
+	Connection ConnectionSpec `json:"connection"`
+
+	// MaskingKeySecretRef is the key of the hash and uniqueEmail strategies. Keep it
+	// secret and stable: the same value maps to the same digest only under the same key.
+	// +optional
+	MaskingKeySecretRef *SecretKeySelector `json:"maskingKeySecretRef,omitempty"`
+
+	// Collections holding personal data: the data map.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=map
+	// +listMapKey=name
+	Collections []Collection `json:"collections"`
+
+	// CheckInterval is how often the live schema is checked against the data map. Default 5m.
+	// +optional
+	CheckInterval *metav1.Duration `json:"checkInterval,omitempty"`
+}
+
+// SchemaProblem is one difference between the data map and the live schema.
+type SchemaProblem struct {
+	// Collection concerned.
+	Collection string `json:"collection"`
+	// Field concerned, if any.
+	// +optional
+	Field string `json:"field,omitempty"`
+	// Problem, for humans: what is wrong and how to fix it.
+	Problem string `json:"problem"`
+}
+
+// DataStoreStatus is the observed state of a DataStore.
+type DataStoreStatus struct {
+	CommonStatus `json:",inline"`
+
+	// LastCheckTime is when the connection and schema were last checked.
+	// +optional
+	LastCheckTime *metav1.Time `json:"lastCheckTime,omitempty"`
+
+	// SchemaProblems lists every difference between the data map and the live schema.
+	// +optional
+	// +listType=atomic
+	SchemaProblems []SchemaProblem `json:"schemaProblems,omitempty"`
+
+	// Warnings the store works with but an operator should know about, such as a
+	// foreign key from an unmapped table that would make erasure fail.
+	// +optional
+	// +listType=atomic
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=dstore,categories=lethe
+// +kubebuilder:printcolumn:name="Engine",type=string,JSONPath=`.spec.engine`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Checked",type=date,JSONPath=`.status.lastCheckTime`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// DataStore is one database or third-party processor and its data map: where
+// personal data lives, in which categories, and what erasure does to it.
+type DataStore struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   DataStoreSpec   `json:"spec"`
+	Status DataStoreStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// DataStoreList is a list of DataStores.
+type DataStoreList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []DataStore `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&DataStore{}, &DataStoreList{})
+}

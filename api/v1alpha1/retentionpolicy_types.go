@@ -1,0 +1,174 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// RetentionAction is what a sweep does to rows past their period.
+// +kubebuilder:validation:Enum=delete;anonymize
+type RetentionAction string
+
+const (
+	// RetentionDelete deletes expired rows.
+	RetentionDelete RetentionAction = "delete"
+	// RetentionAnonymize masks the mapped fields of expired rows with the DataStore's masking.
+	RetentionAnonymize RetentionAction = "anonymize"
+)
+
+// RetentionAfter says when a row's period ends: period after the time in field.
+type RetentionAfter struct {
+	// Field holding the timestamp the period runs from (created_at, closed_at).
+	Field Identifier `json:"field"`
+	// Period rows are kept for, such as 30d, 1y, 10y.
+	Period Period `json:"period"`
+}
+
+// RetentionCondition is an extra structural condition on the rows a rule
+// applies to. Raw SQL is never accepted.
+// +kubebuilder:validation:XValidation:rule="has(self.isNull)",message="a where condition needs isNull"
+type RetentionCondition struct {
+	// Field the condition tests.
+	Field Identifier `json:"field"`
+	// IsNull: true selects rows where field IS NULL, false where it IS NOT NULL.
+	// +optional
+	IsNull *bool `json:"isNull,omitempty"`
+}
+
+// RetentionRule is one retention period on one collection.
+// +kubebuilder:validation:XValidation:rule="!self.exemptFromErasure || (has(self.legalBasis) && size(self.legalBasis) > 0)",message="legalBasis is required when exemptFromErasure is true"
+type RetentionRule struct {
+	// Name of the rule, unique within the policy.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// Collection of the DataStore the rule applies to.
+	Collection Identifier `json:"collection"`
+
+	// After says when a row's period ends.
+	After RetentionAfter `json:"after"`
+
+	// Where adds structural conditions, all of which must hold.
+	// +optional
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=atomic
+	Where []RetentionCondition `json:"where,omitempty"`
+
+	// Action on rows past their period: delete or anonymize.
+	// +kubebuilder:default=delete
+	Action RetentionAction `json:"action,omitempty"`
+
+	// LegalBasis for keeping the rows this long (e.g. "French Commercial Code L123-22").
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	LegalBasis string `json:"legalBasis,omitempty"`
+
+	// ExemptFromErasure makes this a legal minimum: erasure requests keep these rows
+	// while they are inside the period, and their receipts say so and until when.
+	// +optional
+	ExemptFromErasure bool `json:"exemptFromErasure,omitempty"`
+
+	// BatchSize is the number of rows per batch transaction. Default 5000.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	BatchSize *int32 `json:"batchSize,omitempty"`
+
+	// MaxRowsPerSecond limits the sweep's rate. Default: unlimited.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	MaxRowsPerSecond *int32 `json:"maxRowsPerSecond,omitempty"`
+}
+
+// RetentionPolicySpec schedules deletion or anonymisation of data past its period.
+type RetentionPolicySpec struct {
+	// StoreRef names the DataStore, in the same namespace.
+	StoreRef StoreName `json:"storeRef"`
+
+	// Schedule in cron syntax (five fields, or @daily, @hourly, @every 1h).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|@every ([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+|(TZ=[A-Za-z_/+-]+ )?[0-9*,/?LW#A-Za-z-]+( [0-9*,/?LW#A-Za-z-]+){4})$')",message="schedule must be a five-field cron expression (\"0 3 * * *\") or a descriptor such as @daily or @every 1h"
+	Schedule string `json:"schedule"`
+
+	// Rules of the policy.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=map
+	// +listMapKey=name
+	Rules []RetentionRule `json:"rules"`
+
+	// Suspend stops scheduling new sweeps; a running sweep finishes its batch.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+
+	// DryRun counts the rows past their period without changing anything.
+	// +optional
+	DryRun bool `json:"dryRun,omitempty"`
+}
+
+// RuleStatus is the state of one rule.
+type RuleStatus struct {
+	// Name of the rule.
+	Name string `json:"name"`
+	// RowsAffected in the last run (or, for a dry run, that would be).
+	RowsAffected int64 `json:"rowsAffected"`
+	// RowsPastPeriod still past their period after the last run: the compliance gap.
+	RowsPastPeriod int64 `json:"rowsPastPeriod"`
+	// RowsHeld skipped because of a legal hold.
+	// +optional
+	RowsHeld int64 `json:"rowsHeld,omitempty"`
+}
+
+// RetentionPolicyStatus is the observed state of a RetentionPolicy.
+type RetentionPolicyStatus struct {
+	CommonStatus `json:",inline"`
+
+	// LastRunTime is when the last sweep started.
+	// +optional
+	LastRunTime *metav1.Time `json:"lastRunTime,omitempty"`
+	// LastSuccessfulRunTime is when the last sweep that finished every rule started.
+	// +optional
+	LastSuccessfulRunTime *metav1.Time `json:"lastSuccessfulRunTime,omitempty"`
+	// NextRunTime is when the next sweep is due.
+	// +optional
+	NextRunTime *metav1.Time `json:"nextRunTime,omitempty"`
+	// Rules: per-rule results of the last run.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Rules []RuleStatus `json:"rules,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=rpol,categories=lethe
+// +kubebuilder:printcolumn:name="Store",type=string,JSONPath=`.spec.storeRef`
+// +kubebuilder:printcolumn:name="Schedule",type=string,JSONPath=`.spec.schedule`
+// +kubebuilder:printcolumn:name="Suspended",type=boolean,JSONPath=`.spec.suspend`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Last run",type=date,JSONPath=`.status.lastRunTime`
+// +kubebuilder:printcolumn:name="Next run",type=date,JSONPath=`.status.nextRunTime`
+
+// RetentionPolicy deletes or anonymizes data past its retention period on a schedule.
+type RetentionPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   RetentionPolicySpec   `json:"spec"`
+	Status RetentionPolicyStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// RetentionPolicyList is a list of RetentionPolicies.
+type RetentionPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []RetentionPolicy `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&RetentionPolicy{}, &RetentionPolicyList{})
+}
