@@ -1,0 +1,127 @@
+// Package stores defines what every engine (postgres, mysql, redis, http) does
+// for Lethe: check its live schema against the data map, plan a subject's
+// request, apply it atomically, and export a subject's data. Controllers only
+// talk to this interface; no SQL lives outside internal/stores/<engine>.
+package stores
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/datamap"
+)
+
+// Action is what a request does to one collection.
+type Action string
+
+const (
+	ActionDelete    Action = "delete"
+	ActionAnonymize Action = "anonymize"
+	ActionRectify   Action = "rectify"
+	ActionExport    Action = "export"
+	ActionRetain    Action = "retain"
+	// ActionSetNull clears references from other subjects' rows to deleted rows.
+	ActionSetNull Action = "setNull"
+)
+
+// Kind is the kind of request an engine carries out.
+type Kind string
+
+const (
+	KindAccess        Kind = "Access"
+	KindErasure       Kind = "Erasure"
+	KindRectification Kind = "Rectification"
+)
+
+// Exemption keeps a collection's rows from erasure while they are inside a legal
+// minimum retention period (a RetentionPolicy rule with exemptFromErasure).
+type Exemption struct {
+	Collection string
+	// Field holds the time the period runs from; rows with Field > Cutoff are kept.
+	Field string
+	// Cutoff is now minus the period: rows newer than it are still retained.
+	Cutoff time.Time
+	// Period as written (10y), for the receipt.
+	Period     string
+	LegalBasis string
+	Rule       string
+}
+
+// Hold keeps a collection (all of it, or only the subject's rows) from erasure.
+type Hold struct {
+	Collection string // empty: every collection of the store
+	Reason     string
+	Name       string // the LegalHold's name
+}
+
+// Request is one data-subject request as an engine sees it. Subject values are
+// personal data: engines bind them as parameters and never log or return them.
+type Request struct {
+	Kind    Kind
+	Subject map[string]string
+	Scope   datamap.Scope
+	// Rectification maps a category to its corrected value (Kind Rectification).
+	Rectification map[string]string
+	Exemptions    []Exemption
+	Holds         []Hold
+	// RequestID is stable per request (its UID); engines use it as an idempotency key.
+	RequestID string
+}
+
+// CollectionResult is the plan or the outcome for one collection.
+type CollectionResult struct {
+	Collection string
+	Action     Action
+	Rows       int64
+	// Reason explains retained or held rows; never contains personal data.
+	Reason        string
+	RetainedUntil *time.Time
+}
+
+// Result lists collection results in the order the engine acts (children first for erasure).
+type Result struct {
+	Collections []CollectionResult
+	// Held is true when some rows were left because of a legal hold.
+	Held bool
+}
+
+// Export is a subject's data: collection -> rows -> column -> value, only the
+// mapped fields in scope (plus the primary key).
+type Export map[string][]map[string]any
+
+// SchemaProblem is one difference between the data map and the live schema.
+type SchemaProblem struct {
+	Collection string
+	Field      string
+	Problem    string
+}
+
+// CheckResult is the outcome of comparing the data map with the live schema.
+type CheckResult struct {
+	Problems []SchemaProblem
+	Warnings []string
+}
+
+// Store is one connected engine for one DataStore.
+type Store interface {
+	// Check compares the data map with the live schema: every table and column
+	// exists, and every masking strategy fits its column.
+	Check(ctx context.Context) (CheckResult, error)
+	// Plan resolves the subject's rows per collection and reports what Apply would
+	// do, changing nothing. Apply uses the same resolution, so counts agree.
+	Plan(ctx context.Context, req Request) (Result, error)
+	// Apply carries out an Erasure or Rectification in one transaction: all or nothing.
+	// Applying a finished request again changes nothing.
+	Apply(ctx context.Context, req Request) (Result, error)
+	// Export returns the subject's data in scope (Access).
+	Export(ctx context.Context, req Request) (Export, Result, error)
+	Close()
+}
+
+// ErrUnavailable wraps errors that retrying may fix: the store is down or busy.
+var ErrUnavailable = errors.New("store unavailable")
+
+// ErrInvalid wraps errors that retrying cannot fix: the data map does not match
+// the store, or the request cannot be expressed in it.
+var ErrInvalid = errors.New("invalid for this store")
