@@ -171,6 +171,11 @@ type Collection struct {
 	// +kubebuilder:validation:MaxLength=512
 	KeyPattern string `json:"keyPattern,omitempty"`
 
+	// HTTP describes how a third-party processor is asked to act on this
+	// collection (only for the http engine).
+	// +optional
+	HTTP *HTTPCollection `json:"http,omitempty"`
+
 	// PrimaryKey is the column that identifies a row. Erasure and sweeps act by primary key.
 	// +optional
 	PrimaryKey Identifier `json:"primaryKey,omitempty"`
@@ -211,6 +216,10 @@ type ConnectionSpec struct {
 	// SecretRef is the Secret key holding the DSN (postgres, mysql), URL (redis) or
 	// base URL (http). The Secret must be in the DataStore's namespace.
 	SecretRef SecretKeySelector `json:"secretRef"`
+
+	// HTTP holds credentials and signing settings of a processor (only for the http engine).
+	// +optional
+	HTTP *HTTPConnection `json:"http,omitempty"`
 }
 
 // DataStoreSpec describes one database or processor and where personal data lives in it.
@@ -219,6 +228,8 @@ type ConnectionSpec struct {
 // +kubebuilder:validation:XValidation:rule="self.engine == 'redis' || self.collections.all(c, !has(c.keyPattern))",message="keyPattern applies only to the redis engine"
 // +kubebuilder:validation:XValidation:rule="self.engine != 'redis' || self.collections.all(c, has(c.keyPattern))",message="every redis collection needs a keyPattern"
 // +kubebuilder:validation:XValidation:rule="self.engine in ['postgres', 'mysql'] || self.collections.all(c, !has(c.table))",message="table applies only to SQL engines"
+// +kubebuilder:validation:XValidation:rule="self.engine == 'http' || self.collections.all(c, !has(c.http))",message="http applies only to the http engine"
+// +kubebuilder:validation:XValidation:rule="self.engine != 'http' || self.collections.all(c, has(c.http))",message="every http collection needs http request templates"
 // +kubebuilder:validation:XValidation:rule="self.collections.exists(c, has(c.identity) && size(c.identity) > 0)",message="at least one collection must map an identity, or no subject can ever be found"
 type DataStoreSpec struct {
 	// Engine of the store: postgres, mysql (also MariaDB), redis or http (a third-party processor).
