@@ -54,8 +54,11 @@ type SecretReference struct {
 // +kubebuilder:validation:MaxProperties=16
 // +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[a-z][A-Za-z0-9]{0,62}$'))",message="identity types must be camelCase names such as email or userId"
 // +kubebuilder:validation:XValidation:rule="self.all(k, self[k].matches('\\\\S'))",message="identity values must not be empty or only whitespace"
-// +kubebuilder:validation:XValidation:rule="self.all(k, self[k].size() <= 1024)",message="identity values must be at most 1024 characters"
-type Identities map[string]string
+type Identities map[string]IdentityValue
+
+// IdentityValue is one identity of a subject: personal data, matched exactly.
+// +kubebuilder:validation:MaxLength=1024
+type IdentityValue string
 
 // Subject identifies one data subject, inline or (recommended) from a Secret,
 // which keeps personal data out of Git and out of the object.

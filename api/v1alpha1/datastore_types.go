@@ -185,8 +185,7 @@ type Collection struct {
 	// +optional
 	// +kubebuilder:validation:MaxProperties=16
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[a-z][A-Za-z0-9]{0,62}$'))",message="identity types must be camelCase names such as email or userId"
-	// +kubebuilder:validation:XValidation:rule="self.all(k, self[k].matches('^[A-Za-z_][A-Za-z0-9_$]{0,62}$'))",message="identity columns must be plain identifiers"
-	Identity map[string]string `json:"identity,omitempty"`
+	Identity map[string]Identifier `json:"identity,omitempty"`
 
 	// References from this collection's fields to other collections (child → parent).
 	// +optional

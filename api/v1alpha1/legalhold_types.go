@@ -58,7 +58,7 @@ type LegalHoldStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=lhold,categories=lethe
 // +kubebuilder:printcolumn:name="Active",type=boolean,JSONPath=`.status.active`
-// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.spec.expiresAt`
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.spec.expiresAt`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.spec.reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 

@@ -35,7 +35,7 @@ type RetentionCondition struct {
 }
 
 // RetentionRule is one retention period on one collection.
-// +kubebuilder:validation:XValidation:rule="!self.exemptFromErasure || (has(self.legalBasis) && size(self.legalBasis) > 0)",message="legalBasis is required when exemptFromErasure is true"
+// +kubebuilder:validation:XValidation:rule="!has(self.exemptFromErasure) || !self.exemptFromErasure || (has(self.legalBasis) && size(self.legalBasis) > 0)",message="legalBasis is required when exemptFromErasure is true"
 type RetentionRule struct {
 	// Name of the rule, unique within the policy.
 	// +kubebuilder:validation:MinLength=1
@@ -149,7 +149,7 @@ type RetentionPolicyStatus struct {
 // +kubebuilder:printcolumn:name="Suspended",type=boolean,JSONPath=`.spec.suspend`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Last run",type=date,JSONPath=`.status.lastRunTime`
-// +kubebuilder:printcolumn:name="Next run",type=date,JSONPath=`.status.nextRunTime`
+// +kubebuilder:printcolumn:name="Next run",type=string,JSONPath=`.status.nextRunTime`
 
 // RetentionPolicy deletes or anonymizes data past its retention period on a schedule.
 type RetentionPolicy struct {

@@ -128,7 +128,7 @@ func Build(spec privacyv1.DataStoreSpec) (*Map, error) {
 			}
 		}
 		for t, col := range sc.Identity {
-			c.Identity[t] = col
+			c.Identity[t] = string(col)
 		}
 		seen := map[string]bool{}
 		for _, f := range sc.Fields {

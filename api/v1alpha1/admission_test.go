@@ -1,0 +1,217 @@
+package v1alpha1_test
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/testenv"
+)
+
+// These tests run against a real kube-apiserver: what they prove is what a
+// user's `kubectl apply` gets, including the CEL rules.
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	var err error
+	env, err = testenv.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cannot start envtest (run `make envtest`):", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+func validStore() *v1.DataStore {
+	return &v1.DataStore{
+		ObjectMeta: metav1.ObjectMeta{Name: "app-db"},
+		Spec: v1.DataStoreSpec{
+			Engine:     v1.EnginePostgres,
+			Connection: v1.ConnectionSpec{SecretRef: v1.SecretKeySelector{Name: "app-db", Key: "dsn"}},
+			Collections: []v1.Collection{
+				{
+					Name: "accounts", Table: "public.accounts", PrimaryKey: "id",
+					Identity: map[string]v1.Identifier{"email": "email", "userId": "id"},
+					Fields: []v1.Field{
+						{Name: "email", Category: "user.contact.email", Masking: &v1.Masking{Strategy: v1.MaskUniqueEmail}},
+						{Name: "name", Category: "user.contact.name", Masking: &v1.Masking{Strategy: v1.MaskRedact}},
+					},
+					References: []v1.Reference{{Field: "referred_by", Collection: "accounts", OnParentErasure: v1.ParentSetNull}},
+					OnErasure:  v1.ErasureAnonymize,
+				},
+				{
+					Name: "invoices", PrimaryKey: "id",
+					References: []v1.Reference{{Field: "account_id", Collection: "accounts"}},
+					Fields:     []v1.Field{{Name: "billing_address", Category: "user.billing.address"}},
+					OnErasure:  v1.ErasureRetain, RetainReason: "accounting law: 10 years",
+				},
+			},
+		},
+	}
+}
+
+func validRequest() *v1.DataSubjectRequest {
+	return &v1.DataSubjectRequest{
+		ObjectMeta: metav1.ObjectMeta{Name: "erase-1"},
+		Spec: v1.DataSubjectRequestSpec{
+			Type:     v1.RequestErasure,
+			Subject:  v1.Subject{IdentitiesFrom: &v1.IdentitiesSource{SecretRef: v1.SecretReference{Name: "subject-1"}}},
+			Scope:    v1.RequestScope{Stores: []v1.StoreName{"app-db"}, Categories: []v1.Category{"user"}},
+			Deadline: "24h",
+		},
+	}
+}
+
+func validPolicy() *v1.RetentionPolicy {
+	return &v1.RetentionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "billing"},
+		Spec: v1.RetentionPolicySpec{
+			StoreRef: "app-db",
+			Schedule: "0 3 * * *",
+			Rules: []v1.RetentionRule{
+				{Name: "access-logs", Collection: "access_logs", After: v1.RetentionAfter{Field: "created_at", Period: "1y"}},
+				{
+					Name: "invoices", Collection: "invoices", After: v1.RetentionAfter{Field: "issued_at", Period: "10y"},
+					ExemptFromErasure: true, LegalBasis: "French Commercial Code L123-22",
+					Where: []v1.RetentionCondition{{Field: "closed_at", IsNull: ptr.To(false)}},
+				},
+			},
+		},
+	}
+}
+
+func validHold() *v1.LegalHold {
+	return &v1.LegalHold{
+		ObjectMeta: metav1.ObjectMeta{Name: "case-42"},
+		Spec: v1.LegalHoldSpec{
+			Reason:      "Tribunal judiciaire de Strasbourg, case 42",
+			Subject:     &v1.Subject{Identities: v1.Identities{"email": "someone@example.com"}},
+			Collections: []v1.HeldCollection{{Store: "app-db", Collection: "invoices"}},
+			ExpiresAt:   &metav1.Time{Time: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)},
+		},
+	}
+}
+
+func TestValidObjectsOfEveryKindAreAccepted(t *testing.T) {
+	ns := env.Namespace(t)
+	for _, obj := range []client.Object{validStore(), validRequest(), validPolicy(), validHold()} {
+		obj.SetNamespace(ns)
+		if err := env.Client.Create(t.Context(), obj); err != nil {
+			t.Errorf("%T rejected: %v", obj, err)
+		}
+	}
+	// Defaults are applied by the API server.
+	got := &v1.DataStore{}
+	if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "app-db"}, got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Spec.Collections[1].References[0].OnParentErasure != v1.ParentCascade {
+		t.Errorf("onParentErasure default = %q, want cascade", got.Spec.Collections[1].References[0].OnParentErasure)
+	}
+}
+
+// invalidCase mutates a valid object into an invalid one; the API server must
+// refuse it with a message containing want.
+type invalidCase struct {
+	name   string
+	object func() client.Object
+	want   string
+}
+
+func storeWith(mutate func(*v1.DataStore)) func() client.Object {
+	return func() client.Object { s := validStore(); mutate(s); return s }
+}
+
+func requestWith(mutate func(*v1.DataSubjectRequest)) func() client.Object {
+	return func() client.Object { r := validRequest(); mutate(r); return r }
+}
+
+func policyWith(mutate func(*v1.RetentionPolicy)) func() client.Object {
+	return func() client.Object { p := validPolicy(); mutate(p); return p }
+}
+
+func holdWith(mutate func(*v1.LegalHold)) func() client.Object {
+	return func() client.Object { h := validHold(); mutate(h); return h }
+}
+
+func TestInvalidSpecsAreRejectedWithAClearMessage(t *testing.T) {
+	cases := []invalidCase{
+		{"unknown engine", storeWith(func(s *v1.DataStore) { s.Spec.Engine = "oracle" }), `Unsupported value: "oracle"`},
+		{"SQL injection as table name", storeWith(func(s *v1.DataStore) { s.Spec.Collections[0].Table = "users; drop table x" }), "spec.collections[0].table"},
+		{"quote in column name", storeWith(func(s *v1.DataStore) { s.Spec.Collections[0].Fields[0].Name = `email"--` }), "spec.collections[0].fields[0].name"},
+		{"comment in primary key", storeWith(func(s *v1.DataStore) { s.Spec.Collections[0].PrimaryKey = "id/*x*/" }), "spec.collections[0].primaryKey"},
+		{"reference to an unknown collection", storeWith(func(s *v1.DataStore) { s.Spec.Collections[1].References[0].Collection = "acounts" }), "a reference names a collection that is not in this DataStore"},
+		{"no collection", storeWith(func(s *v1.DataStore) { s.Spec.Collections = nil }), "spec.collections"},
+		{"SQL collection without primary key", storeWith(func(s *v1.DataStore) { s.Spec.Collections[1].PrimaryKey = "" }), "every SQL collection needs a primaryKey"},
+		{"retain without a reason", storeWith(func(s *v1.DataStore) { s.Spec.Collections[1].RetainReason = "" }), "retainReason is required when onErasure is retain"},
+		{"unknown masking strategy", storeWith(func(s *v1.DataStore) { s.Spec.Collections[0].Fields[1].Masking.Strategy = "shuffle" }), `Unsupported value: "shuffle"`},
+		{"partial without keepLast", storeWith(func(s *v1.DataStore) { s.Spec.Collections[0].Fields[1].Masking.Strategy = v1.MaskPartial }), "masking.keepLast is required for the partial strategy"},
+		{"bad category", storeWith(func(s *v1.DataStore) { s.Spec.Collections[0].Fields[0].Category = "User Contact" }), "spec.collections[0].fields[0].category"},
+		{"no identity anywhere", storeWith(func(s *v1.DataStore) { s.Spec.Collections[0].Identity = nil }), "at least one collection must map an identity"},
+		{"self-reference that cascades", storeWith(func(s *v1.DataStore) { s.Spec.Collections[0].References[0].OnParentErasure = v1.ParentCascade }), "a self-reference must use onParentErasure setNull"},
+		{"keyPattern on postgres", storeWith(func(s *v1.DataStore) { s.Spec.Collections[0].KeyPattern = "user:{email}" }), "keyPattern applies only to the redis engine"},
+		{"empty identity value", requestWith(func(r *v1.DataSubjectRequest) {
+			r.Spec.Subject = v1.Subject{Identities: v1.Identities{"email": ""}}
+		}), "identity values must not be empty or only whitespace"},
+		{"whitespace identity value", requestWith(func(r *v1.DataSubjectRequest) {
+			r.Spec.Subject = v1.Subject{Identities: v1.Identities{"email": " \t "}}
+		}), "identity values must not be empty or only whitespace"},
+		{"both inline and secret identities", requestWith(func(r *v1.DataSubjectRequest) {
+			r.Spec.Subject.Identities = v1.Identities{"email": "a@x.io"}
+		}), "set exactly one of subject.identities and subject.identitiesFrom"},
+		{"no identities at all", requestWith(func(r *v1.DataSubjectRequest) { r.Spec.Subject = v1.Subject{} }), "set exactly one of subject.identities and subject.identitiesFrom"},
+		{"unknown request type", requestWith(func(r *v1.DataSubjectRequest) { r.Spec.Type = "Forget" }), `Unsupported value: "Forget"`},
+		{"deadline in words", requestWith(func(r *v1.DataSubjectRequest) { r.Spec.Deadline = "30 days" }), "spec.deadline"},
+		{"store in another namespace", requestWith(func(r *v1.DataSubjectRequest) { r.Spec.Scope.Stores = []v1.StoreName{"other-ns/app-db"} }), "spec.scope.stores[0]"},
+		{"rectification without values", requestWith(func(r *v1.DataSubjectRequest) { r.Spec.Type = v1.RequestRectification }), "rectification is required for, and only for, type Rectification"},
+		{"period in words", policyWith(func(p *v1.RetentionPolicy) { p.Spec.Rules[0].After.Period = "30 days" }), "spec.rules[0].after.period"},
+		{"zero period", policyWith(func(p *v1.RetentionPolicy) { p.Spec.Rules[0].After.Period = "0d" }), "spec.rules[0].after.period"},
+		{"cron with four fields", policyWith(func(p *v1.RetentionPolicy) { p.Spec.Schedule = "0 3 * *" }), "schedule must be a five-field cron expression"},
+		{"exempt from erasure without legal basis", policyWith(func(p *v1.RetentionPolicy) { p.Spec.Rules[1].LegalBasis = "" }), "legalBasis is required when exemptFromErasure is true"},
+		{"unknown retention action", policyWith(func(p *v1.RetentionPolicy) { p.Spec.Rules[0].Action = "archive" }), `Unsupported value: "archive"`},
+		{"hold on nothing", holdWith(func(h *v1.LegalHold) { h.Spec.Subject = nil; h.Spec.Collections = nil }), "a legal hold needs a subject, collections, or both"},
+		{"hold without reason", holdWith(func(h *v1.LegalHold) { h.Spec.Reason = "" }), "spec.reason"},
+	}
+	ns := env.Namespace(t)
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := tc.object()
+			obj.SetNamespace(ns)
+			obj.SetName(fmt.Sprintf("invalid-%d", i))
+			err := env.Client.Create(t.Context(), obj)
+			if err == nil {
+				t.Fatalf("accepted, want a rejection mentioning %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("rejected with %q, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+	if len(cases) < 15 {
+		t.Fatalf("only %d invalid cases", len(cases))
+	}
+}
+
+func TestRequestSpecIsImmutable(t *testing.T) {
+	ns := env.Namespace(t)
+	r := validRequest()
+	r.Namespace = ns
+	if err := env.Client.Create(t.Context(), r); err != nil {
+		t.Fatal(err)
+	}
+	r.Spec.Subject.IdentitiesFrom.SecretRef.Name = "someone-else"
+	err := env.Client.Update(t.Context(), r)
+	if err == nil || !strings.Contains(err.Error(), "a DataSubjectRequest is immutable") {
+		t.Fatalf("update of spec: got %v, want an immutability error", err)
+	}
+}

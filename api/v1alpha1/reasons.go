@@ -1,0 +1,56 @@
+package v1alpha1
+
+// Condition types beyond the kstatus trio.
+const (
+	// ConditionDeadlineExceeded is True when a request was not complete by its deadline.
+	ConditionDeadlineExceeded = "DeadlineExceeded"
+	// ConditionOnLegalHold is True while part of a request waits for a legal hold to end.
+	ConditionOnLegalHold = "OnLegalHold"
+)
+
+// Reasons, shared by conditions and Events. Messages say the rest, for humans,
+// and never contain personal data.
+const (
+	// ReasonProgressing: the controller is working on the object.
+	ReasonProgressing = "Progressing"
+	// ReasonSucceeded: the object is healthy (stores, policies, holds).
+	ReasonSucceeded = "Succeeded"
+	// ReasonCompleted: every store in scope has done its part of the request.
+	ReasonCompleted = "Completed"
+	// ReasonDryRunCompleted: the plan is in status; nothing was changed.
+	ReasonDryRunCompleted = "DryRunCompleted"
+	// ReasonInvalidDataMap: the DataStore's data map is inconsistent (cycle, unreachable collection, ...).
+	ReasonInvalidDataMap = "InvalidDataMap"
+	// ReasonSchemaDrift: the live schema no longer matches the data map.
+	ReasonSchemaDrift = "SchemaDrift"
+	// ReasonSecretNotFound: a referenced Secret or key is missing.
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonStoreUnavailable: the store cannot be reached; retried with backoff.
+	ReasonStoreUnavailable = "StoreUnavailable"
+	// ReasonStoreNotFound: a DataStore named in scope does not exist (yet).
+	ReasonStoreNotFound = "StoreNotFound"
+	// ReasonStoreNotReady: a store in scope is not Ready (schema drift, invalid map).
+	ReasonStoreNotReady = "StoreNotReady"
+	// ReasonNoStoresInScope: the scope selects no DataStore.
+	ReasonNoStoresInScope = "NoStoresInScope"
+	// ReasonInvalidSubject: the subject's identities are missing, empty or unknown to every store.
+	ReasonInvalidSubject = "InvalidSubject"
+	// ReasonInvalidRequest: the request cannot be carried out as written.
+	ReasonInvalidRequest = "InvalidRequest"
+	// ReasonStoreFailed: a store refused the request in a way retrying cannot fix.
+	ReasonStoreFailed = "StoreFailed"
+	// ReasonExportTooLarge: the Access export does not fit in a Secret.
+	ReasonExportTooLarge = "ExportTooLarge"
+	// ReasonDeadlineExceeded: the deadline passed before the request completed.
+	ReasonDeadlineExceeded = "DeadlineExceeded"
+	// ReasonCompletedLate: the request completed, but after its deadline.
+	ReasonCompletedLate = "CompletedLate"
+	// ReasonWithinDeadline: the request completed (or is running) within its deadline.
+	ReasonWithinDeadline = "WithinDeadline"
+	// ReasonOnLegalHold: held data waits for the hold to end; the rest is done.
+	ReasonOnLegalHold = "OnLegalHold"
+	// ReasonInvalidSchedule: the cron schedule cannot be parsed.
+	ReasonInvalidSchedule = "InvalidSchedule"
+	// ReasonSuspended: the policy is suspended.
+	ReasonSuspended = "Suspended"
+)

@@ -1,0 +1,132 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/connector"
+	"github.com/lethe-dev/lethe/internal/stores"
+)
+
+// DefaultCheckInterval is how often a DataStore's live schema is rechecked.
+const DefaultCheckInterval = 5 * time.Minute
+
+// storeRetryInterval is the wait before reconnecting to an unavailable store.
+const storeRetryInterval = 15 * time.Second
+
+// DataStoreReconciler checks that a DataStore is reachable and that its live
+// schema matches the data map, and reports any drift precisely.
+type DataStoreReconciler struct {
+	client.Client
+	Connector *connector.Connector
+	Recorder  events.EventRecorder
+	Now       func() time.Time
+}
+
+// +kubebuilder:rbac:groups=privacy.lethe.dev,resources=datastores,verbs=get;list;watch
+// +kubebuilder:rbac:groups=privacy.lethe.dev,resources=datastores/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile checks one DataStore.
+func (r *DataStoreReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	ds := &privacyv1.DataStore{}
+	if err := r.Get(ctx, req.NamespacedName, ds); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Connector.Forget(req.NamespacedName)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	before := ds.DeepCopy()
+	result, checkErr := r.check(ctx, ds)
+	ds.Status.ObservedGeneration = ds.Generation
+	recordConditionTransitions(r.Recorder, ds, before.Status.Conditions, ds.Status.Conditions)
+	if err := patchStatus(ctx, r.Client, ds, before); err != nil {
+		return ctrl.Result{}, err
+	}
+	return result, checkErr
+}
+
+func (r *DataStoreReconciler) check(ctx context.Context, ds *privacyv1.DataStore) (ctrl.Result, error) {
+	conds := &ds.Status.Conditions
+	gen := ds.Generation
+	if apimeta.FindStatusCondition(*conds, privacyv1.ConditionReady) == nil {
+		markProgressing(conds, gen, privacyv1.ReasonProgressing, "checking the connection and the live schema")
+	}
+	store, _, err := r.Connector.Store(ctx, ds)
+	switch {
+	case errors.Is(err, stores.ErrInvalid):
+		markStalled(conds, gen, privacyv1.ReasonInvalidDataMap, err.Error())
+		return ctrl.Result{}, nil
+	case errors.Is(err, connector.ErrSecret):
+		markProgressing(conds, gen, privacyv1.ReasonSecretNotFound, err.Error())
+		return ctrl.Result{RequeueAfter: storeRetryInterval}, nil
+	case err != nil:
+		markProgressing(conds, gen, privacyv1.ReasonStoreUnavailable, "cannot connect: "+err.Error())
+		return ctrl.Result{RequeueAfter: storeRetryInterval}, nil
+	}
+	res, err := store.Check(ctx)
+	now := metav1.NewTime(r.Now())
+	ds.Status.LastCheckTime = &now
+	if err != nil {
+		markProgressing(conds, gen, privacyv1.ReasonStoreUnavailable, "schema check failed: "+err.Error())
+		return ctrl.Result{RequeueAfter: storeRetryInterval}, nil
+	}
+	ds.Status.SchemaProblems = nil
+	for _, p := range res.Problems {
+		ds.Status.SchemaProblems = append(ds.Status.SchemaProblems, privacyv1.SchemaProblem{Collection: p.Collection, Field: p.Field, Problem: p.Problem})
+	}
+	ds.Status.Warnings = res.Warnings
+	interval := DefaultCheckInterval
+	if ds.Spec.CheckInterval != nil && ds.Spec.CheckInterval.Duration > 0 {
+		interval = ds.Spec.CheckInterval.Duration
+	}
+	if len(res.Problems) > 0 {
+		// Drift is fixed by a migration or a map change, not by retrying soon:
+		// Stalled, rechecked at the normal interval.
+		markStalled(conds, gen, privacyv1.ReasonSchemaDrift, driftMessage(res.Problems))
+		return ctrl.Result{RequeueAfter: interval}, nil
+	}
+	msg := "connected; the live schema matches the data map"
+	if len(res.Warnings) > 0 {
+		msg += fmt.Sprintf(" (%d warning(s), see status.warnings)", len(res.Warnings))
+	}
+	markReady(conds, gen, privacyv1.ReasonSucceeded, msg)
+	return ctrl.Result{RequeueAfter: interval}, nil
+}
+
+func driftMessage(problems []stores.SchemaProblem) string {
+	parts := make([]string, 0, len(problems))
+	for _, p := range problems {
+		where := p.Collection
+		if p.Field != "" {
+			where += "." + p.Field
+		}
+		parts = append(parts, where+": "+p.Problem)
+	}
+	return fmt.Sprintf("the live schema does not match the data map (%d problem(s)): %s", len(problems), strings.Join(parts, "; "))
+}
+
+// SetupWithManager registers the controller. Secrets are not watched: the
+// manager only needs to get the few it is pointed at, and a missing one is
+// retried every storeRetryInterval.
+func (r *DataStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&privacyv1.DataStore{}).
+		Named("datastore").
+		Complete(r)
+}

@@ -1,0 +1,36 @@
+// Package controllers holds one thin reconciler per kind. They read objects,
+// call engines through internal/connector, and write status; no SQL lives here.
+package controllers
+
+import (
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/lethe-dev/lethe/internal/connector"
+)
+
+// Options configure every controller.
+type Options struct {
+	Connector       *connector.Connector
+	DigestKey       []byte
+	ErasureDeadline time.Duration
+	OtherDeadline   time.Duration
+	// Now is the clock; tests move it instead of sleeping. Default time.Now.
+	Now func() time.Time
+}
+
+// SetupAll registers every controller with the manager.
+func SetupAll(mgr ctrl.Manager, o Options) error {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	rec := mgr.GetEventRecorder("lethe")
+	if err := (&DataStoreReconciler{Client: mgr.GetClient(), Connector: o.Connector, Recorder: rec, Now: o.Now}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	return (&DataSubjectRequestReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Connector: o.Connector, Recorder: rec, Now: o.Now,
+		DigestKey: o.DigestKey, ErasureDeadline: o.ErasureDeadline, OtherDeadline: o.OtherDeadline,
+	}).SetupWithManager(mgr)
+}

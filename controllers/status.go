@@ -1,0 +1,50 @@
+package controllers
+
+import (
+	"context"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+)
+
+// The kstatus trio, set consistently so kubectl wait, Flux and Argo CD agree:
+// working → Ready=False + Reconciling=True; done → Ready=True alone;
+// terminal failure → Ready=False + Stalled=True.
+
+func setCondition(conds *[]metav1.Condition, gen int64, typ string, status metav1.ConditionStatus, reason, msg string) {
+	apimeta.SetStatusCondition(conds, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen})
+}
+
+// markProgressing says the controller is working towards Ready.
+func markProgressing(conds *[]metav1.Condition, gen int64, reason, msg string) {
+	setCondition(conds, gen, privacyv1.ConditionReady, metav1.ConditionFalse, reason, msg)
+	setCondition(conds, gen, privacyv1.ConditionReconciling, metav1.ConditionTrue, reason, msg)
+	apimeta.RemoveStatusCondition(conds, privacyv1.ConditionStalled)
+}
+
+// markReady says the object is done or healthy.
+func markReady(conds *[]metav1.Condition, gen int64, reason, msg string) {
+	setCondition(conds, gen, privacyv1.ConditionReady, metav1.ConditionTrue, reason, msg)
+	apimeta.RemoveStatusCondition(conds, privacyv1.ConditionReconciling)
+	apimeta.RemoveStatusCondition(conds, privacyv1.ConditionStalled)
+}
+
+// markStalled says retrying cannot help until the spec or the environment changes.
+func markStalled(conds *[]metav1.Condition, gen int64, reason, msg string) {
+	setCondition(conds, gen, privacyv1.ConditionReady, metav1.ConditionFalse, reason, msg)
+	setCondition(conds, gen, privacyv1.ConditionStalled, metav1.ConditionTrue, reason, msg)
+	apimeta.RemoveStatusCondition(conds, privacyv1.ConditionReconciling)
+}
+
+// patchStatus writes obj's status if it differs from before's, with optimistic
+// locking so a concurrent writer makes us retry instead of being overwritten.
+func patchStatus(ctx context.Context, c client.Client, obj, before client.Object) error {
+	if equality.Semantic.DeepEqual(obj, before) {
+		return nil
+	}
+	return c.Status().Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+}

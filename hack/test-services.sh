@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# test-services.sh — make sure the local PostgreSQL (127.0.0.1:5432), MariaDB
+# (127.0.0.1:3306) and Redis (127.0.0.1:6379) servers the tests use are up.
+#
+# A server that does not answer is started (and, on a machine without it at all,
+# installed with apt-get first); then every started server is waited for, up to
+# TEST_SERVICES_TIMEOUT seconds (default 60). When everything is already up this
+# only runs three pings.
+set -euo pipefail
+
+TIMEOUT="${TEST_SERVICES_TIMEOUT:-60}"
+MARIADBD=/usr/sbin/mariadbd
+
+log() { printf 'test-services: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Privileged steps (install, start) need root; use sudo when it works without a password.
+SUDO=()
+if ((EUID != 0)); then
+  if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    SUDO=(sudo -n)
+  fi
+fi
+as_root() { "${SUDO[@]}" "$@"; }
+
+# ---- health checks (each bounded to ~2 s) -------------------------------------
+
+postgres_up() {
+  command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432 -t 2
+}
+
+mariadb_up() {
+  # ping exits 0 whenever the server answers, even with "Access denied".
+  local admin
+  admin="$(command -v mariadb-admin || command -v mysqladmin)" || return 1
+  "$admin" --no-defaults --protocol=tcp -h 127.0.0.1 -P 3306 --connect-timeout=2 ping >/dev/null 2>&1
+}
+
+redis_up() {
+  command -v redis-cli >/dev/null || return 1
+  local out
+  out="$(timeout 3 redis-cli -h 127.0.0.1 -p 6379 ping 2>&1)" || return 1
+  # NOAUTH: up, but password protected; LOADING: still reading its dataset.
+  [[ "$out" == PONG || "$out" == NOAUTH* ]]
+}
+
+# ---- install (only when a server or its client is missing) -----------------------
+
+apt_updated=false
+apt_install() {
+  command -v apt-get >/dev/null || die "$* not installed and apt-get is not available; install them with your package manager"
+  if ((EUID != 0)) && ((${#SUDO[@]} == 0)); then
+    die "$* not installed; run as root (or with passwordless sudo), or: sudo apt-get install $*"
+  fi
+  log "installing $* with apt-get"
+  if ! $apt_updated; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    apt_updated=true
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+ensure_postgres_installed() {
+  if ! command -v pg_ctlcluster >/dev/null || ! command -v pg_isready >/dev/null; then
+    apt_install postgresql postgresql-client
+  fi
+  compgen -G '/etc/postgresql/*/main' >/dev/null ||
+    die "PostgreSQL is installed but has no 'main' cluster in /etc/postgresql; create one with: pg_createcluster <version> main"
+}
+
+ensure_mariadb_installed() {
+  if [[ ! -x "$MARIADBD" ]] || { ! command -v mariadb-admin >/dev/null && ! command -v mysqladmin >/dev/null; }; then
+    apt_install mariadb-server mariadb-client
+  fi
+  [[ -x "$MARIADBD" ]] || die "$MARIADBD is still missing after installing mariadb-server"
+}
+
+ensure_redis_installed() {
+  if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    apt_install redis-server redis-tools
+  fi
+}
+
+# ---- start (the machine's usual commands) -------------------------------------------
+
+start_postgres() {
+  [[ -d /var/run/postgresql ]] || as_root install -d -o postgres -g postgres -m 2775 /var/run/postgresql
+  # shellcheck disable=SC2046 # one version directory on these machines
+  as_root pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start
+}
+
+start_mariadb() {
+  # Socket and pid directory; /run is emptied on reboot.
+  [[ -d /run/mysqld ]] || as_root install -d -o mysql -g mysql -m 755 /run/mysqld
+  as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+}
+
+start_redis() {
+  [[ -d /var/lib/redis ]] || as_root mkdir -p /var/lib/redis
+  [[ -d /var/log/redis ]] || as_root mkdir -p /var/log/redis
+  as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+}
+
+# Where to look when a server does not come up.
+hint() {
+  case "$1" in
+    postgres) echo "see /var/log/postgresql/ (postgresql-*-main.log)" ;;
+    mariadb) echo "run '$MARIADBD' in the foreground to see why it stops" ;;
+    redis) echo "see /var/log/redis/ci.log" ;;
+  esac
+}
+
+addr() {
+  case "$1" in
+    postgres) echo "PostgreSQL on 127.0.0.1:5432" ;;
+    mariadb) echo "MariaDB on 127.0.0.1:3306" ;;
+    redis) echo "Redis on 127.0.0.1:6379" ;;
+  esac
+}
+
+# ---- main -----------------------------------------------------------------------------
+
+services=(postgres mariadb redis)
+down=()
+for s in "${services[@]}"; do
+  "${s}_up" || down+=("$s")
+done
+if ((${#down[@]} == 0)); then
+  log "PostgreSQL :5432, MariaDB :3306 and Redis :6379 are up"
+  exit 0
+fi
+
+startlog="$(mktemp)"
+trap 'rm -f "$startlog"' EXIT
+for s in "${down[@]}"; do
+  "ensure_${s}_installed"
+  # Installing may have started it (Debian's postinst starts services where it can).
+  if "${s}_up"; then continue; fi
+  log "$(addr "$s") is not reachable; starting it"
+  # Output goes to a file, not a pipe: a daemon keeping an inherited pipe open would hang us.
+  if ! "start_$s" >"$startlog" 2>&1; then
+    cat "$startlog" >&2
+    die "starting $(addr "$s") failed; $(hint "$s")"
+  fi
+done
+
+deadline=$((SECONDS + TIMEOUT))
+for s in "${down[@]}"; do
+  until "${s}_up"; do
+    ((SECONDS < deadline)) || die "$(addr "$s") does not accept connections after ${TIMEOUT}s; $(hint "$s")"
+    sleep 0.5
+  done
+  log "$(addr "$s") is up"
+done

@@ -1,0 +1,18 @@
+package connector
+
+import (
+	"context"
+	"fmt"
+
+	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/datamap"
+	"github.com/lethe-dev/lethe/internal/stores"
+)
+
+// OpenEngine opens the engine a DataStore names. It is the Opener the manager uses.
+func OpenEngine(ctx context.Context, ds *privacyv1.DataStore, m *datamap.Map, s Secrets) (stores.Store, error) {
+	switch ds.Spec.Engine {
+	default:
+		return nil, fmt.Errorf("%w: engine %q is not supported by this build", stores.ErrInvalid, ds.Spec.Engine)
+	}
+}

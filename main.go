@@ -1,0 +1,132 @@
+// Command manager runs Lethe's controllers.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/controllers"
+	"github.com/lethe-dev/lethe/internal/connector"
+)
+
+func main() {
+	var (
+		metricsAddr, probeAddr         string
+		leaderElect                    bool
+		erasureDeadline, otherDeadline time.Duration
+		digestKeySecret, operatorNS    string
+	)
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes")
+	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader, so only one replica acts at a time")
+	flag.DurationVar(&erasureDeadline, "erasure-deadline", 24*time.Hour, "default deadline of Erasure requests")
+	flag.DurationVar(&otherDeadline, "default-deadline", 30*24*time.Hour, "default deadline of Access and Rectification requests")
+	flag.StringVar(&operatorNS, "operator-namespace", envOr("POD_NAMESPACE", "default"), "namespace of the operator's own Secrets")
+	flag.StringVar(&digestKeySecret, "digest-key-secret", "lethe-digest-key", "Secret (in --operator-namespace) holding the key of subject digests; created if missing")
+	opts := zap.Options{}
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	log := ctrl.Log.WithName("setup")
+
+	if err := run(metricsAddr, probeAddr, leaderElect, erasureDeadline, otherDeadline, operatorNS, digestKeySecret); err != nil {
+		log.Error(err, "manager stopped")
+		os.Exit(1)
+	}
+}
+
+func run(metricsAddr, probeAddr string, leaderElect bool, erasureDeadline, otherDeadline time.Duration, operatorNS, digestKeySecret string) error {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := privacyv1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress: probeAddr,
+		LeaderElection:         leaderElect,
+		LeaderElectionID:       "lethe.privacy.lethe.dev",
+		// Secrets are read directly when needed, never cached cluster-wide.
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	ctx := ctrl.SetupSignalHandler()
+	key, err := digestKey(ctx, mgr.GetAPIReader(), mgr.GetClient(), operatorNS, digestKeySecret)
+	if err != nil {
+		return err
+	}
+	conn := connector.New(mgr.GetAPIReader(), connector.OpenEngine)
+	defer conn.Close()
+	if err := controllers.SetupAll(mgr, controllers.Options{
+		Connector: conn, DigestKey: key, ErasureDeadline: erasureDeadline, OtherDeadline: otherDeadline,
+	}); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}
+
+// digestKey returns the key of subject digests, creating it on first start.
+// Losing it only means new digests no longer match old ones; it never exposes data.
+func digestKey(ctx context.Context, reader client.Reader, c client.Client, namespace, name string) ([]byte, error) {
+	const dataKey = "key"
+	sec := &corev1.Secret{}
+	err := reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, sec)
+	if err == nil {
+		if k := sec.Data[dataKey]; len(k) >= 16 {
+			return k, nil
+		}
+		return nil, fmt.Errorf("secret %s/%s has no key %q of at least 16 bytes", namespace, name, dataKey)
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("reading the digest key: %w", err)
+	}
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		return nil, err
+	}
+	sec = &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: map[string]string{"app.kubernetes.io/name": "lethe"}},
+		Data:       map[string][]byte{dataKey: k},
+	}
+	if err := c.Create(ctx, sec); err != nil {
+		if apierrors.IsAlreadyExists(err) { // another replica won the race
+			return digestKey(ctx, reader, c, namespace, name)
+		}
+		return nil, fmt.Errorf("creating the digest key Secret %s/%s: %w", namespace, name, err)
+	}
+	return k, nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
