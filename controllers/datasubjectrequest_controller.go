@@ -17,6 +17,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -54,6 +55,9 @@ type DataSubjectRequestReconciler struct {
 	// ErasureDeadline and OtherDeadline are the default deadlines.
 	ErasureDeadline time.Duration
 	OtherDeadline   time.Duration
+	// RetryBase is the first wait before retrying an unavailable store; it
+	// doubles per attempt up to maxRetryBackoff. Default 5s.
+	RetryBase time.Duration
 }
 
 // +kubebuilder:rbac:groups=privacy.lethe.dev,resources=datasubjectrequests,verbs=get;list;watch
@@ -240,7 +244,11 @@ func (run *requestRun) storeError(out *privacyv1.StoreOutcome, err error) time.D
 		out.Phase = privacyv1.StorePending
 		out.Message = "store unavailable, retrying: " + err.Error()
 	}
-	backoff := 5 * time.Second << min(out.Attempts, 6)
+	base := run.r.RetryBase
+	if base <= 0 {
+		base = 5 * time.Second
+	}
+	backoff := base << min(out.Attempts, 6)
 	return min(backoff, maxRetryBackoff)
 }
 
@@ -777,6 +785,23 @@ func (r *DataSubjectRequestReconciler) SetupWithManager(mgr manager.Manager) err
 	}
 	return ctrl.ControllerManagedBy(mgr).
 		For(&privacyv1.DataSubjectRequest{}).
+		Watches(&privacyv1.DataStore{}, handler.EnqueueRequestsFromMapFunc(r.unfinishedRequestsOfNamespace)).
 		Named("datasubjectrequest").
 		Complete(r)
+}
+
+// unfinishedRequestsOfNamespace wakes the requests of a DataStore's namespace
+// when the store changes (created, repaired, Ready again).
+func (r *DataSubjectRequestReconciler) unfinishedRequestsOfNamespace(ctx context.Context, obj client.Object) []reconcile.Request {
+	list := &privacyv1.DataSubjectRequestList{}
+	if err := r.List(ctx, list, client.InNamespace(obj.GetNamespace())); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		if !isComplete(&list.Items[i]) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
+	}
+	return reqs
 }

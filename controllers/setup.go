@@ -16,6 +16,8 @@ type Options struct {
 	DigestKey       []byte
 	ErasureDeadline time.Duration
 	OtherDeadline   time.Duration
+	// RetryBase is the first retry wait for unavailable stores (default 5s).
+	RetryBase time.Duration
 	// Now is the clock; tests move it instead of sleeping. Default time.Now.
 	Now func() time.Time
 }
@@ -31,6 +33,6 @@ func SetupAll(mgr ctrl.Manager, o Options) error {
 	}
 	return (&DataSubjectRequestReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Connector: o.Connector, Recorder: rec, Now: o.Now,
-		DigestKey: o.DigestKey, ErasureDeadline: o.ErasureDeadline, OtherDeadline: o.OtherDeadline,
+		DigestKey: o.DigestKey, ErasureDeadline: o.ErasureDeadline, OtherDeadline: o.OtherDeadline, RetryBase: o.RetryBase,
 	}).SetupWithManager(mgr)
 }

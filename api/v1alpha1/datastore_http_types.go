@@ -50,8 +50,12 @@ type HTTPCollection struct {
 	Rectification *HTTPRequestTemplate `json:"rectification,omitempty"`
 }
 
+// HTTPHeaderValue is the value of a static header: one line.
+// +kubebuilder:validation:MaxLength=1024
+// +kubebuilder:validation:Pattern=`^[^\r\n\x00]*$`
+type HTTPHeaderValue string
+
 // HTTPRequestTemplate is one request sent to a processor.
-// +kubebuilder:validation:XValidation:rule="!has(self.body) || self.method != 'GET'",message="a GET request cannot have a body"
 type HTTPRequestTemplate struct {
 	// Method of the request.
 	Method HTTPMethod `json:"method"`
@@ -72,12 +76,12 @@ type HTTPRequestTemplate struct {
 	// +kubebuilder:validation:MaxProperties=16
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[A-Za-z0-9!#$%&\\'*+.^_`|~-]{1,64}$'))",message="header names must be HTTP tokens of at most 64 characters"
 	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k.lowerAscii() in ['authorization', 'idempotency-key', 'content-type', 'content-length', 'host', 'connection', 'transfer-encoding', 'te', 'upgrade', 'trailer', 'keep-alive', 'proxy-authorization']))",message="this header is set by Lethe"
-	// +kubebuilder:validation:XValidation:rule="self.all(k, size(self[k]) <= 1024 && !self[k].contains('\\n') && !self[k].contains('\\r'))",message="header values must be one line of at most 1024 characters"
-	Headers map[string]string `json:"headers,omitempty"`
+	Headers map[string]HTTPHeaderValue `json:"headers,omitempty"`
 
-	// Body is a JSON document sent with Content-Type application/json. Placeholders
-	// may appear in string values (never in member names); each is replaced by
-	// its value as a JSON string, so an identity can never change the document's shape.
+	// Body is a JSON document sent with Content-Type application/json (not with
+	// GET). Placeholders may appear in string values (never in member names);
+	// each is replaced by its value as a JSON string, so an identity can never
+	// change the document's shape.
 	// +optional
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:pruning:PreserveUnknownFields

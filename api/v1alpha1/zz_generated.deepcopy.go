@@ -460,7 +460,7 @@ func (in *HTTPRequestTemplate) DeepCopyInto(out *HTTPRequestTemplate) {
 	*out = *in
 	if in.Headers != nil {
 		in, out := &in.Headers, &out.Headers
-		*out = make(map[string]string, len(*in))
+		*out = make(map[string]HTTPHeaderValue, len(*in))
 		for key, val := range *in {
 			(*out)[key] = val
 		}

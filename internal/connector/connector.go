@@ -124,6 +124,20 @@ func (c *Connector) secrets(ctx context.Context, ds *privacyv1.DataStore) (Secre
 			return s, err
 		}
 	}
+	if h := ds.Spec.Connection.HTTP; h != nil {
+		if ref := h.AuthorizationSecretRef; ref != nil {
+			v, err := ReadSecretKey(ctx, c.Reader, ds.Namespace, *ref)
+			if err != nil {
+				return s, err
+			}
+			s.Authorization = string(v)
+		}
+		if ref := h.SigningSecretRef; ref != nil {
+			if s.SigningKey, err = ReadSecretKey(ctx, c.Reader, ds.Namespace, *ref); err != nil {
+				return s, err
+			}
+		}
+	}
 	return s, nil
 }
 

@@ -7,11 +7,17 @@ import (
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/stores"
+	httpstore "github.com/lethe-dev/lethe/internal/stores/http"
+	redisstore "github.com/lethe-dev/lethe/internal/stores/redis"
 )
 
 // OpenEngine opens the engine a DataStore names. It is the Opener the manager uses.
 func OpenEngine(ctx context.Context, ds *privacyv1.DataStore, m *datamap.Map, s Secrets) (stores.Store, error) {
 	switch ds.Spec.Engine {
+	case privacyv1.EngineRedis:
+		return redisstore.New(ctx, s.Connection, m, s.MaskingKey)
+	case privacyv1.EngineHTTP:
+		return httpstore.New(httpstore.ConfigFor(ds.Spec, s.Connection, s.Authorization, s.SigningKey), m)
 	default:
 		return nil, fmt.Errorf("%w: engine %q is not supported by this build", stores.ErrInvalid, ds.Spec.Engine)
 	}

@@ -133,9 +133,11 @@ func compileOperation(kind stores.Kind, t *privacyv1.HTTPRequestTemplate, c *dat
 	if kind == stores.KindAccess && t.Method != privacyv1.HTTPGet && t.Method != privacyv1.HTTPPost {
 		msgs = append(msgs, "the access request must be a GET or a POST")
 	}
+	parsed := true
 	var err error
 	if op.path, err = parsePath(t.Path); err != nil {
 		msgs = append(msgs, "path: "+err.Error())
+		parsed = false
 	}
 	if t.Body != nil {
 		if t.Method == privacyv1.HTTPGet {
@@ -143,9 +145,12 @@ func compileOperation(kind stores.Kind, t *privacyv1.HTTPRequestTemplate, c *dat
 		}
 		if op.body, err = parseBody(t.Body.Raw); err != nil {
 			msgs = append(msgs, "body: "+err.Error())
+			parsed = false
 		}
 	}
-	msgs = append(msgs, checkPlaceholders(kind, op, c)...)
+	if parsed { // placeholders of a template that does not parse are unknown
+		msgs = append(msgs, checkPlaceholders(kind, op, c)...)
+	}
 	msgs = append(msgs, compileHeaders(t.Headers, op.headers, signatureHeader)...)
 	for _, s := range t.SuccessStatuses {
 		if s < 200 || s > 599 {
@@ -198,7 +203,7 @@ func usesFields(op *operation) bool {
 }
 
 // compileHeaders copies the static headers into h, refusing those Lethe sets.
-func compileHeaders(in map[string]string, h nethttp.Header, signatureHeader string) []string {
+func compileHeaders(in map[string]privacyv1.HTTPHeaderValue, h nethttp.Header, signatureHeader string) []string {
 	var msgs []string
 	reserved := append(slices.Clone(reservedHeaders), signatureHeader)
 	for name, value := range in {
@@ -207,10 +212,10 @@ func compileHeaders(in map[string]string, h nethttp.Header, signatureHeader stri
 			msgs = append(msgs, fmt.Sprintf("header name %q is not an HTTP token", name))
 		case slices.ContainsFunc(reserved, func(r string) bool { return strings.EqualFold(r, name) }):
 			msgs = append(msgs, fmt.Sprintf("header %s is set by Lethe", name))
-		case strings.ContainsAny(value, "\r\n\x00"):
+		case strings.ContainsAny(string(value), "\r\n\x00"):
 			msgs = append(msgs, fmt.Sprintf("header %s must be one line", name))
 		default:
-			h.Set(name, value)
+			h.Set(name, string(value))
 		}
 	}
 	slices.Sort(msgs) // map order would make Check's output flap

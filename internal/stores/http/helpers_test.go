@@ -107,7 +107,7 @@ func rawJSON(s string) *apiextensionsv1.JSON { return &apiextensionsv1.JSON{Raw:
 func customers() privacyv1.Collection {
 	return privacyv1.Collection{
 		Name:     "customers",
-		Identity: map[string]string{"customerId": "id", "email": "email"},
+		Identity: map[string]privacyv1.Identifier{"customerId": "id", "email": "email"},
 		Fields: []privacyv1.Field{
 			{Name: "email", Category: "user.contact.email"},
 			{Name: "name", Category: "user.identity.name"},
@@ -117,7 +117,7 @@ func customers() privacyv1.Collection {
 			Erasure: &privacyv1.HTTPRequestTemplate{
 				Method:  privacyv1.HTTPDelete,
 				Path:    "/v1/customers/{customerId}",
-				Headers: map[string]string{"Stripe-Version": "2024-06-20"},
+				Headers: map[string]privacyv1.HTTPHeaderValue{"Stripe-Version": "2024-06-20"},
 			},
 			Access: &privacyv1.HTTPRequestTemplate{Method: privacyv1.HTTPGet, Path: "/v1/customers/{customerId}"},
 			Rectification: &privacyv1.HTTPRequestTemplate{

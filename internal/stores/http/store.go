@@ -39,7 +39,8 @@ type Config struct {
 	// BaseURL of the processor's API (from connection.secretRef): scheme, host,
 	// optional path prefix; no query or fragment.
 	BaseURL string
-	// Authorization is sent verbatim as the Authorization header, if set.
+	// Authorization is sent as the Authorization header, if set, verbatim but
+	// for surrounding whitespace (a Secret's trailing newline).
 	Authorization string
 	// SigningKey, if set, signs every request body (see Sign) in SignatureHeader.
 	SigningKey      []byte
@@ -139,6 +140,11 @@ func New(cfg Config, m *datamap.Map) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", stores.ErrInvalid, err)
 	}
+	// Secrets written with echo or --from-file often end with a newline.
+	cfg.Authorization = strings.TrimSpace(cfg.Authorization)
+	if strings.ContainsFunc(cfg.Authorization, isControl) {
+		return nil, fmt.Errorf("%w: the authorization value holds control characters", stores.ErrInvalid)
+	}
 	client := *cfg.Client // a copy, so the caller's client keeps its redirect policy
 	client.CheckRedirect = func(*nethttp.Request, []*nethttp.Request) error { return nethttp.ErrUseLastResponse }
 	s := &Store{cfg: cfg, base: base, client: &client, m: m}
@@ -167,6 +173,8 @@ func parseBaseURL(raw string) (*url.URL, error) {
 	u.RawPath = strings.TrimSuffix(u.RawPath, "/")
 	return u, nil
 }
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 func isLoopback(host string) bool {
 	if host == "localhost" {

@@ -150,13 +150,13 @@ func TestQueryPlaceholdersAreQueryEscaped(t *testing.T) {
 func TestBodyIsBuiltFromJSONNotConcatenated(t *testing.T) {
 	c := privacyv1.Collection{
 		Name:      "users",
-		Identity:  map[string]string{"intercomUserId": "user_id"},
+		Identity:  map[string]privacyv1.Identifier{"intercomUserId": "user_id"},
 		OnErasure: privacyv1.ErasureDelete,
 		HTTP: &privacyv1.HTTPCollection{Erasure: &privacyv1.HTTPRequestTemplate{
 			Method:  privacyv1.HTTPPost,
 			Path:    "/user_delete_requests",
-			Headers: map[string]string{"Intercom-Version": "2.11"},
-			Body:    rawJSON(`{"intercom_user_id": "{intercomUserId}", "note": "erase {intercomUserId} \{now\}", "ids": ["{intercomUserId}", 7]}`),
+			Headers: map[string]privacyv1.HTTPHeaderValue{"Intercom-Version": "2.11"},
+			Body:    rawJSON(`{"intercom_user_id": "{intercomUserId}", "note": "erase {intercomUserId} \\{now\\}", "ids": ["{intercomUserId}", 7]}`),
 		}},
 	}
 	p := newProcessor(t)
@@ -395,7 +395,7 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 func TestPlanReportsTemplatesWithoutCalling(t *testing.T) {
 	p := newProcessor(t)
 	contacts := privacyv1.Collection{
-		Name: "contacts", Identity: map[string]string{"email": "email"},
+		Name: "contacts", Identity: map[string]privacyv1.Identifier{"email": "email"},
 		HTTP: &privacyv1.HTTPCollection{Erasure: &privacyv1.HTTPRequestTemplate{Method: privacyv1.HTTPPost, Path: "/contacts/delete", Body: rawJSON(`{"email": "{email}"}`)}},
 	}
 	s, _ := newStore(t, p.URL, spec(customers(), contacts))
@@ -574,24 +574,28 @@ func TestCancelledContextStopsRetrying(t *testing.T) {
 func TestCheckReportsTemplateProblems(t *testing.T) {
 	bad := privacyv1.Collection{
 		Name:     "contacts",
-		Identity: map[string]string{"email": "email"},
+		Identity: map[string]privacyv1.Identifier{"email": "email"},
 		Fields:   []privacyv1.Field{{Name: "phone", Category: "user.contact.phone"}},
 		HTTP: &privacyv1.HTTPCollection{
 			Access: &privacyv1.HTTPRequestTemplate{Method: privacyv1.HTTPGet, Path: "/contacts/{userId}"},
 			Rectification: &privacyv1.HTTPRequestTemplate{
-				Method: privacyv1.HTTPPut, Path: "/contacts/{fields.phone}", Body: rawJSON(`{"{email}": "{fields.mobile}"}`),
-				Headers: map[string]string{"authorization": "x", "X-Lethe-Signature": "y"},
+				Method: privacyv1.HTTPPut, Path: "/contacts/{fields.phone}", Body: rawJSON(`{"phone": "{fields.mobile}", "contact": "{email}"}`),
+				Headers: map[string]privacyv1.HTTPHeaderValue{"authorization": "x", "X-Lethe-Signature": "y"},
 			},
 		},
 	}
 	noIdentity := privacyv1.Collection{
-		Name: "lists", Identity: map[string]string{"email": "email"}, OnErasure: privacyv1.ErasureDelete,
+		Name: "lists", Identity: map[string]privacyv1.Identifier{"email": "email"}, OnErasure: privacyv1.ErasureDelete,
 		HTTP: &privacyv1.HTTPCollection{Erasure: &privacyv1.HTTPRequestTemplate{Method: privacyv1.HTTPDelete, Path: "/lists/all"}},
+	}
+	member := privacyv1.Collection{
+		Name: "events", Identity: map[string]privacyv1.Identifier{"email": "email"}, OnErasure: privacyv1.ErasureDelete,
+		HTTP: &privacyv1.HTTPCollection{Erasure: &privacyv1.HTTPRequestTemplate{Method: privacyv1.HTTPPost, Path: "/events", Body: rawJSON(`{"{email}": true}`)}},
 	}
 	typo := customers()
 	typo.Name = "typo"
 	typo.HTTP = &privacyv1.HTTPCollection{Erasure: &privacyv1.HTTPRequestTemplate{Method: privacyv1.HTTPDelete, Path: "/v1/customers/{customer_id}"}}
-	s, _ := newStore(t, "http://127.0.0.1:1", spec(bad, noIdentity, typo))
+	s, _ := newStore(t, "http://127.0.0.1:1", spec(bad, noIdentity, member, typo))
 	res, err := s.Check(context.Background())
 	if err != nil {
 		t.Fatalf("Check: %v", err)
@@ -604,12 +608,13 @@ func TestCheckReportsTemplateProblems(t *testing.T) {
 	for _, want := range []string{
 		"contacts: http.access: placeholder {userId} is not an identity type this collection maps",
 		"contacts: http.rectification: path: {fields.phone} is only allowed in a rectification body",
-		`contacts: http.rectification: body: body member name "{email}" must not hold a placeholder or brace`,
+		"contacts: http.rectification: placeholder {fields.mobile} is not a mapped field of this collection",
+		`events: http.erasure: body: body member name "{email}" must not hold a placeholder or brace`,
 		"contacts: http.rectification: header authorization is set by Lethe",
 		"contacts: http.rectification: header X-Lethe-Signature is set by Lethe",
 		"contacts: onErasure is delete but http.erasure is not set",
 		"lists: http.erasure: the request uses no identity placeholder",
-		"typo: http.erasure: invalid placeholder {customer_id}",
+		"typo: http.erasure: path: invalid placeholder {customer_id}",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("Check problems lack %q; got:\n%s", want, all)
@@ -642,6 +647,22 @@ func TestNewRefusesBadBaseURLsWithoutQuotingThem(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "pw") {
 			t.Errorf("error %q quotes the URL", err)
 		}
+	}
+}
+
+func TestAuthorizationIsTrimmedAndChecked(t *testing.T) {
+	p := newProcessor(t)
+	s, _ := newStore(t, p.URL, spec(customers()), func(cfg *Config) { cfg.Authorization = "Bearer sk_test_9\n" })
+	if _, err := s.Apply(context.Background(), erasure(map[string]string{"customerId": "c"})); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.requests()[0].Header.Get("Authorization"); got != "Bearer sk_test_9" {
+		t.Errorf("Authorization %q", got)
+	}
+	m, _ := datamap.Build(spec(customers()))
+	_, err := New(Config{BaseURL: p.URL, Authorization: "Bearer a\r\nX-Evil: sk_9"}, m)
+	if !errors.Is(err, stores.ErrInvalid) || strings.Contains(err.Error(), "sk_9") {
+		t.Errorf("control characters: %v, want ErrInvalid without the value", err)
 	}
 }
 

@@ -1,0 +1,234 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/lethe-dev/lethe/internal/datamap"
+	"github.com/lethe-dev/lethe/internal/masking"
+	"github.com/lethe-dev/lethe/internal/stores"
+)
+
+// liveSchema is what the database says about the mapped tables.
+type liveSchema struct {
+	// tables by collection name; no entry when the table does not exist.
+	tables map[string]*table
+	// foreignKeys referring to a mapped table.
+	foreignKeys []foreignKey
+}
+
+type table struct {
+	oid     uint32
+	name    string // as PostgreSQL prints it, for messages
+	kind    string // pg_class.relkind
+	columns map[string]column
+}
+
+// column is what masking needs to know about a live column, plus the type to
+// cast text to.
+type column struct {
+	masking.ColumnInfo
+	// castType is the column's type quoted, schema-qualified and without
+	// modifiers: a cast to it never truncates (as varchar(8) would) nor means
+	// char(1) (as "character" does).
+	castType string
+}
+
+type foreignKey struct {
+	name     string
+	table    string // referencing table, as PostgreSQL prints it
+	tableOID uint32
+	columns  []string
+	refOID   uint32
+	onDelete string // pg_constraint.confdeltype: a no action, r restrict, c cascade, n set null, d set default
+}
+
+func (l *liveSchema) column(c *datamap.Collection, name string) column {
+	return l.tables[c.Name].columns[name]
+}
+
+// quote quotes one identifier.
+func quote(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+// tableRef quotes a collection's table, schema-qualified or not.
+func tableRef(c *datamap.Collection) string {
+	return pgx.Identifier(strings.Split(c.Table, ".")).Sanitize()
+}
+
+// introspect reads the mapped tables, their columns and the foreign keys
+// referring to them. Table names resolve as the statements will (search_path).
+func (s *Store) introspect(ctx context.Context, tx pgx.Tx) (*liveSchema, error) {
+	live := &liveSchema{tables: map[string]*table{}}
+	if err := s.readTables(ctx, tx, live); err != nil {
+		return nil, err
+	}
+	var oids []uint32
+	byOID := map[uint32][]*table{}
+	for _, t := range live.tables {
+		if byOID[t.oid] == nil {
+			oids = append(oids, t.oid)
+		}
+		byOID[t.oid] = append(byOID[t.oid], t)
+	}
+	if err := readColumns(ctx, tx, oids, byOID); err != nil {
+		return nil, err
+	}
+	fks, err := readForeignKeys(ctx, tx, oids)
+	live.foreignKeys = fks
+	return live, err
+}
+
+func (s *Store) readTables(ctx context.Context, tx pgx.Tx, live *liveSchema) error {
+	var names, refs []string
+	for _, c := range s.m.Collections {
+		names = append(names, c.Name)
+		refs = append(refs, tableRef(c))
+	}
+	const q = `SELECT x.collection, c.oid, c.oid::regclass::text, c.relkind::text
+FROM unnest($1::text[], $2::text[]) AS x(collection, ref)
+JOIN pg_class c ON c.oid = to_regclass(x.ref)`
+	rows, err := tx.Query(ctx, q, names, refs)
+	if err != nil {
+		return dbError("reading the mapped tables", err)
+	}
+	var name string
+	var t table
+	_, err = pgx.ForEachRow(rows, []any{&name, &t.oid, &t.name, &t.kind}, func() error {
+		live.tables[name] = &table{oid: t.oid, name: t.name, kind: t.kind, columns: map[string]column{}}
+		return nil
+	})
+	if err != nil {
+		return dbError("reading the mapped tables", err)
+	}
+	return nil
+}
+
+// readColumns reads every column of the tables, resolving domains to their
+// base type; a column is unique when it is a key column of any unique index
+// (primary keys included).
+func readColumns(ctx context.Context, tx pgx.Tx, oids []uint32, byOID map[uint32][]*table) error {
+	const q = `SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod),
+	quote_ident(tn.nspname) || '.' || quote_ident(t.typname),
+	bt.typname::text,
+	CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END,
+	NOT (a.attnotnull OR t.typnotnull),
+	EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique
+		AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]))
+FROM pg_attribute a
+JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_namespace tn ON tn.oid = t.typnamespace
+JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+WHERE a.attrelid = ANY ($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped`
+	rows, err := tx.Query(ctx, q, oids)
+	if err != nil {
+		return dbError("reading the mapped columns", err)
+	}
+	var (
+		oid                     uint32
+		name, sqlType, castType string
+		baseType                string
+		typmod                  int32
+		nullable, unique        bool
+	)
+	_, err = pgx.ForEachRow(rows, []any{&oid, &name, &sqlType, &castType, &baseType, &typmod, &nullable, &unique}, func() error {
+		info := columnInfo(baseType, typmod)
+		info.Name, info.Type, info.Nullable, info.Unique = name, sqlType, nullable, unique
+		for _, t := range byOID[oid] {
+			t.columns[name] = column{ColumnInfo: info, castType: castType}
+		}
+		return nil
+	})
+	if err != nil {
+		return dbError("reading the mapped columns", err)
+	}
+	return nil
+}
+
+// columnInfo derives the kind and size of a column from its base type name
+// and type modifier.
+func columnInfo(baseType string, typmod int32) masking.ColumnInfo {
+	switch baseType {
+	case "text", "citext", "name":
+		return masking.ColumnInfo{Kind: masking.KindText}
+	case "varchar", "bpchar":
+		info := masking.ColumnInfo{Kind: masking.KindText}
+		if typmod >= 4 { // the modifier stores the length plus a 4-byte header
+			info.MaxLength = int(typmod - 4)
+		}
+		return info
+	case "int2":
+		return masking.ColumnInfo{Kind: masking.KindInteger, IntDigits: 4}
+	case "int4":
+		return masking.ColumnInfo{Kind: masking.KindInteger, IntDigits: 9}
+	case "int8":
+		return masking.ColumnInfo{Kind: masking.KindInteger, IntDigits: 18}
+	case "numeric":
+		info := masking.ColumnInfo{Kind: masking.KindDecimal}
+		if typmod >= 4 { // ((precision << 16) | scale) + 4
+			precision, scale := (typmod-4)>>16&0xffff, (typmod-4)&0xffff
+			info.IntDigits = max(int(precision-scale), 0)
+		}
+		return info
+	case "float4", "float8":
+		return masking.ColumnInfo{Kind: masking.KindFloat}
+	case "date":
+		return masking.ColumnInfo{Kind: masking.KindDate}
+	case "timestamp":
+		return masking.ColumnInfo{Kind: masking.KindTimestamp}
+	case "timestamptz":
+		return masking.ColumnInfo{Kind: masking.KindTimestampTZ}
+	case "bool":
+		return masking.ColumnInfo{Kind: masking.KindBoolean}
+	case "uuid":
+		return masking.ColumnInfo{Kind: masking.KindUUID}
+	case "bytea":
+		return masking.ColumnInfo{Kind: masking.KindBytes}
+	}
+	return masking.ColumnInfo{Kind: masking.KindOther}
+}
+
+func readForeignKeys(ctx context.Context, tx pgx.Tx, oids []uint32) ([]foreignKey, error) {
+	const q = `SELECT con.conname::text, con.conrelid, con.conrelid::regclass::text, con.confrelid, con.confdeltype::text,
+	ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+		JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum ORDER BY k.ord)
+FROM pg_constraint con
+WHERE con.contype = 'f' AND con.confrelid = ANY ($1::oid[])
+ORDER BY 3, 1`
+	rows, err := tx.Query(ctx, q, oids)
+	if err != nil {
+		return nil, dbError("reading foreign keys", err)
+	}
+	var fks []foreignKey
+	var fk foreignKey
+	_, err = pgx.ForEachRow(rows, []any{&fk.name, &fk.tableOID, &fk.table, &fk.refOID, &fk.onDelete, &fk.columns}, func() error {
+		scanned := fk
+		scanned.columns = slices.Clone(fk.columns) // the scan target is reused for every row
+		fks = append(fks, scanned)
+		return nil
+	})
+	if err != nil {
+		return nil, dbError("reading foreign keys", err)
+	}
+	return fks, nil
+}
+
+// matchingSchema introspects the schema and refuses to go on when it does not
+// match the data map: a request never acts on a schema that drifted.
+func (s *Store) matchingSchema(ctx context.Context, tx pgx.Tx) (*liveSchema, error) {
+	live, err := s.introspect(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	if problems := s.problems(live); len(problems) > 0 {
+		var texts []string
+		for _, p := range problems {
+			texts = append(texts, fmt.Sprintf("collection %q field %q: %s", p.Collection, p.Field, p.Problem))
+		}
+		return nil, fmt.Errorf("%w: the schema does not match the data map: %s", stores.ErrInvalid, strings.Join(texts, "; "))
+	}
+	return live, nil
+}

@@ -1,0 +1,109 @@
+// Package postgres is Lethe's PostgreSQL engine. It checks the live schema
+// against the data map, resolves a subject's rows by walking the data map from
+// the identity columns, and carries out requests set-based (one statement per
+// collection) in one transaction per store. Identity values, keys and masking
+// keys are always bound parameters, identifiers always quoted, and no error it
+// returns repeats a value from the database.
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/lethe-dev/lethe/internal/datamap"
+	"github.com/lethe-dev/lethe/internal/stores"
+)
+
+// Default timeouts of the transactions a Store runs: waiting for a lock fails
+// fast (another writer holds the subject's rows: retry later), and no
+// statement may run for long.
+const (
+	DefaultLockTimeout      = 5 * time.Second
+	DefaultStatementTimeout = 60 * time.Second
+)
+
+// maxConns is small: requests run one transaction at a time per store.
+const maxConns = 4
+
+// Store is one PostgreSQL database and its data map.
+type Store struct {
+	pool             *pgxpool.Pool
+	m                *datamap.Map
+	key              []byte
+	lockTimeout      time.Duration
+	statementTimeout time.Duration
+}
+
+var _ stores.Store = (*Store)(nil)
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithTimeouts sets the lock_timeout and statement_timeout of every transaction.
+func WithTimeouts(lock, statement time.Duration) Option {
+	return func(s *Store) { s.lockTimeout, s.statementTimeout = lock, statement }
+}
+
+// New connects to the database of dsn. maskingKey keys the hash and
+// uniqueEmail strategies; it may be empty when the map uses neither.
+func New(ctx context.Context, dsn string, m *datamap.Map, maskingKey []byte, opts ...Option) (*Store, error) {
+	if m == nil {
+		return nil, fmt.Errorf("%w: no data map", stores.ErrInvalid)
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// The parser's error quotes the connection string, password included.
+		return nil, fmt.Errorf("%w: the PostgreSQL connection string cannot be parsed", stores.ErrInvalid)
+	}
+	cfg.MaxConns = maxConns
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", stores.ErrUnavailable, err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("%w: connecting to PostgreSQL: %v", stores.ErrUnavailable, err)
+	}
+	s := &Store{pool: pool, m: m, key: maskingKey, lockTimeout: DefaultLockTimeout, statementTimeout: DefaultStatementTimeout}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
+}
+
+// Close closes the connections.
+func (s *Store) Close() { s.pool.Close() }
+
+// readOnly is a snapshot that cannot write: planning, checking and exporting
+// are safe by construction, and see one consistent state.
+var readOnly = pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+
+// readWrite is Apply's transaction; it locks the subject's rows as it resolves them.
+var readWrite = pgx.TxOptions{IsoLevel: pgx.ReadCommitted}
+
+// inTx runs fn in a transaction with the store's timeouts, and commits if fn succeeds.
+func (s *Store) inTx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
+	tx, err := s.pool.BeginTx(ctx, opts)
+	if err != nil {
+		return dbError("starting a transaction", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }() // a no-op once committed
+	const setTimeouts = "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)"
+	if _, err := tx.Exec(ctx, setTimeouts, milliseconds(s.lockTimeout), milliseconds(s.statementTimeout)); err != nil {
+		return dbError("setting timeouts", err)
+	}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return dbError("committing", err)
+	}
+	return nil
+}
+
+func milliseconds(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }

@@ -1,0 +1,425 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/masking"
+	"github.com/lethe-dev/lethe/internal/stores"
+)
+
+// write is one queued command of the apply transaction.
+type write func(ctx context.Context, p goredis.Pipeliner)
+
+// resolution is a request resolved against the live keys: the results, the
+// keys read (to WATCH), the writes Apply queues and, for access, the export.
+type resolution struct {
+	results []stores.CollectionResult
+	held    bool
+	read    []string
+	writes  []write
+	export  stores.Export
+}
+
+func (r *resolution) result() stores.Result {
+	return stores.Result{Collections: r.results, Held: r.held}
+}
+
+// keys returns the keys read, sorted and distinct.
+func (r *resolution) keys() []string {
+	k := slices.Clone(r.read)
+	slices.Sort(k)
+	return slices.Compact(k)
+}
+
+func (r *resolution) add(res stores.CollectionResult) { r.results = append(r.results, res) }
+
+// keyInfo is a key found for a subject and its type.
+type keyInfo struct {
+	name string
+	typ  string
+}
+
+// resolve finds each in-scope collection's keys for the subject and decides
+// what happens to them. It only reads; c is the client or the WATCH transaction.
+func (s *Store) resolve(ctx context.Context, c goredis.Cmdable, req stores.Request) (*resolution, error) {
+	if len(s.problems) > 0 {
+		return nil, fmt.Errorf("%w: the data map does not fit redis (%d problems, see the DataStore status)", stores.ErrInvalid, len(s.problems))
+	}
+	r := &resolution{export: stores.Export{}}
+	order := slices.Clone(s.m.Collections)
+	if req.Kind == stores.KindErasure {
+		slices.Reverse(order) // children first, as every engine reports erasure
+	}
+	for _, dc := range order {
+		if !req.Scope.InScope(dc) {
+			continue
+		}
+		if err := s.resolveCollection(ctx, c, s.colls[dc.Name], req, r); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func (s *Store) resolveCollection(ctx context.Context, c goredis.Cmdable, coll *collection, req stores.Request, r *resolution) error {
+	action := actionFor(req.Kind, coll)
+	ids, missing, err := identities(coll.pattern, req.Subject)
+	if err != nil {
+		return err
+	}
+	if missing != "" {
+		r.add(stores.CollectionResult{Collection: coll.Name, Action: action, Reason: fmt.Sprintf("the subject has no %s identity", missing)})
+		return nil
+	}
+	keys, err := findKeys(ctx, c, coll.pattern.render(ids))
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		r.read = append(r.read, k.name)
+	}
+	switch req.Kind {
+	case stores.KindErasure:
+		return s.erase(ctx, c, coll, req, keys, r)
+	case stores.KindRectification:
+		return rectify(ctx, c, coll, req, keys, r)
+	case stores.KindAccess:
+		return exportKeys(ctx, c, coll, req, keys, r)
+	}
+	return fmt.Errorf("%w: unknown request kind %q", stores.ErrInvalid, req.Kind)
+}
+
+func actionFor(kind stores.Kind, coll *collection) stores.Action {
+	switch kind {
+	case stores.KindAccess:
+		return stores.ActionExport
+	case stores.KindRectification:
+		return stores.ActionRectify
+	}
+	if coll.OnErasure == privacyv1.ErasureAnonymize {
+		return stores.ActionAnonymize
+	}
+	return stores.ActionDelete
+}
+
+// identities picks the subject's values for the pattern's placeholders;
+// missing names the first absent type. An empty identity is refused: it
+// would turn user:{email} into user: and session:{userId}:* into session::*.
+func identities(p keyPattern, subject map[string]string) (map[string]string, string, error) {
+	ids := map[string]string{}
+	for _, t := range p.identityTypes() {
+		v, ok := subject[t]
+		if !ok {
+			return nil, t, nil
+		}
+		if strings.TrimSpace(v) == "" {
+			return nil, "", fmt.Errorf("%w: the subject's %s identity is empty", stores.ErrInvalid, t)
+		}
+		ids[t] = v
+	}
+	return ids, "", nil
+}
+
+// findKeys returns the keys matching m, sorted, with their types. An exact
+// pattern is one TYPE call; otherwise SCAN MATCH walks the keyspace, and every
+// key returned is matched again in Go.
+func findKeys(ctx context.Context, c goredis.Cmdable, m match) ([]keyInfo, error) {
+	var names []string
+	if m.exact() {
+		names = []string{m.key()}
+	} else {
+		var err error
+		if names, err = scan(ctx, c, m); err != nil {
+			return nil, err
+		}
+	}
+	cmds := make([]*goredis.StatusCmd, len(names))
+	_, err := c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, n := range names {
+			cmds[i] = p.Type(ctx, n)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, classify("TYPE", err)
+	}
+	var keys []keyInfo
+	for i, n := range names {
+		if t := cmds[i].Val(); t != "none" { // gone since SCAN
+			keys = append(keys, keyInfo{name: n, typ: t})
+		}
+	}
+	return keys, nil
+}
+
+func scan(ctx context.Context, c goredis.Cmdable, m match) ([]string, error) {
+	glob := m.glob()
+	seen := map[string]bool{}
+	var cursor uint64
+	for {
+		batch, next, err := c.Scan(ctx, cursor, glob, scanCount).Result()
+		if err != nil {
+			return nil, classify("SCAN", err)
+		}
+		for _, k := range batch {
+			if m.matches(k) { // SCAN may also return a key twice
+				seen[k] = true
+			}
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for k := range seen {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// erase decides, per key, retain (hold, onErasure retain, exemption) or act
+// (delete or anonymize), and queues the writes.
+func (s *Store) erase(ctx context.Context, c goredis.Cmdable, coll *collection, req stores.Request, keys []keyInfo, r *resolution) error {
+	if reason, held := retainedCollection(coll, req); reason != "" {
+		r.held = r.held || held
+		r.add(stores.CollectionResult{Collection: coll.Name, Action: stores.ActionRetain, Rows: int64(len(keys)), Reason: reason})
+		return nil
+	}
+	act, kept, err := applyExemptions(ctx, c, coll.Name, req.Exemptions, keys)
+	if err != nil {
+		return err
+	}
+	res := stores.CollectionResult{Collection: coll.Name, Action: actionFor(req.Kind, coll), Rows: int64(len(act))}
+	if res.Action == stores.ActionAnonymize {
+		err = s.anonymize(ctx, c, coll, req, act, r)
+	} else {
+		queueUnlink(act, r)
+	}
+	if err != nil {
+		return err
+	}
+	r.add(res)
+	if kept != nil {
+		r.add(*kept)
+	}
+	return nil
+}
+
+// retainedCollection says why a whole collection is kept: a legal hold (held)
+// or onErasure retain. Empty when it is not.
+func retainedCollection(coll *collection, req stores.Request) (reason string, held bool) {
+	for _, h := range req.Holds {
+		if h.Collection == "" || h.Collection == coll.Name {
+			return fmt.Sprintf("legal hold %s: %s", h.Name, h.Reason), true
+		}
+	}
+	if coll.OnErasure == privacyv1.ErasureRetain {
+		return coll.RetainReason, false
+	}
+	return "", false
+}
+
+func queueUnlink(keys []keyInfo, r *resolution) {
+	for chunk := range slices.Chunk(keys, unlinkBatch) {
+		names := make([]string, len(chunk))
+		for i, k := range chunk {
+			names[i] = k.name
+		}
+		r.writes = append(r.writes, func(ctx context.Context, p goredis.Pipeliner) { p.Unlink(ctx, names...) })
+	}
+}
+
+// applyExemptions keeps the hash keys whose exemption field holds a time after
+// the cutoff (RFC 3339, YYYY-MM-DD or unix seconds). Keys without such a time
+// cannot be shown to be inside the legal period and are erased.
+func applyExemptions(ctx context.Context, c goredis.Cmdable, collName string, exemptions []stores.Exemption, keys []keyInfo) (act []keyInfo, kept *stores.CollectionResult, err error) {
+	var mine []stores.Exemption
+	for _, e := range exemptions {
+		if e.Collection == collName && e.Field != "" {
+			mine = append(mine, e)
+		}
+	}
+	if len(mine) == 0 {
+		return keys, nil, nil
+	}
+	res := &stores.CollectionResult{Collection: collName, Action: stores.ActionRetain}
+	for _, k := range keys {
+		e, until, err := exemptUntil(ctx, c, k, mine)
+		if err != nil {
+			return nil, nil, err
+		}
+		if e == nil {
+			act = append(act, k)
+			continue
+		}
+		res.Rows++
+		res.Reason = fmt.Sprintf("exempt from erasure for %s under %s (rule %s)", e.Period, e.LegalBasis, e.Rule)
+		if res.RetainedUntil == nil || until.After(*res.RetainedUntil) {
+			res.RetainedUntil = &until
+		}
+	}
+	if res.Rows == 0 {
+		return act, nil, nil
+	}
+	return act, res, nil
+}
+
+// exemptUntil returns the exemption keeping k, if any, and when it ends.
+func exemptUntil(ctx context.Context, c goredis.Cmdable, k keyInfo, exemptions []stores.Exemption) (*stores.Exemption, time.Time, error) {
+	if k.typ != "hash" {
+		return nil, time.Time{}, nil
+	}
+	for i, e := range exemptions {
+		v, err := c.HGet(ctx, k.name, e.Field).Result()
+		if errors.Is(err, goredis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, time.Time{}, classify("HGET", err)
+		}
+		t, ok := parseTime(v)
+		if !ok || !t.After(e.Cutoff) {
+			continue
+		}
+		until, err := privacyv1.Period(e.Period).After(t)
+		if err != nil {
+			until = t
+		}
+		return &exemptions[i], until, nil
+	}
+	return nil, time.Time{}, nil
+}
+
+func parseTime(v string) (time.Time, bool) {
+	v = strings.TrimSpace(v)
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, true
+		}
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return time.Unix(secs, 0).UTC(), true
+	}
+	return time.Time{}, false
+}
+
+// anonymize masks the mapped fields in scope of every key, which must be a
+// hash. nullify removes the field (redis has no NULL); a field already equal
+// to its masked value is left alone, so re-applying deterministic strategies
+// changes nothing.
+func (s *Store) anonymize(ctx context.Context, c goredis.Cmdable, coll *collection, req stores.Request, keys []keyInfo, r *resolution) error {
+	var fields []string
+	for _, f := range coll.Fields {
+		if f.Masking != nil && req.Scope.Covers(f.Category) {
+			fields = append(fields, f.Name)
+		}
+	}
+	current, err := readHashFields(ctx, c, coll, keys, fields)
+	if err != nil {
+		return err
+	}
+	for i, k := range keys {
+		var set []any
+		var del []string
+		for j, name := range fields {
+			v, present := current[i][j].(string)
+			if !present {
+				continue
+			}
+			f, _ := coll.Field(name)
+			if f.Masking.Strategy == privacyv1.MaskNullify {
+				del = append(del, name)
+				continue
+			}
+			masked, err := masking.MaskString(f.Masking, s.maskingKey, k.name, v)
+			if err != nil {
+				// MaskString's errors name the strategy, never the value.
+				return fmt.Errorf("%w: collection %q field %q: %w", stores.ErrInvalid, coll.Name, name, err)
+			}
+			if masked != v {
+				set = append(set, name, masked)
+			}
+		}
+		queueHashWrites(k.name, set, del, r)
+	}
+	return nil
+}
+
+// rectify sets the mapped fields in scope whose category has a corrected value.
+func rectify(ctx context.Context, c goredis.Cmdable, coll *collection, req stores.Request, keys []keyInfo, r *resolution) error {
+	res := stores.CollectionResult{Collection: coll.Name, Action: stores.ActionRectify}
+	var fields, newValues []string
+	for _, f := range coll.Fields {
+		if v, ok := req.Rectification[f.Category]; ok && req.Scope.Covers(f.Category) {
+			fields, newValues = append(fields, f.Name), append(newValues, v)
+		}
+	}
+	if len(fields) == 0 {
+		res.Reason = "no corrected value for the fields this collection maps"
+		r.add(res)
+		return nil
+	}
+	current, err := readHashFields(ctx, c, coll, keys, fields)
+	if err != nil {
+		return err
+	}
+	for i, k := range keys {
+		var set []any
+		for j, name := range fields {
+			if v, ok := current[i][j].(string); !ok || v != newValues[j] {
+				set = append(set, name, newValues[j])
+			}
+		}
+		queueHashWrites(k.name, set, nil, r)
+	}
+	res.Rows = int64(len(keys))
+	r.add(res)
+	return nil
+}
+
+func queueHashWrites(key string, set []any, del []string, r *resolution) {
+	if len(set) > 0 {
+		r.writes = append(r.writes, func(ctx context.Context, p goredis.Pipeliner) { p.HSet(ctx, key, set...) })
+	}
+	if len(del) > 0 {
+		r.writes = append(r.writes, func(ctx context.Context, p goredis.Pipeliner) { p.HDel(ctx, key, del...) })
+	}
+}
+
+// readHashFields reads fields of every key (HMGET, pipelined): [key][field]
+// is a string, or nil when the field is absent. Every key must be a hash.
+func readHashFields(ctx context.Context, c goredis.Cmdable, coll *collection, keys []keyInfo, fields []string) ([][]any, error) {
+	for _, k := range keys {
+		if k.typ != "hash" {
+			return nil, fmt.Errorf("%w: collection %q has a key of type %s; anonymization and rectification need hashes", stores.ErrInvalid, coll.Name, k.typ)
+		}
+	}
+	out := make([][]any, len(keys))
+	if len(fields) == 0 {
+		return out, nil
+	}
+	cmds := make([]*goredis.SliceCmd, len(keys))
+	_, err := c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.HMGet(ctx, k.name, fields...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, classify("HMGET", err)
+	}
+	for i := range keys {
+		out[i] = cmds[i].Val()
+	}
+	return out, nil
+}
