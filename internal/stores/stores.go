@@ -125,3 +125,46 @@ var ErrUnavailable = errors.New("store unavailable")
 // ErrInvalid wraps errors that retrying cannot fix: the data map does not match
 // the store, or the request cannot be expressed in it.
 var ErrInvalid = errors.New("invalid for this store")
+
+// Condition is a structural extra condition of a retention rule.
+type Condition struct {
+	Field  string
+	IsNull bool
+}
+
+// SweepRule is one retention rule as an engine sees it: rows of Collection
+// whose Field is before Cutoff (and that meet every Where) are past their period.
+type SweepRule struct {
+	Collection string
+	Field      string
+	Cutoff     time.Time
+	Where      []Condition
+	// Action is ActionDelete or ActionAnonymize.
+	Action    Action
+	BatchSize int
+	// HeldKeys are primary keys (as text) the sweep must skip: rows of subjects
+	// under a legal hold.
+	HeldKeys []string
+}
+
+// SweepBatch is the outcome of one bounded batch.
+type SweepBatch struct {
+	Rows int64
+	// Cursor resumes the sweep after this batch (opaque, safe to store in status).
+	Cursor string
+	// Done is true when no row past its period remains after Cursor.
+	Done bool
+}
+
+// Sweeper is implemented by engines that support retention sweeps.
+type Sweeper interface {
+	// SweepBatch deletes or anonymizes at most rule.BatchSize expired rows after
+	// cursor ("" to start), in one short transaction.
+	SweepBatch(ctx context.Context, rule SweepRule, cursor string) (SweepBatch, error)
+	// CountPastPeriod counts rows still past their period (the compliance gap),
+	// excluding held keys.
+	CountPastPeriod(ctx context.Context, rule SweepRule) (int64, error)
+	// SubjectKeys resolves a subject's primary keys in a collection (as text),
+	// so sweeps can skip rows held for that subject.
+	SubjectKeys(ctx context.Context, subject map[string]string, collection string) ([]string, error)
+}
