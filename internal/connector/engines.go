@@ -8,12 +8,15 @@ import (
 	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/stores"
 	httpstore "github.com/lethe-dev/lethe/internal/stores/http"
+	"github.com/lethe-dev/lethe/internal/stores/postgres"
 	redisstore "github.com/lethe-dev/lethe/internal/stores/redis"
 )
 
 // OpenEngine opens the engine a DataStore names. It is the Opener the manager uses.
 func OpenEngine(ctx context.Context, ds *privacyv1.DataStore, m *datamap.Map, s Secrets) (stores.Store, error) {
 	switch ds.Spec.Engine {
+	case privacyv1.EnginePostgres:
+		return postgres.New(ctx, s.Connection, m, s.MaskingKey)
 	case privacyv1.EngineRedis:
 		return redisstore.New(ctx, s.Connection, m, s.MaskingKey)
 	case privacyv1.EngineHTTP:

@@ -31,21 +31,11 @@ func (s *Store) erasureSteps(ctx context.Context, tx pgx.Tx, live *liveSchema, r
 	if err != nil {
 		return nil, false, err
 	}
-	plans := map[*datamap.Collection]erasure{}
-	for _, c := range s.m.Collections {
-		if !req.Scope.InScope(c) {
-			continue
-		}
-		e, err := erasureOf(c, req.Scope)
-		if err != nil {
-			return nil, false, err
-		}
-		e.keys = rows[c]
-		for _, r := range kept[c] {
-			e.keys = without(e.keys, r.keys)
-		}
-		plans[c] = e
+	plans, err := s.erasurePlans(rows, kept, req.Scope)
+	if err != nil {
+		return nil, false, err
 	}
+	spared := sparedFromClearing(plans, kept)
 	var steps []step
 	held := false
 	for i := len(s.m.Collections) - 1; i >= 0; i-- {
@@ -54,7 +44,7 @@ func (s *Store) erasureSteps(ctx context.Context, tx pgx.Tx, live *liveSchema, r
 		if !ok {
 			continue
 		}
-		collectionSteps, err := s.erasureStepsOf(live, c, e, plans, rows)
+		collectionSteps, err := s.erasureStepsOf(live, c, e, rows, spared)
 		if err != nil {
 			return nil, false, err
 		}
@@ -70,6 +60,47 @@ func (s *Store) erasureSteps(ctx context.Context, tx pgx.Tx, live *liveSchema, r
 	return steps, held, nil
 }
 
+// erasurePlans decides what erasure does to each collection in scope, and to
+// which of the subject's rows (all but the retained ones).
+func (s *Store) erasurePlans(rows subjectRows, kept map[*datamap.Collection][]retained, scope datamap.Scope) (map[*datamap.Collection]erasure, error) {
+	plans := map[*datamap.Collection]erasure{}
+	for _, c := range s.m.Collections {
+		if !scope.InScope(c) {
+			continue
+		}
+		e, err := erasureOf(c, scope)
+		if err != nil {
+			return nil, err
+		}
+		e.keys = rows[c]
+		for _, r := range kept[c] {
+			e.keys = without(e.keys, r.keys)
+		}
+		plans[c] = e
+	}
+	return plans, nil
+}
+
+// sparedFromClearing are, per collection, the subject's rows whose setNull
+// references are not cleared: rows this erasure deletes anyway, and rows it
+// must leave unchanged (retained, held or exempted). A kept row whose foreign
+// key then blocks the parent's delete fails the erasure rather than breaking
+// the hold.
+func sparedFromClearing(plans map[*datamap.Collection]erasure, kept map[*datamap.Collection][]retained) map[*datamap.Collection][]string {
+	spared := map[*datamap.Collection][]string{}
+	for c, e := range plans {
+		if e.action != stores.ActionAnonymize {
+			spared[c] = append(spared[c], e.keys...)
+		}
+	}
+	for c, rs := range kept {
+		for _, r := range rs {
+			spared[c] = append(spared[c], r.keys...)
+		}
+	}
+	return spared
+}
+
 // erasureOf decides what erasure does to c. A collection mapped delete whose
 // fields the scope covers only in part is anonymized instead, masking only
 // the fields in scope: deleting the rows would erase data the request does
@@ -79,19 +110,21 @@ func erasureOf(c *datamap.Collection, scope datamap.Scope) (erasure, error) {
 	if c.OnErasure == privacyv1.ErasureRetain {
 		return erasure{action: stores.ActionRetain}, nil
 	}
-	var masked, unmasked []string
 	var fields []datamap.Field
+	var unmasked []string
+	covered := 0
 	for _, f := range c.Fields {
-		switch {
-		case !scope.Covers(f.Category):
-		case f.Masking != nil:
+		if !scope.Covers(f.Category) {
+			continue
+		}
+		covered++
+		if f.Masking != nil {
 			fields = append(fields, f)
-			masked = append(masked, f.Name)
-		default:
+		} else {
 			unmasked = append(unmasked, f.Name)
 		}
 	}
-	if c.OnErasure == privacyv1.ErasureDelete && len(masked)+len(unmasked) == len(c.Fields) {
+	if c.OnErasure == privacyv1.ErasureDelete && covered == len(c.Fields) {
 		return erasure{action: stores.ActionDelete}, nil
 	}
 	if len(fields) == 0 {
@@ -102,7 +135,7 @@ func erasureOf(c *datamap.Collection, scope datamap.Scope) (erasure, error) {
 }
 
 // erasureStepsOf lists the steps of one collection's own action.
-func (s *Store) erasureStepsOf(live *liveSchema, c *datamap.Collection, e erasure, plans map[*datamap.Collection]erasure, rows subjectRows) ([]step, error) {
+func (s *Store) erasureStepsOf(live *liveSchema, c *datamap.Collection, e erasure, rows subjectRows, spared map[*datamap.Collection][]string) ([]step, error) {
 	switch e.action {
 	case stores.ActionRetain:
 		return []step{{result: stores.CollectionResult{Collection: c.Name, Action: stores.ActionRetain, Rows: int64(len(rows[c])), Reason: retainReason(c)}}}, nil
@@ -110,7 +143,7 @@ func (s *Store) erasureStepsOf(live *liveSchema, c *datamap.Collection, e erasur
 		var steps []step
 		if len(e.keys) > 0 {
 			for _, ref := range c.Referrers {
-				steps = append(steps, clearReferences(live, ref, e.keys, plans[ref.Child]))
+				steps = append(steps, clearReferences(live, ref, e.keys, spared[ref.Child]))
 			}
 		}
 		return append(steps, deleteRows(live, c, e.keys)), nil
@@ -137,13 +170,13 @@ func deleteRows(live *liveSchema, c *datamap.Collection, keys []string) step {
 }
 
 // clearReferences sets ref's field to NULL in the rows referring to parent
-// rows about to be deleted; those rows belong to others. Rows this erasure
-// deletes anyway are left alone, so the count is only of others' rows.
-func clearReferences(live *liveSchema, ref *datamap.Edge, parentKeys []string, child erasure) step {
+// rows about to be deleted (those rows belong to others), except in the
+// spared rows.
+func clearReferences(live *liveSchema, ref *datamap.Edge, parentKeys, spared []string) step {
 	where := func(p *masking.Params) string {
 		w := referencesRows(live, ref, parentKeys, p)
-		if child.action == stores.ActionDelete && len(child.keys) > 0 {
-			w += " AND NOT (" + keyIn(live, ref.Child, child.keys, p) + ")"
+		if len(spared) > 0 {
+			w += " AND NOT (" + keyIn(live, ref.Child, spared, p) + ")"
 		}
 		return w
 	}
@@ -158,7 +191,10 @@ func clearReferences(live *liveSchema, ref *datamap.Edge, parentKeys []string, c
 
 // anonymizeRows masks fields in the given rows with one UPDATE. When every
 // strategy is deterministic, rows whose fields already hold their masked
-// values are skipped, so running an erasure again changes (and counts) nothing.
+// values are skipped, so running an erasure again changes (and counts)
+// nothing. hash is the exception: a digest differs from the digest of itself,
+// so rows still found after anonymization (through an identity column that is
+// not masked) are hashed again.
 func (s *Store) anonymizeRows(live *liveSchema, c *datamap.Collection, fields []datamap.Field, keys []string) (step, error) {
 	st := step{result: stores.CollectionResult{Collection: c.Name, Action: stores.ActionAnonymize}}
 	if len(keys) == 0 {

@@ -16,7 +16,7 @@ import (
 // retained on erasure are not changed either ("cannot be changed or
 // removed"); they are reported as retained. Rows already holding the value
 // are skipped, so running it again changes nothing.
-func (s *Store) rectificationSteps(live *liveSchema, rows subjectRows, req stores.Request) ([]step, error) {
+func (s *Store) rectificationSteps(live *liveSchema, rows subjectRows, req stores.Request) []step {
 	var steps []step
 	for _, c := range s.m.Collections {
 		fields := rectifiedFields(c, req)
@@ -41,7 +41,7 @@ func (s *Store) rectificationSteps(live *liveSchema, rows subjectRows, req store
 		}
 		steps = append(steps, st)
 	}
-	return steps, nil
+	return steps
 }
 
 func rectifiedFields(c *datamap.Collection, req stores.Request) []datamap.Field {

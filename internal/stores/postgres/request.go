@@ -83,7 +83,7 @@ func (s *Store) run(ctx context.Context, tx pgx.Tx, req stores.Request, apply bo
 	case stores.KindErasure:
 		steps, res.Held, err = s.erasureSteps(ctx, tx, live, rows, req)
 	case stores.KindRectification:
-		steps, err = s.rectificationSteps(live, rows, req)
+		steps = s.rectificationSteps(live, rows, req)
 	default:
 		steps = s.accessSteps(rows, req.Scope)
 	}
@@ -99,6 +99,7 @@ func (s *Store) run(ctx context.Context, tx pgx.Tx, req stores.Request, apply bo
 	return res, nil
 }
 
+// perform carries out (apply) or counts (plan) one step, recording its rows.
 func perform(ctx context.Context, tx pgx.Tx, st *step, apply bool) error {
 	var err error
 	switch {
