@@ -198,6 +198,7 @@ func (run *requestRun) applyOne(ctx context.Context, ds *privacyv1.DataStore, ou
 		out.Message = notReady
 		return waitForStoreInterval
 	}
+	out.Attempts++
 	store, _, err := run.r.Connector.Store(ctx, ds)
 	if err != nil {
 		return run.storeError(out, err)
@@ -206,7 +207,6 @@ func (run *requestRun) applyOne(ctx context.Context, ds *privacyv1.DataStore, ou
 	if err != nil {
 		return run.storeError(out, err)
 	}
-	out.Attempts++
 	var res stores.Result
 	if run.dsr.Spec.DryRun {
 		res, err = store.Plan(ctx, sreq)
@@ -388,6 +388,7 @@ func (run *requestRun) exportOne(ctx context.Context, ds *privacyv1.DataStore, o
 		out.Phase, out.Message = privacyv1.StorePending, notReady
 		return waitForStoreInterval
 	}
+	out.Attempts++
 	store, _, err := run.r.Connector.Store(ctx, ds)
 	if err != nil {
 		return run.storeError(out, err)
@@ -396,7 +397,6 @@ func (run *requestRun) exportOne(ctx context.Context, ds *privacyv1.DataStore, o
 	if err != nil {
 		return run.storeError(out, err)
 	}
-	out.Attempts++
 	data, res, err := store.Export(ctx, sreq)
 	if err != nil {
 		return run.storeError(out, err)

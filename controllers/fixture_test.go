@@ -81,15 +81,15 @@ func seedFixture(t *testing.T, db *sql.DB) {
 		}
 		exec(t, db, `INSERT INTO accounts (id, email, name, phone, referred_by) VALUES ($1, $2, $3, $4, $5)`,
 			a.id, a.email, "Name "+a.email, "+33 6 00 00 00 0"+string(rune('0'+a.id)), referrer)
-		exec(t, db, `INSERT INTO billing_profiles VALUES ($1, $1, 'FR000'||$1, 'Strasbourg '||$1)`, a.id)
+		exec(t, db, `INSERT INTO billing_profiles VALUES ($1::bigint, $1::bigint, 'FR000'||$1::text, 'Strasbourg '||$1::text)`, a.id)
 		for i := 0; i < 2; i++ {
 			inv := a.id*10 + i
 			issued := time.Now().AddDate(-i*12, 0, 0) // one recent, one 12 years old
-			exec(t, db, `INSERT INTO invoices VALUES ($1, $2, $3, 'Street '||$2)`, inv, a.id, issued)
-			exec(t, db, `INSERT INTO invoice_lines VALUES ($1, $2, 'hosting', 10.5), ($1+1000, $2, 'support', 2)`, inv, inv)
+			exec(t, db, `INSERT INTO invoices VALUES ($1, $2::bigint, $3, 'Street '||$2::text)`, inv, a.id, issued)
+			exec(t, db, `INSERT INTO invoice_lines VALUES ($1::bigint, $1::bigint, 'hosting', 10.5), ($1::bigint+1000, $1::bigint, 'support', 2)`, inv)
 		}
-		exec(t, db, `INSERT INTO access_logs SELECT g, $1, '10.0.0.'||$1, 'Firefox', now() FROM generate_series($1*100, $1*100+2) g`, a.id)
-		exec(t, db, `INSERT INTO applications VALUES ($1, $1, 'git@example.com:app'||$1)`, a.id)
+		exec(t, db, `INSERT INTO access_logs SELECT g, $1::bigint, '10.0.0.'||$1::text, 'Firefox', now() FROM generate_series($1::bigint*100, $1::bigint*100+2) g`, a.id)
+		exec(t, db, `INSERT INTO applications VALUES ($1::bigint, $1::bigint, 'git@example.com:app'||$1::text)`, a.id)
 	}
 }
 
