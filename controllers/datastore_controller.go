@@ -12,6 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -126,7 +128,7 @@ func (r *DataStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Now = time.Now
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&privacyv1.DataStore{}).
+		For(&privacyv1.DataStore{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Named("datastore").
 		Complete(r)
 }

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -240,9 +241,12 @@ func (run *requestRun) storeError(out *privacyv1.StoreOutcome, err error) time.D
 	case errors.Is(err, connector.ErrSecret):
 		out.Phase = privacyv1.StorePending
 		out.Message = err.Error()
+	case errors.Is(err, stores.ErrUnavailable):
+		out.Phase = privacyv1.StorePending
+		out.Message = err.Error() + " (retrying)"
 	default:
 		out.Phase = privacyv1.StorePending
-		out.Message = "store unavailable, retrying: " + err.Error()
+		out.Message = "store unavailable: " + err.Error() + " (retrying)"
 	}
 	base := run.r.RetryBase
 	if base <= 0 {
@@ -784,7 +788,8 @@ func (r *DataSubjectRequestReconciler) SetupWithManager(mgr manager.Manager) err
 		r.Now = time.Now
 	}
 	return ctrl.ControllerManagedBy(mgr).
-		For(&privacyv1.DataSubjectRequest{}).
+		// Status writes must not retrigger a reconcile: retries are paced by RequeueAfter.
+		For(&privacyv1.DataSubjectRequest{}, ctrl.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&privacyv1.DataStore{}, handler.EnqueueRequestsFromMapFunc(r.unfinishedRequestsOfNamespace)).
 		Named("datasubjectrequest").
 		Complete(r)
