@@ -278,6 +278,15 @@ func TestUnavailableStoreIsRetriedUntilItReturns(t *testing.T) {
 		t.Error("an unavailable store must not stall the request")
 	}
 	waitStore(t, ds, metav1.ConditionFalse, privacyv1.ReasonStoreUnavailable)
+	// Retries back off (200ms, 400ms, 800ms, ...): a status write must not
+	// retrigger an immediate retry, or a down store would be hammered.
+	time.Sleep(2 * time.Second)
+	if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(dsr), dsr); err != nil {
+		t.Fatal(err)
+	}
+	if a := dsr.Status.Stores[0].Attempts; a > 8 {
+		t.Errorf("%d attempts in about 2s: retries are not backing off", a)
+	}
 
 	// The store comes back.
 	sec := &corev1.Secret{}
