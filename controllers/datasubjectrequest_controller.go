@@ -194,21 +194,12 @@ func (run *requestRun) applyEachStore(ctx context.Context, targets []privacyv1.D
 // applyOne carries out the request in one store and records the outcome. It
 // returns how long to wait before retrying, or 0 when this store is finished.
 func (run *requestRun) applyOne(ctx context.Context, ds *privacyv1.DataStore, out *privacyv1.StoreOutcome) time.Duration {
-	if notReady := storeNotReadyReason(ds); notReady != "" {
-		out.Phase = privacyv1.StorePending
-		out.Message = notReady
-		return waitForStoreInterval
-	}
-	out.Attempts++
-	store, _, err := run.r.Connector.Store(ctx, ds)
-	if err != nil {
-		return run.storeError(out, err)
-	}
-	sreq, err := run.r.storeRequest(ctx, run.dsr, ds, run.subject)
-	if err != nil {
-		return run.storeError(out, err)
+	store, sreq, wait := run.prepare(ctx, ds, out)
+	if store == nil {
+		return wait
 	}
 	var res stores.Result
+	var err error
 	if run.dsr.Spec.DryRun {
 		res, err = store.Plan(ctx, sreq)
 	} else {
@@ -228,6 +219,25 @@ func (run *requestRun) applyOne(ctx context.Context, ds *privacyv1.DataStore, ou
 	now := metav1.NewTime(run.r.Now())
 	out.CompletionTime = &now
 	return 0
+}
+
+// prepare connects to ds and builds the engine request, counting the attempt.
+// A nil store means "not now": the outcome says why and wait says for how long.
+func (run *requestRun) prepare(ctx context.Context, ds *privacyv1.DataStore, out *privacyv1.StoreOutcome) (stores.Store, stores.Request, time.Duration) {
+	if notReady := storeNotReadyReason(ds); notReady != "" {
+		out.Phase, out.Message = privacyv1.StorePending, notReady
+		return nil, stores.Request{}, waitForStoreInterval
+	}
+	out.Attempts++
+	store, _, err := run.r.Connector.Store(ctx, ds)
+	if err != nil {
+		return nil, stores.Request{}, run.storeError(out, err)
+	}
+	sreq, err := run.r.storeRequest(ctx, run.dsr, ds, run.subject)
+	if err != nil {
+		return nil, stores.Request{}, run.storeError(out, err)
+	}
+	return store, sreq, 0
 }
 
 // storeError classifies a store failure: unavailable stores and missing
@@ -388,18 +398,9 @@ func (run *requestRun) export(ctx context.Context, targets []privacyv1.DataStore
 }
 
 func (run *requestRun) exportOne(ctx context.Context, ds *privacyv1.DataStore, out *privacyv1.StoreOutcome, all map[string]stores.Export) time.Duration {
-	if notReady := storeNotReadyReason(ds); notReady != "" {
-		out.Phase, out.Message = privacyv1.StorePending, notReady
-		return waitForStoreInterval
-	}
-	out.Attempts++
-	store, _, err := run.r.Connector.Store(ctx, ds)
-	if err != nil {
-		return run.storeError(out, err)
-	}
-	sreq, err := run.r.storeRequest(ctx, run.dsr, ds, run.subject)
-	if err != nil {
-		return run.storeError(out, err)
+	store, sreq, wait := run.prepare(ctx, ds, out)
+	if store == nil {
+		return wait
 	}
 	data, res, err := store.Export(ctx, sreq)
 	if err != nil {
