@@ -177,7 +177,9 @@ func (run *requestRun) applyEachStore(ctx context.Context, targets []privacyv1.D
 	for i := range targets {
 		ds := &targets[i]
 		out := findStoreOutcome(run.dsr, ds.Name)
-		if out.Phase == privacyv1.StoreCompleted || out.Phase == privacyv1.StoreFailed {
+		// Failed stores are tried again when the request is rechecked: the
+		// fix (a migration, a corrected map) comes from outside the request.
+		if out.Phase == privacyv1.StoreCompleted {
 			continue
 		}
 		wait := run.applyOne(ctx, ds, out)
@@ -367,9 +369,6 @@ func (run *requestRun) export(ctx context.Context, targets []privacyv1.DataStore
 	for i := range targets {
 		ds := &targets[i]
 		out := findStoreOutcome(run.dsr, ds.Name)
-		if out.Phase == privacyv1.StoreFailed {
-			continue
-		}
 		wait := run.exportOne(ctx, ds, out, all)
 		if wait > 0 && (retryAfter == 0 || wait < retryAfter) {
 			retryAfter = wait
