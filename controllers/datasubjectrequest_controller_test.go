@@ -432,3 +432,31 @@ func assertEvent(t *testing.T, obj client.Object, reason string) {
 		return fmt.Errorf("no %s event for %s among %d", reason, obj.GetName(), len(evs.Items))
 	})
 }
+
+func TestAccessExportTooLargeForASecretStallsWithAClearReason(t *testing.T) {
+	ns := env.Namespace(t)
+	db, _ := readyStore(t, ns)
+	// 1.2 MB of name: more than a Secret can hold.
+	exec(t, db, `UPDATE accounts SET name = repeat('x', 1200000) WHERE id = 2`)
+	create(t, secret(ns, "subject", map[string]string{"email": "axb@x.io"}))
+	dsr := request(ns, "access", privacyv1.RequestAccess, "subject")
+	create(t, dsr)
+	waitRequest(t, dsr, metav1.ConditionFalse, privacyv1.ReasonExportTooLarge)
+	msg := apimeta.FindStatusCondition(dsr.Status.Conditions, privacyv1.ConditionReady).Message
+	if !strings.Contains(msg, "narrow spec.scope") {
+		t.Errorf("message does not say what to do: %q", msg)
+	}
+	if !apimeta.IsStatusConditionTrue(dsr.Status.Conditions, privacyv1.ConditionStalled) {
+		t.Error("want Stalled: retrying cannot make the export fit")
+	}
+	err := k8s.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "access-export"}, &corev1.Secret{})
+	if err == nil {
+		t.Error("a truncated export Secret was written")
+	}
+
+	// Narrowing the scope to contact e-mails makes it fit.
+	narrow := request(ns, "access-email", privacyv1.RequestAccess, "subject")
+	narrow.Spec.Scope.Categories = []privacyv1.Category{"user.contact.email"}
+	create(t, narrow)
+	waitRequest(t, narrow, metav1.ConditionTrue, privacyv1.ReasonCompleted)
+}
