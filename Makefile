@@ -34,6 +34,10 @@ manifests: controller-gen ## Generate CRDs and RBAC from the Go markers.
 generate: controller-gen ## Generate DeepCopy methods.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
 
+.PHONY: docs
+docs: manifests ## Regenerate docs/reference.md from the CRDs (hack/gendocs).
+	go run ./hack/gendocs
+
 .PHONY: fmt
 fmt: ## go fmt.
 	go fmt ./...
@@ -87,6 +91,14 @@ deploy: manifests envtest ## Deploy the manager into the current cluster (image 
 undeploy: envtest ## Remove the manager from the current cluster.
 	$(KUBECTL) kustomize config/default | $(KUBECTL) delete --ignore-not-found -f -
 
+.PHONY: build-installer
+build-installer: manifests envtest ## Render CRDs, RBAC, the manager (image $(IMG)) and its metrics Service into dist/install.yaml.
+	mkdir -p dist
+	$(KUBECTL) kustomize config/default | sed 's|image: controller:latest|image: $(IMG)|' >dist/install.yaml.tmp
+	grep -q 'image: $(IMG)$$' dist/install.yaml.tmp || { echo "build-installer: the manager image was not set to $(IMG)" >&2; exit 1; }
+	mv dist/install.yaml.tmp dist/install.yaml
+	@echo "dist/install.yaml: kubectl apply --server-side -f dist/install.yaml"
+
 .PHONY: dev-cluster
 dev-cluster: envtest manifests ## Start a local control plane in the background and install the CRDs; prints the kubeconfig path.
 	ENVTEST_DIR=$(ENVTEST_DIR) DEV_CLUSTER_DIR=$(DEV_CLUSTER_DIR) hack/dev-cluster.sh up
@@ -101,3 +113,51 @@ dev-cluster-down: ## Stop the local control plane.
 controller-gen: $(CONTROLLER_GEN)
 $(CONTROLLER_GEN):
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+
+##@ Demo
+
+.PHONY: demo
+demo: envtest manifests ## Lethe end to end on this machine: control plane, demo database, manager, requests; prints the receipts.
+	ENVTEST_DIR=$(ENVTEST_DIR) DEV_CLUSTER_DIR=$(DEV_CLUSTER_DIR) hack/demo.sh up
+
+.PHONY: demo-down
+demo-down: ## Stop the demo's manager and control plane, drop the demo database.
+	ENVTEST_DIR=$(ENVTEST_DIR) DEV_CLUSTER_DIR=$(DEV_CLUSTER_DIR) hack/demo.sh down
+
+##@ Reliability
+
+# Fuzz targets, as package:Target. Each runs FUZZTIME; their seed corpora are
+# committed under testdata/fuzz/ and also run as plain tests by `make test`.
+FUZZTIME ?= 10s
+FUZZ_TARGETS ?= \
+	./internal/stores/postgres:FuzzIdentifierQuoting \
+	./internal/masking:FuzzRender \
+	./internal/stores/http:FuzzPathTemplate \
+	./internal/stores/http:FuzzBodyTemplate \
+	./internal/stores/redis:FuzzGlobEscaping \
+	./internal/datamap:FuzzBuild
+FAULTS_TIMEOUT ?= 15m
+
+.PHONY: fuzz
+fuzz: ## Fuzz identifier quoting, masking SQL, HTTP templates, redis globs and the data-map graph (FUZZTIME per target, default 10s).
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
+
+.PHONY: test-faults
+test-faults: envtest test-services ## Crash, outage and leader-election tests: the manager binary SIGKILLed under load, a private PostgreSQL stopped mid-run (a few minutes).
+	go test -tags faults -count=1 -timeout $(FAULTS_TIMEOUT) -v ./test/faults/
+
+##@ Benchmarks
+
+BENCH_FLAGS ?=
+BENCH_OUT   ?= $(LOCALBIN)/bench
+
+.PHONY: bench
+bench: envtest test-services ## Benchmarks against their baselines, side by side (about 10 min): prints a table, writes JSON to bin/bench/. Reports; never fails on a goal.
+	hack/bench-deps.sh
+	go build -o $(LOCALBIN)/manager .
+	go build -o $(LOCALBIN)/lethe-bench ./bench/cmd/lethe-bench
+	$(LOCALBIN)/lethe-bench --manager $(LOCALBIN)/manager --out $(BENCH_OUT) $(BENCH_FLAGS)

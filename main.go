@@ -65,6 +65,9 @@ func run(metricsAddr, probeAddr string, leaderElect bool, erasureDeadline, other
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       "lethe.privacy.lethe.dev",
+		// The Lease lives beside the digest key, where the RBAC Role allows it;
+		// setting it also lets the manager elect a leader when run out of cluster.
+		LeaderElectionNamespace: operatorNS,
 		// Secrets are read directly when needed, never cached cluster-wide.
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	})

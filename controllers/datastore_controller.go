@@ -18,6 +18,7 @@ import (
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/connector"
+	"github.com/lethe-dev/lethe/internal/metrics"
 	"github.com/lethe-dev/lethe/internal/stores"
 )
 
@@ -47,6 +48,7 @@ func (r *DataStoreReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err := r.Get(ctx, req.NamespacedName, ds); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.Connector.Forget(req.NamespacedName)
+			metrics.StoreDeleted(req.Namespace, req.Name) // metrics
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -57,6 +59,7 @@ func (r *DataStoreReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err := patchStatus(ctx, r.Client, ds, before); err != nil {
 		return ctrl.Result{}, err
 	}
+	metrics.StoreReadiness(ds.Namespace, ds.Name, apimeta.IsStatusConditionTrue(ds.Status.Conditions, privacyv1.ConditionReady)) // metrics
 	return result, checkErr
 }
 

@@ -25,6 +25,7 @@ import (
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/audit"
 	"github.com/lethe-dev/lethe/internal/connector"
+	"github.com/lethe-dev/lethe/internal/metrics"
 	"github.com/lethe-dev/lethe/internal/stores"
 )
 
@@ -70,18 +71,23 @@ type DataSubjectRequestReconciler struct {
 func (r *DataSubjectRequestReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	dsr := &privacyv1.DataSubjectRequest{}
 	if err := r.Get(ctx, req.NamespacedName, dsr); err != nil {
+		if apierrors.IsNotFound(err) {
+			metrics.RequestClosed(req.Namespace, req.Name) // metrics
+		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if isComplete(dsr) {
 		return reconcile.Result{}, nil
 	}
 	run := &requestRun{r: r, dsr: dsr, before: dsr.DeepCopy()}
+	initial := run.before // metrics: save replaces run.before, never changes it
 	result, err := run.advance(ctx)
 	dsr.Status.ObservedGeneration = dsr.Generation
 	r.trackDeadline(dsr)
 	if perr := run.save(ctx); perr != nil {
 		return reconcile.Result{}, perr
 	}
+	recordRequestMetrics(initial, dsr) // metrics, once the status is saved
 	if err == nil && !isComplete(dsr) {
 		result = r.wakeAtDeadline(dsr, result)
 	}
@@ -791,6 +797,7 @@ func (r *DataSubjectRequestReconciler) SetupWithManager(mgr manager.Manager) err
 		// Status writes must not retrigger a reconcile: retries are paced by RequeueAfter.
 		For(&privacyv1.DataSubjectRequest{}, ctrl.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&privacyv1.DataStore{}, handler.EnqueueRequestsFromMapFunc(r.unfinishedRequestsOfNamespace)).
+		Watches(&privacyv1.LegalHold{}, handler.EnqueueRequestsFromMapFunc(r.unfinishedRequestsOfNamespace), ctrl.WithPredicates(holdChanged)). // a released hold wakes the requests waiting on it
 		Named("datasubjectrequest").
 		Complete(r)
 }

@@ -31,6 +31,9 @@ func SetupAll(mgr ctrl.Manager, o Options) error {
 	if err := (&DataStoreReconciler{Client: mgr.GetClient(), Connector: o.Connector, Recorder: rec, Now: o.Now}).SetupWithManager(mgr); err != nil {
 		return err
 	}
+	if err := setupRetentionAndHolds(mgr, o, rec); err != nil { // RetentionPolicy and LegalHold controllers
+		return err
+	}
 	return (&DataSubjectRequestReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Connector: o.Connector, Recorder: rec, Now: o.Now,
 		DigestKey: o.DigestKey, ErasureDeadline: o.ErasureDeadline, OtherDeadline: o.OtherDeadline, RetryBase: o.RetryBase,

@@ -51,6 +51,17 @@ const (
 	ReasonOnLegalHold = "OnLegalHold"
 	// ReasonInvalidSchedule: the cron schedule cannot be parsed.
 	ReasonInvalidSchedule = "InvalidSchedule"
-	// ReasonSuspended: the policy is suspended.
+	// ReasonSuspended: the policy is suspended: no sweep is scheduled (Ready=True,
+	// since the object is in the state its spec asks for).
 	ReasonSuspended = "Suspended"
+	// ReasonInvalidRule: a retention rule does not fit its DataStore (unknown
+	// collection, a field that is not a date or timestamp, no anonymizable field).
+	ReasonInvalidRule = "InvalidRule"
+	// ReasonSweepUnsupported: the DataStore's engine cannot run retention sweeps.
+	ReasonSweepUnsupported = "SweepUnsupported"
+	// ReasonProtectionWeakened: a change that decreases protection was accepted
+	// with a justification (an Event, never a condition).
+	ReasonProtectionWeakened = "ProtectionWeakened"
+	// ReasonExpired: a legal hold's expiresAt has passed; it holds nothing any more.
+	ReasonExpired = "Expired"
 )

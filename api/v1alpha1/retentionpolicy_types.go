@@ -82,6 +82,23 @@ type RetentionRule struct {
 }
 
 // RetentionPolicySpec schedules deletion or anonymisation of data past its period.
+//
+// Protection never decreases without saying why: an update that removes a rule
+// (or moves it to another collection or field), narrows it with new where
+// conditions, lengthens its period, turns delete into anonymize, turns on
+// exemptFromErasure, points the policy at another store, or turns on suspend or
+// dryRun is refused unless it also sets weakeningJustification to a new,
+// non-empty text. Periods of different units are compared in hours with a month
+// counted as 30 days and a year as 365 days, and a change to a calendar unit of
+// the same approximate length (30d to 1mo, 365d to 1y) counts as lengthening:
+// the comparison errs on the side of asking for a justification. Periods of the
+// same unit are compared exactly.
+// +kubebuilder:validation:XValidation:rule="oldSelf.rules.all(o, self.rules.exists(n, n.name == o.name && n.collection == o.collection && n.after.field == o.after.field)) || (has(self.weakeningJustification) && self.weakeningJustification != '' && (!has(oldSelf.weakeningJustification) || oldSelf.weakeningJustification != self.weakeningJustification))",message="removing a rule (or renaming it, or moving it to another collection or field) decreases protection: set spec.weakeningJustification to a new explanation to accept it"
+// +kubebuilder:validation:XValidation:rule="oldSelf.rules.all(o, self.rules.all(n, n.name != o.name || n.after.period == o.after.period || !(n.after.period.find('[a-z]+$') == o.after.period.find('[a-z]+$') ? int(n.after.period.find('^[0-9]+')) > int(o.after.period.find('^[0-9]+')) : int(n.after.period.find('^[0-9]+')) * (n.after.period.endsWith('h') ? 1 : n.after.period.endsWith('d') ? 24 : n.after.period.endsWith('w') ? 168 : n.after.period.endsWith('mo') ? 720 : 8760) >= int(o.after.period.find('^[0-9]+')) * (o.after.period.endsWith('h') ? 1 : o.after.period.endsWith('d') ? 24 : o.after.period.endsWith('w') ? 168 : o.after.period.endsWith('mo') ? 720 : 8760)))) || (has(self.weakeningJustification) && self.weakeningJustification != '' && (!has(oldSelf.weakeningJustification) || oldSelf.weakeningJustification != self.weakeningJustification))",message="lengthening a retention period keeps data longer and decreases protection: set spec.weakeningJustification to a new explanation to accept it"
+// +kubebuilder:validation:XValidation:rule="oldSelf.rules.all(o, self.rules.all(n, n.name != o.name || !((!has(o.action) || o.action == 'delete') && has(n.action) && n.action == 'anonymize'))) || (has(self.weakeningJustification) && self.weakeningJustification != '' && (!has(oldSelf.weakeningJustification) || oldSelf.weakeningJustification != self.weakeningJustification))",message="turning a rule's action from delete into anonymize keeps the rows and decreases protection: set spec.weakeningJustification to a new explanation to accept it"
+// +kubebuilder:validation:XValidation:rule="oldSelf.rules.all(o, self.rules.all(n, n.name != o.name || !has(n.where) || n.where.all(w, has(o.where) && w in o.where))) || (has(self.weakeningJustification) && self.weakeningJustification != '' && (!has(oldSelf.weakeningJustification) || oldSelf.weakeningJustification != self.weakeningJustification))",message="adding where conditions to a rule narrows the rows it removes and decreases protection: set spec.weakeningJustification to a new explanation to accept it"
+// +kubebuilder:validation:XValidation:rule="oldSelf.rules.all(o, self.rules.all(n, n.name != o.name || !(has(n.exemptFromErasure) && n.exemptFromErasure && !(has(o.exemptFromErasure) && o.exemptFromErasure)))) || (has(self.weakeningJustification) && self.weakeningJustification != '' && (!has(oldSelf.weakeningJustification) || oldSelf.weakeningJustification != self.weakeningJustification))",message="turning on exemptFromErasure makes erasure requests keep rows and decreases protection: set spec.weakeningJustification to a new explanation to accept it"
+// +kubebuilder:validation:XValidation:rule="(self.storeRef == oldSelf.storeRef && !(has(self.suspend) && self.suspend && !(has(oldSelf.suspend) && oldSelf.suspend)) && !(has(self.dryRun) && self.dryRun && !(has(oldSelf.dryRun) && oldSelf.dryRun))) || (has(self.weakeningJustification) && self.weakeningJustification != '' && (!has(oldSelf.weakeningJustification) || oldSelf.weakeningJustification != self.weakeningJustification))",message="changing storeRef or turning on suspend or dryRun stops the policy's sweeps and decreases protection: set spec.weakeningJustification to a new explanation to accept it"
 type RetentionPolicySpec struct {
 	// StoreRef names the DataStore, in the same namespace.
 	StoreRef StoreName `json:"storeRef"`
@@ -106,6 +123,13 @@ type RetentionPolicySpec struct {
 	// DryRun counts the rows past their period without changing anything.
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
+
+	// WeakeningJustification explains a change that decreases protection (see
+	// above). Such a change is accepted only if it also sets this field to a new,
+	// non-empty text; the controller records the change and this text in an Event.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	WeakeningJustification string `json:"weakeningJustification,omitempty"`
 }
 
 // RuleStatus is the state of one rule.
@@ -119,6 +143,57 @@ type RuleStatus struct {
 	// RowsHeld skipped because of a legal hold.
 	// +optional
 	RowsHeld int64 `json:"rowsHeld,omitempty"`
+	// Message explains held rows or a skipped rule, for humans.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// SweepProgress is a sweep in progress. The controller works in bounded slices
+// and saves its place here after each, so a restarted operator resumes the same
+// run where it stopped.
+type SweepProgress struct {
+	// StartedAt is when the run started. Cutoffs are computed from it, so every
+	// slice of the run (and a resumed run) sweeps the same rows.
+	StartedAt metav1.Time `json:"startedAt"`
+	// Rule being swept.
+	Rule string `json:"rule"`
+	// Cursor is the engine's opaque position in Rule: the sweep resumes after it.
+	// +optional
+	Cursor string `json:"cursor,omitempty"`
+	// RowsAffected in Rule so far in this run.
+	RowsAffected int64 `json:"rowsAffected"`
+	// Completed rules of this run, with their results.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Completed []RuleStatus `json:"completed,omitempty"`
+}
+
+// AppliedRule is a rule as the controller last applied it.
+type AppliedRule struct {
+	Name              string          `json:"name"`
+	Collection        string          `json:"collection"`
+	Field             string          `json:"field"`
+	Period            Period          `json:"period"`
+	Action            RetentionAction `json:"action"`
+	ExemptFromErasure bool            `json:"exemptFromErasure,omitempty"`
+	// +optional
+	// +listType=atomic
+	Where []RetentionCondition `json:"where,omitempty"`
+}
+
+// AppliedPolicy is what the controller last applied. Comparing the spec with it,
+// the controller records every accepted weakening as an Event.
+type AppliedPolicy struct {
+	StoreRef StoreName `json:"storeRef"`
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+	// +optional
+	DryRun bool `json:"dryRun,omitempty"`
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Rules []AppliedRule `json:"rules,omitempty"`
 }
 
 // RetentionPolicyStatus is the observed state of a RetentionPolicy.
@@ -139,6 +214,12 @@ type RetentionPolicyStatus struct {
 	// +listType=map
 	// +listMapKey=name
 	Rules []RuleStatus `json:"rules,omitempty"`
+	// Sweep is the run in progress, if any.
+	// +optional
+	Sweep *SweepProgress `json:"sweep,omitempty"`
+	// Applied is the policy as the controller last applied it.
+	// +optional
+	Applied *AppliedPolicy `json:"applied,omitempty"`
 }
 
 // +kubebuilder:object:root=true

@@ -8,6 +8,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/stores"
 	httpstore "github.com/lethe-dev/lethe/internal/stores/http"
+	mysqlstore "github.com/lethe-dev/lethe/internal/stores/mysql"
 	"github.com/lethe-dev/lethe/internal/stores/postgres"
 	redisstore "github.com/lethe-dev/lethe/internal/stores/redis"
 )
@@ -17,6 +18,8 @@ func OpenEngine(ctx context.Context, ds *privacyv1.DataStore, m *datamap.Map, s 
 	switch ds.Spec.Engine {
 	case privacyv1.EnginePostgres:
 		return postgres.New(ctx, s.Connection, m, s.MaskingKey)
+	case privacyv1.EngineMySQL:
+		return mysqlstore.New(ctx, s.Connection, m, s.MaskingKey)
 	case privacyv1.EngineRedis:
 		return redisstore.New(ctx, s.Connection, m, s.MaskingKey)
 	case privacyv1.EngineHTTP:

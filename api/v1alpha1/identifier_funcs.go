@@ -1,0 +1,95 @@
+package v1alpha1
+
+import (
+	"fmt"
+	"regexp"
+	"unicode/utf8"
+)
+
+// The admission rules on names and values, as Go code can apply them. They
+// mirror the validation markers of the types (a test compares them with the
+// generated CRDs in config/crd/bases), so code that builds objects, and the
+// tests that fuzz quoting, can tell in advance what the API server accepts.
+const (
+	// IdentifierPattern is the pattern of Identifier (table, column and collection names).
+	IdentifierPattern = `^[A-Za-z_][A-Za-z0-9_$]*$`
+	// IdentifierMaxLength is the longest Identifier, in characters.
+	IdentifierMaxLength = 63
+	// TablePattern is the pattern of Collection.Table: an identifier, optionally schema-qualified.
+	TablePattern = `^[A-Za-z_][A-Za-z0-9_$]{0,62}(\.[A-Za-z_][A-Za-z0-9_$]{0,62})?$`
+	// TableMaxLength is the longest Collection.Table, in characters.
+	TableMaxLength = 127
+	// IdentityTypePattern is the pattern of identity types (the keys of Identities and Collection.Identity).
+	IdentityTypePattern = `^[a-z][A-Za-z0-9]{0,62}$`
+	// CategoryPattern is the pattern of Category.
+	CategoryPattern = `^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$`
+	// CategoryMaxLength is the longest Category, in characters.
+	CategoryMaxLength = 128
+	// IdentityValueMaxLength is the longest inline IdentityValue, in characters.
+	IdentityValueMaxLength = 1024
+	// identityValuePattern is what an inline identity value must contain: a
+	// character that is not whitespace in the RE2 sense of the CEL rule
+	// (\S: not space, \t, \n, \f or \r).
+	identityValuePattern = `\S`
+)
+
+var (
+	identifierRE    = regexp.MustCompile(IdentifierPattern)
+	tableRE         = regexp.MustCompile(TablePattern)
+	identityTypeRE  = regexp.MustCompile(IdentityTypePattern)
+	categoryRE      = regexp.MustCompile(CategoryPattern)
+	identityValueRE = regexp.MustCompile(identityValuePattern)
+)
+
+// ValidateIdentifier returns nil when s is a valid Identifier: what admission
+// accepts as a table, column or collection name. Such a name holds no quote,
+// dot, space, semicolon or comment marker, so quoting it can never change the
+// statement around it.
+func ValidateIdentifier(s string) error {
+	return validateString("identifier", s, identifierRE, IdentifierPattern, 1, IdentifierMaxLength)
+}
+
+// ValidateTable returns nil when s is a valid Collection.Table (table or schema.table).
+func ValidateTable(s string) error {
+	return validateString("table", s, tableRE, TablePattern, 1, TableMaxLength)
+}
+
+// ValidateIdentityType returns nil when s is a valid identity type such as email or userId.
+func ValidateIdentityType(s string) error {
+	return validateString("identity type", s, identityTypeRE, IdentityTypePattern, 1, 0)
+}
+
+// ValidateCategory returns nil when s is a valid Category such as user.contact.email.
+func ValidateCategory(s string) error {
+	return validateString("category", s, categoryRE, CategoryPattern, 1, CategoryMaxLength)
+}
+
+// ValidateIdentityValue returns nil when admission accepts v as an inline
+// identity value: at most IdentityValueMaxLength characters, not empty and
+// not only whitespace. Errors never quote v: it is personal data.
+//
+// Admission's whitespace is RE2's (space, \t, \n, \f, \r): a value of only
+// other white space (\v, U+00A0, U+3000, ...) or holding NUL passes admission
+// and is refused by the controller instead (InvalidSubject).
+func ValidateIdentityValue(v string) error {
+	if n := utf8.RuneCountInString(v); n > IdentityValueMaxLength {
+		return fmt.Errorf("identity value is %d characters long, more than %d", n, IdentityValueMaxLength)
+	}
+	if !identityValueRE.MatchString(v) {
+		return fmt.Errorf("identity values must not be empty or only whitespace")
+	}
+	return nil
+}
+
+func validateString(what, s string, re *regexp.Regexp, pattern string, minLen, maxLen int) error {
+	n := utf8.RuneCountInString(s)
+	switch {
+	case n < minLen:
+		return fmt.Errorf("%s must not be empty", what)
+	case maxLen > 0 && n > maxLen:
+		return fmt.Errorf("%s is %d characters long, more than %d", what, n, maxLen)
+	case !re.MatchString(s):
+		return fmt.Errorf("%s %q does not match %s", what, s, pattern)
+	}
+	return nil
+}

@@ -1,0 +1,249 @@
+// Package mysql is Lethe's MySQL and MariaDB engine (go-sql-driver). It has
+// the PostgreSQL engine's semantics: it checks the live schema against the
+// data map, resolves a subject's rows by walking the map from the identity
+// columns, and carries out requests by primary key, one statement per
+// collection and batch of keys, in one InnoDB transaction per store.
+//
+// Matching is exact whatever the column's collation. MySQL's default
+// collations are case-, accent- and trailing-space-insensitive (a_b@x.io,
+// A_B@x.io, á_b@x.io and "a_b@x.io " are all equal under utf8mb4_general_ci,
+// and even utf8mb4_bin pads spaces), so a text identity is compared twice: by
+// the column's own collation, which lets its index find the candidates, and
+// byte for byte in UTF-8 (CAST(CAST(col AS CHAR CHARACTER SET utf8mb4) AS
+// BINARY) = CAST(? AS BINARY)), which keeps only the exact ones.
+//
+// Identity values, keys and masking keys are always bound parameters (server-
+// side prepared statements, never interpolated), identifiers are validated and
+// quoted with backticks, and no error it returns repeats a value from the
+// database: MySQL messages that can quote values are reduced to the error
+// number and the object names.
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+	"time"
+
+	gomysql "github.com/go-sql-driver/mysql"
+
+	"github.com/lethe-dev/lethe/internal/datamap"
+	"github.com/lethe-dev/lethe/internal/stores"
+)
+
+// Default timeouts of the transactions a Store runs: waiting for a lock fails
+// fast (another writer holds the subject's rows: retry later), and no
+// statement may run for long.
+const (
+	DefaultLockTimeout      = 5 * time.Second
+	DefaultStatementTimeout = 60 * time.Second
+)
+
+const (
+	// maxConns is small: requests run one transaction at a time per store.
+	maxConns = 4
+	// dialTimeout bounds connecting when the DSN does not say.
+	dialTimeout = 10 * time.Second
+	// sqlMode makes every session strict whatever the server's default, so a
+	// value that does not fit its column is refused rather than truncated.
+	sqlMode = "'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,ERROR_FOR_DIVISION_BY_ZERO'"
+)
+
+// Store is one MySQL or MariaDB database and its data map.
+type Store struct {
+	db               *sql.DB
+	m                *datamap.Map
+	key              []byte
+	lockTimeout      time.Duration
+	statementTimeout time.Duration
+	// mariaDB selects the statement timeout variable: MariaDB's
+	// max_statement_time (any statement) or MySQL's max_execution_time (SELECT only).
+	mariaDB bool
+}
+
+var _ stores.Store = (*Store)(nil)
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithTimeouts sets the lock wait and statement timeouts of every transaction.
+func WithTimeouts(lock, statement time.Duration) Option {
+	return func(s *Store) { s.lockTimeout, s.statementTimeout = lock, statement }
+}
+
+// New connects to the database of dsn, a go-sql-driver DSN
+// (user:password@tcp(host:3306)/database). Sessions are set to utf8mb4, UTC
+// and a strict sql_mode whatever the DSN says. maskingKey keys the hash and
+// uniqueEmail strategies; it may be empty when the map uses neither.
+func New(ctx context.Context, dsn string, m *datamap.Map, maskingKey []byte, opts ...Option) (*Store, error) {
+	if m == nil {
+		return nil, fmt.Errorf("%w: no data map", stores.ErrInvalid)
+	}
+	if err := validateIdentifiers(m); err != nil {
+		return nil, err
+	}
+	cfg, err := connConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	connector, err := gomysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the MySQL connection settings are invalid", stores.ErrInvalid)
+	}
+	db := sql.OpenDB(connector)
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	s := &Store{db: db, m: m, key: maskingKey, lockTimeout: DefaultLockTimeout, statementTimeout: DefaultStatementTimeout}
+	for _, o := range opts {
+		o(s)
+	}
+	var version string
+	if err := db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
+		db.Close()
+		return nil, connectError(err)
+	}
+	s.mariaDB = strings.Contains(strings.ToLower(version), "mariadb")
+	return s, nil
+}
+
+// connectError reports a failed first connection. Whatever the server said
+// (access denied, unknown database) is fixed by a change to the Secret or the
+// server, not to the data map, so it is unavailable: retried, never stalled.
+func connectError(err error) error {
+	var myErr *gomysql.MySQLError
+	if errors.As(err, &myErr) {
+		return fmt.Errorf("%w: connecting to MySQL: %s", stores.ErrUnavailable, describe(myErr))
+	}
+	return dbError("connecting to MySQL", err)
+}
+
+// connConfig parses dsn and pins the session settings the engine relies on.
+func connConfig(dsn string) (*gomysql.Config, error) {
+	cfg, err := gomysql.ParseDSN(strings.TrimSpace(dsn))
+	if err != nil {
+		// The parser's error may quote the DSN, password included.
+		return nil, fmt.Errorf("%w: the MySQL DSN cannot be parsed (want user:password@tcp(host:3306)/database)", stores.ErrInvalid)
+	}
+	if err := cfg.Apply(gomysql.Charset("utf8mb4", "")); err != nil {
+		return nil, fmt.Errorf("%w: setting the connection charset: %v", stores.ErrInvalid, err)
+	}
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	cfg.Params["time_zone"] = "'+00:00'" // masking generalizes TIMESTAMPs in UTC
+	cfg.Params["sql_mode"] = sqlMode
+	cfg.ParseTime, cfg.Loc = true, time.UTC
+	// Values travel as parameters of server-side prepared statements; one
+	// statement per call; affected rows count the rows actually changed.
+	cfg.InterpolateParams, cfg.MultiStatements, cfg.ClientFoundRows = false, false, false
+	if cfg.Timeout == 0 {
+		cfg.Timeout = dialTimeout
+	}
+	return cfg, nil
+}
+
+// Close closes the connections.
+func (s *Store) Close() { _ = s.db.Close() }
+
+// readOnly is a snapshot that cannot write: planning, checking and exporting
+// are safe by construction, and see one consistent state.
+var readOnly = &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+
+// readWrite is Apply's transaction; it locks the subject's rows as it resolves them.
+var readWrite = &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+
+// inTx runs fn in a transaction with the store's timeouts, and commits if fn succeeds.
+func (s *Store) inTx(ctx context.Context, opts *sql.TxOptions, fn func(*sql.Tx) error) error {
+	return s.inTxWithTimeouts(ctx, opts, s.lockTimeout, s.statementTimeout, fn)
+}
+
+func (s *Store) inTxWithTimeouts(ctx context.Context, opts *sql.TxOptions, lock, statement time.Duration, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, opts)
+	if err != nil {
+		return dbError("starting a transaction", err)
+	}
+	defer func() { _ = tx.Rollback() }() // a no-op once committed
+	if _, err := tx.ExecContext(ctx, s.timeoutsStatement(lock, statement)); err != nil {
+		return dbError("setting timeouts", err)
+	}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return dbError("committing", err)
+	}
+	return nil
+}
+
+// timeoutsStatement sets the session's lock waits (row locks and metadata
+// locks, in whole seconds, at least 1) and statement timeout. The values are
+// the store's own durations, never input, so they are rendered as numbers.
+func (s *Store) timeoutsStatement(lock, statement time.Duration) string {
+	lockSeconds := max(int64(math.Ceil(lock.Seconds())), 1)
+	set := fmt.Sprintf("SET SESSION innodb_lock_wait_timeout = %d, SESSION lock_wait_timeout = %d", lockSeconds, lockSeconds)
+	if s.mariaDB {
+		return set + fmt.Sprintf(", SESSION max_statement_time = %.3f", statement.Seconds())
+	}
+	return set + fmt.Sprintf(", SESSION max_execution_time = %d", statement.Milliseconds())
+}
+
+// identifierPattern is what admission accepts for table and column names,
+// within MySQL's 64-character limit.
+var identifierPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]{0,63}$`)
+
+// validateIdentifiers refuses a map whose names admission would refuse (a
+// map built without the API server): quoting alone would make them safe,
+// but they could never name what the user meant.
+func validateIdentifiers(m *datamap.Map) error {
+	var bad []string
+	check := func(c *datamap.Collection, name string) {
+		if !identifierPattern.MatchString(name) {
+			bad = append(bad, fmt.Sprintf("collection %q: %q", c.Name, name))
+		}
+	}
+	for _, c := range m.Collections {
+		parts := strings.Split(c.Table, ".")
+		if len(parts) > 2 {
+			bad = append(bad, fmt.Sprintf("collection %q: table %q", c.Name, c.Table))
+		}
+		for _, p := range parts {
+			check(c, p)
+		}
+		check(c, c.PrimaryKey)
+		for _, col := range c.Identity {
+			check(c, col)
+		}
+		for _, f := range c.Fields {
+			check(c, f.Name)
+		}
+		for _, e := range c.Parents {
+			check(c, e.ChildField)
+			check(c, e.ParentField)
+		}
+		for _, e := range c.Referrers {
+			check(e.Child, e.ChildField)
+			check(c, e.ParentField)
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%w: invalid SQL identifiers (letters, digits, _ and $, at most 64): %s", stores.ErrInvalid, strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// quote quotes one identifier with backticks, doubling any backtick in it.
+func quote(name string) string { return "`" + strings.ReplaceAll(name, "`", "``") + "`" }
+
+// tableRef quotes a collection's table, database-qualified or not.
+func tableRef(c *datamap.Collection) string {
+	parts := strings.Split(c.Table, ".")
+	for i, p := range parts {
+		parts[i] = quote(p)
+	}
+	return strings.Join(parts, ".")
+}

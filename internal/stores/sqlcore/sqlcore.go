@@ -1,0 +1,149 @@
+// Package sqlcore is what the SQL engines (postgres, mysql) share beyond SQL:
+// request validation, the decision of what erasure does to each collection,
+// which of a subject's rows are kept (holds, legal minimums, and the rows that
+// belong to kept rows), the order steps run in, and the schema checks that only
+// need the introspected columns. Engines supply the queries; nothing here
+// talks to a database or sees a row's data.
+package sqlcore
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/lethe-dev/lethe/internal/datamap"
+	"github.com/lethe-dev/lethe/internal/stores"
+)
+
+// Rows are the primary keys of the subject's rows per collection, as text (the
+// engine's uniform rendering of every key type).
+type Rows map[*datamap.Collection][]string
+
+// Validate refuses, before any query, a request no store could carry out
+// safely. Its errors name identity types and collections, never values.
+func Validate(m *datamap.Map, req stores.Request) error {
+	if err := ValidateSubject(m, req.Subject); err != nil {
+		return err
+	}
+	switch req.Kind {
+	case stores.KindAccess, stores.KindErasure:
+	case stores.KindRectification:
+		if len(req.Rectification) == 0 {
+			return fmt.Errorf("%w: a Rectification request needs values", stores.ErrInvalid)
+		}
+	default:
+		return fmt.Errorf("%w: unknown request kind %q", stores.ErrInvalid, req.Kind)
+	}
+	for _, h := range req.Holds {
+		if _, ok := m.Get(h.Collection); h.Collection != "" && !ok {
+			return fmt.Errorf("%w: legal hold %s names collection %q, which the data map does not have", stores.ErrInvalid, h.Name, h.Collection)
+		}
+	}
+	for _, e := range req.Exemptions {
+		if _, ok := m.Get(e.Collection); !ok {
+			return fmt.Errorf("%w: retention rule %s names collection %q, which the data map does not have", stores.ErrInvalid, e.Rule, e.Collection)
+		}
+	}
+	return nil
+}
+
+// ValidateSubject refuses an empty identity value (it would match every row
+// whose column is empty), and a subject none of whose identity types the map
+// knows; identity types only other stores map are ignored.
+func ValidateSubject(m *datamap.Map, subject map[string]string) error {
+	types := SortedKeys(subject)
+	if len(types) == 0 {
+		return fmt.Errorf("%w: the request has no subject identity", stores.ErrInvalid)
+	}
+	for _, t := range types {
+		if strings.TrimSpace(subject[t]) == "" {
+			return fmt.Errorf("%w: identity %s has an empty value", stores.ErrInvalid, t)
+		}
+	}
+	known := IdentityTypes(m)
+	if !slices.ContainsFunc(types, func(t string) bool { return slices.Contains(known, t) }) {
+		return fmt.Errorf("%w: none of the subject's identity types (%s) is mapped in this store, which knows %s",
+			stores.ErrInvalid, strings.Join(types, ", "), strings.Join(known, ", "))
+	}
+	return nil
+}
+
+// IdentityTypes lists, sorted, the identity types any collection of m maps.
+func IdentityTypes(m *datamap.Map) []string {
+	set := map[string]string{}
+	for _, c := range m.Collections {
+		for t := range c.Identity {
+			set[t] = t
+		}
+	}
+	return SortedKeys(set)
+}
+
+// SortedKeys returns the keys of m in order.
+func SortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Without returns keys minus drop, keeping order.
+func Without(keys, drop []string) []string {
+	if len(drop) == 0 {
+		return keys
+	}
+	skip := make(map[string]bool, len(drop))
+	for _, k := range drop {
+		skip[k] = true
+	}
+	var out []string
+	for _, k := range keys {
+		if !skip[k] {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// Intersect returns the keys that are also in among, keeping the order of keys.
+func Intersect(keys, among []string) []string {
+	in := make(map[string]bool, len(among))
+	for _, k := range among {
+		in[k] = true
+	}
+	var out []string
+	for _, k := range keys {
+		if in[k] {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// AccessResults reports, per collection in scope, how many of the subject's
+// rows an export holds.
+func AccessResults(m *datamap.Map, rows Rows, scope datamap.Scope) []stores.CollectionResult {
+	var out []stores.CollectionResult
+	for _, c := range m.Collections {
+		if scope.InScope(c) {
+			out = append(out, stores.CollectionResult{Collection: c.Name, Action: stores.ActionExport, Rows: int64(len(rows[c]))})
+		}
+	}
+	return out
+}
+
+// RectifiedFields are the fields of c a rectification sets: those in scope
+// whose category is exactly a key of req.Rectification (a value is one
+// field's value: user.contact must not overwrite both email and phone).
+func RectifiedFields(c *datamap.Collection, req stores.Request) []datamap.Field {
+	var out []datamap.Field
+	for _, f := range c.Fields {
+		if _, ok := req.Rectification[f.Category]; ok && req.Scope.Covers(f.Category) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
