@@ -141,6 +141,15 @@ func runControlPlane(ctx context.Context, cfg Config, p *Part) error {
 	mgrAfter, _ := mgr.scrape(ctx)
 	p.Details["apiCallsPerRequest"] = perRequest(apiBefore, apiAfter, tp.ready)
 	p.Details["reconcilesPerRequest"] = reconcileStats(mgrBefore, mgrAfter, tp.ready)
+	if tp.ready > 0 {
+		// Where the CPU went: milliseconds of CPU per request (the machine's
+		// cores are shared by the API server, etcd, PostgreSQL and the manager).
+		cpu := map[string]float64{"apiserver": (apiAfter[cpuSeries] - apiBefore[cpuSeries]) * 1000 / float64(tp.ready)}
+		if mgr.process {
+			cpu["manager"] = (mgrAfter[cpuSeries] - mgrBefore[cpuSeries]) * 1000 / float64(tp.ready)
+		}
+		p.Details["cpuMsPerRequest"] = cpu
+	}
 	memA, _ := mgr.memory(ctx)
 	p.Details["afterRequests"] = memA
 	var erased int64
@@ -630,7 +639,11 @@ func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 var apiRequestSeries = regexp.MustCompile(`^apiserver_request_total\{(.*)\}$`)
 var labelPair = regexp.MustCompile(`(\w+)="([^"]*)"`)
 
-// apiserverRequests counts the API server's requests by "VERB resource[/subresource]".
+// cpuSeries is the CPU time a Prometheus process collector reports.
+const cpuSeries = "process_cpu_seconds_total"
+
+// apiserverRequests counts the API server's requests by "VERB resource[/subresource]",
+// and its CPU time under cpuSeries.
 func apiserverRequests(ctx context.Context, cfg *rest.Config) (map[string]float64, error) {
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
@@ -644,6 +657,10 @@ func apiserverRequests(ctx context.Context, cfg *rest.Config) (map[string]float6
 	for _, line := range strings.Split(string(body), "\n") {
 		i := strings.LastIndexByte(line, ' ')
 		if i < 0 {
+			continue
+		}
+		if line[:i] == cpuSeries {
+			out[cpuSeries], _ = strconv.ParseFloat(line[i+1:], 64)
 			continue
 		}
 		m := apiRequestSeries.FindStringSubmatch(line[:i])
@@ -674,7 +691,7 @@ func perRequest(before, after map[string]float64, n int) map[string]float64 {
 		return out
 	}
 	for k, v := range after {
-		if d := v - before[k]; d >= float64(n)/10 {
+		if d := v - before[k]; d >= float64(n)/10 && k != cpuSeries {
 			out[k] = math.Round(d/float64(n)*100) / 100
 		}
 	}

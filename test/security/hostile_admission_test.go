@@ -207,7 +207,9 @@ func TestHostileDataStoresAreRefusedAtAdmission(t *testing.T) {
 	httpCases := []hostileStoreCase{
 		{"path to another host", func(s *privacyv1.DataStore) { s.Spec.Collections[0].HTTP.Erasure.Path = "//evil.example/{customerId}" }, "spec.collections[0].http.erasure.path"},
 		{"path with a fragment", func(s *privacyv1.DataStore) { s.Spec.Collections[0].HTTP.Erasure.Path = "/v1/{customerId}#x" }, "spec.collections[0].http.erasure.path"},
-		{"path with CRLF", func(s *privacyv1.DataStore) { s.Spec.Collections[0].HTTP.Erasure.Path = "/v1/{customerId}\r\nHost: evil" }, "spec.collections[0].http.erasure.path"},
+		{"path with CRLF", func(s *privacyv1.DataStore) {
+			s.Spec.Collections[0].HTTP.Erasure.Path = "/v1/{customerId}\r\nHost: evil"
+		}, "spec.collections[0].http.erasure.path"},
 		{"header value with CRLF", func(s *privacyv1.DataStore) {
 			s.Spec.Collections[0].HTTP.Erasure.Headers["Stripe-Version"] = "1\r\nX-Evil: 1"
 		}, "spec.collections[0].http.erasure.headers"},

@@ -2,6 +2,7 @@ package security
 
 import (
 	"context"
+	"database/sql"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	_ "github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 
@@ -26,6 +28,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/stores"
 	httpstore "github.com/lethe-dev/lethe/internal/stores/http"
+	mysqlstore "github.com/lethe-dev/lethe/internal/stores/mysql"
 	"github.com/lethe-dev/lethe/internal/stores/postgres"
 	redisstore "github.com/lethe-dev/lethe/internal/stores/redis"
 	"github.com/lethe-dev/lethe/internal/testdb"
@@ -72,7 +75,7 @@ func TestHostileIdentitiesEraseExactlyTheirOwnSubject(t *testing.T) {
 	if len(values) < 50 {
 		t.Fatalf("only %d hostile values", len(values))
 	}
-	for _, fx := range []*engineFixture{postgresFixture(t, values), redisFixture(t, values), httpFixture(t, values)} {
+	for _, fx := range []*engineFixture{postgresFixture(t, values), mysqlFixture(t, values), redisFixture(t, values), httpFixture(t, values)} {
 		t.Run(fx.name, func(t *testing.T) {
 			refused, erased, skipped := 0, 0, 0
 			for i, v := range values {
@@ -184,27 +187,7 @@ func postgresFixture(t *testing.T, values []hostileValue) *engineFixture {
 	return &engineFixture{
 		name: "postgres", store: s, transactional: true,
 		snapshot: func(t *testing.T) map[string]string { return peopleSnapshot(t, conn) },
-		owned: func(v hostileValue) []string {
-			var ids []int64
-			if v.idType() == "userId" {
-				if n, err := strconv.ParseInt(v.value, 10, 64); err == nil && strconv.FormatInt(n, 10) == v.value {
-					if _, ok := emails[n]; ok {
-						ids = append(ids, n)
-					}
-				}
-			} else {
-				for id, e := range emails {
-					if e == v.value {
-						ids = append(ids, id)
-					}
-				}
-			}
-			var out []string
-			for _, id := range ids {
-				out = append(out, fmt.Sprintf("people/%d", id), fmt.Sprintf("orders/%d", id*10), fmt.Sprintf("orders/%d", id*10+1))
-			}
-			return out
-		},
+		owned: func(v hostileValue) []string { return ownedPeople(emails, v) },
 		// PostgreSQL text holds neither NUL nor invalid UTF-8: the query fails
 		// (SQLSTATE 22021) and nothing changes.
 		wantErr: func(v hostileValue) bool { return !v.pgStorable && v.idType() == "email" },
@@ -263,6 +246,110 @@ func mustExec(t *testing.T, conn *pgx.Conn, sql string, args ...any) {
 	if _, err := conn.Exec(context.Background(), sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
+}
+
+// ---- MySQL (MariaDB) -------------------------------------------------------
+
+func mysqlFixture(t *testing.T, values []hostileValue) *engineFixture {
+	ctx := context.Background()
+	dsn := testdb.NewMySQL(t)
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	// The server's default collation folds case, accents and trailing spaces:
+	// the look-alikes compare equal to each other under it.
+	for _, stmt := range []string{
+		`CREATE TABLE people (id BIGINT PRIMARY KEY, email LONGTEXT NOT NULL, name VARCHAR(64) NOT NULL) DEFAULT CHARSET utf8mb4`,
+		`CREATE TABLE orders (id BIGINT PRIMARY KEY, person_id BIGINT NOT NULL, item VARCHAR(64) NOT NULL,
+			CONSTRAINT orders_person_fk FOREIGN KEY (person_id) REFERENCES people (id)) DEFAULT CHARSET utf8mb4`,
+	} {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	emails := map[int64]string{}
+	for i, b := range bystanders {
+		emails[int64(i+1)] = b
+	}
+	for i, v := range values {
+		if utf8.ValidString(v.value) && v.idType() == "email" {
+			emails[int64(100+i)] = v.value
+		}
+	}
+	for id, e := range emails {
+		if _, err := db.ExecContext(ctx, `INSERT INTO people VALUES (?, ?, CONCAT('name of ', ?))`, id, e, id); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, `INSERT INTO orders VALUES (? * 10, ?, 'book'), (? * 10 + 1, ?, 'pen')`, id, id, id, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spec := peopleStoreSpec()
+	spec.Engine = privacyv1.EngineMySQL
+	m, err := datamap.Build(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := mysqlstore.New(ctx, dsn, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if res, err := s.Check(ctx); err != nil || len(res.Problems) > 0 {
+		t.Fatalf("mysql fixture does not check: %v %+v", err, res.Problems)
+	}
+	return &engineFixture{
+		name: "mysql", store: s, transactional: true,
+		snapshot: func(t *testing.T) map[string]string {
+			out := map[string]string{}
+			rows, err := db.QueryContext(ctx, `SELECT CONCAT('people/', id), MD5(CONCAT_WS('|', id, HEX(email), name)) FROM people
+				UNION ALL SELECT CONCAT('orders/', id), MD5(CONCAT_WS('|', id, person_id, item)) FROM orders`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var id, d string
+				if err := rows.Scan(&id, &d); err != nil {
+					t.Fatal(err)
+				}
+				out[id] = d
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		},
+		owned: func(v hostileValue) []string { return ownedPeople(emails, v) },
+		// utf8mb4 columns hold no invalid UTF-8: such a value cannot match.
+		wantErr: func(hostileValue) bool { return false },
+	}
+}
+
+// ownedPeople: the people rows (and their orders) whose email is v exactly,
+// or whose id is v written canonically.
+func ownedPeople(emails map[int64]string, v hostileValue) []string {
+	var ids []int64
+	if v.idType() == "userId" {
+		if n, err := strconv.ParseInt(v.value, 10, 64); err == nil && strconv.FormatInt(n, 10) == v.value {
+			if _, ok := emails[n]; ok {
+				ids = append(ids, n)
+			}
+		}
+	} else {
+		for id, e := range emails {
+			if e == v.value {
+				ids = append(ids, id)
+			}
+		}
+	}
+	var out []string
+	for _, id := range ids {
+		out = append(out, fmt.Sprintf("people/%d", id), fmt.Sprintf("orders/%d", id*10), fmt.Sprintf("orders/%d", id*10+1))
+	}
+	return out
 }
 
 // ---- Redis ------------------------------------------------------------------

@@ -48,8 +48,8 @@ var managerNeeds = []struct {
 }{
 	{rbacv1.PolicyRule{APIGroups: []string{"privacy.lethe.dev"}, Resources: []string{"datastores", "datasubjectrequests", "retentionpolicies", "legalholds"}, Verbs: []string{"get", "list", "watch"}},
 		"the controllers watch their kinds; requests read policies (exemptions) and holds"},
-	{rbacv1.PolicyRule{APIGroups: []string{"privacy.lethe.dev"}, Resources: []string{"datastores/status", "datasubjectrequests/status"}, Verbs: []string{"get", "update", "patch"}},
-		"status is written with optimistic-lock patches"},
+	{rbacv1.PolicyRule{APIGroups: []string{"privacy.lethe.dev"}, Resources: []string{"datastores/status", "datasubjectrequests/status", "retentionpolicies/status", "legalholds/status"}, Verbs: []string{"get", "update", "patch"}},
+		"each controller writes its kind's status with optimistic-lock patches"},
 	{rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "create", "update"}},
 		"get: connection, masking-key and subject Secrets by name; create/update: Access exports and the digest key"},
 	{rbacv1.PolicyRule{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
@@ -187,4 +187,3 @@ func TestManagerIdentityIsDeniedEverythingElse(t *testing.T) {
 		t.Errorf("list requests as the manager: %v", err)
 	}
 }
-

@@ -34,7 +34,7 @@ func main() {
 	flag.StringVar(&managerArgs, "manager-args", "", "extra flags for the manager process, space-separated")
 	flag.StringVar(&cfg.PTArchiver, "pt-archiver", cfg.PTArchiver, "pt-archiver executable (part 3)")
 	flag.StringVar(&cfg.WorkDir, "out", cfg.WorkDir, "directory for the JSON report and the manager's log")
-	flag.DurationVar(&timeout, "part-timeout", 5*time.Minute, "time limit of each part")
+	flag.DurationVar(&timeout, "part-timeout", 8*time.Minute, "time limit of each part")
 	flag.Parse()
 	cfg.ManagerArgs = strings.Fields(managerArgs)
 

@@ -15,7 +15,7 @@ import (
 
 // Export holds the subject's rows only: primary key and mapped fields in
 // scope, as JSON-friendly values; none of the look-alikes.
-func TestExportReturnsOnlyTheSubjectsRows(t *testing.T) {
+func TestMySQLExportReturnsOnlyTheSubjectsRows(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete)
 	req := stores.Request{Kind: stores.KindAccess, Subject: subject}
 	exp, res, err := f.store.Export(context.Background(), req)
@@ -64,7 +64,7 @@ func TestExportReturnsOnlyTheSubjectsRows(t *testing.T) {
 }
 
 // A scope narrows the export to the collections and fields it covers.
-func TestExportHonoursScope(t *testing.T) {
+func TestMySQLExportHonoursScope(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete)
 	exp, _, err := f.store.Export(context.Background(), stores.Request{
 		Kind: stores.KindAccess, Subject: subject, Scope: datamap.Scope{Categories: []string{"user.billing.address", "user.contact.phone"}},
@@ -84,7 +84,7 @@ func TestExportHonoursScope(t *testing.T) {
 // Rectification sets the fields of exactly the named category in the
 // subject's rows only; a parent category names no field; running it again
 // changes nothing; a case-only correction is a change.
-func TestRectificationUpdatesOnlyTheSubject(t *testing.T) {
+func TestMySQLRectificationUpdatesOnlyTheSubject(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete)
 	ctx := context.Background()
 	rectify := func(values map[string]string) stores.Result {
@@ -123,7 +123,7 @@ func TestRectificationUpdatesOnlyTheSubject(t *testing.T) {
 
 // A corrected value that does not fit the column is refused, not truncated,
 // and the error does not repeat it.
-func TestRectificationRefusesValuesThatDoNotFit(t *testing.T) {
+func TestMySQLRectificationRefusesValuesThatDoNotFit(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete)
 	for _, tt := range []struct{ category, value, want string }{
 		{"user.contact.phone", "+33 6 00 00 00 00 00 00 00 00 00 00 00 00", `value too long for the column (MySQL error 1406, SQLSTATE 22001) column "phone"`},

@@ -17,7 +17,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/testdb"
 )
 
-func TestCheckAcceptsTheFixture(t *testing.T) {
+func TestMySQLCheckAcceptsTheFixture(t *testing.T) {
 	for _, accounts := range []privacyv1.ErasureAction{privacyv1.ErasureDelete, privacyv1.ErasureAnonymize} {
 		f := newFixture(t, accounts)
 		res, err := f.store.Check(context.Background())
@@ -32,7 +32,7 @@ func TestCheckAcceptsTheFixture(t *testing.T) {
 
 // Check reports each mismatch with its collection and field, what is wrong and
 // how to fix it; Plan then refuses to run.
-func TestCheckReportsProblemsPrecisely(t *testing.T) {
+func TestMySQLCheckReportsProblemsPrecisely(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete,
 		`CREATE TABLE archive (id INT PRIMARY KEY, email VARCHAR(255)) ENGINE=MyISAM`,
 		`CREATE VIEW account_emails AS SELECT id, email FROM accounts`,
@@ -95,7 +95,7 @@ func TestCheckReportsProblemsPrecisely(t *testing.T) {
 
 // Names resolve as the server resolves them: column names in any case, table
 // names exactly (lower_case_table_names=0 on Linux).
-func TestCheckResolvesNamesAsTheServerDoes(t *testing.T) {
+func TestMySQLCheckResolvesNamesAsTheServerDoes(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete)
 	spec := fixtureSpec(f.name, privacyv1.ErasureDelete)
 	spec.Collections[0].Fields[1].Name = "NAME"
@@ -118,7 +118,7 @@ func TestCheckResolvesNamesAsTheServerDoes(t *testing.T) {
 }
 
 // Keyed strategies without a key are a problem, not an unkeyed digest.
-func TestCheckWantsAMaskingKey(t *testing.T) {
+func TestMySQLCheckWantsAMaskingKey(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureAnonymize)
 	s := newStore(t, f.dsn, fixtureSpec(f.name, privacyv1.ErasureAnonymize), nil)
 	res, err := s.Check(context.Background())
@@ -133,7 +133,7 @@ func TestCheckWantsAMaskingKey(t *testing.T) {
 // Foreign keys the map does not account for are warnings: an unmapped table
 // blocking a delete, one cascading into rows no plan counts, and a retained
 // collection blocking its parent's delete.
-func TestCheckWarnsAboutForeignKeysThatBreakErasure(t *testing.T) {
+func TestMySQLCheckWarnsAboutForeignKeysThatBreakErasure(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete,
 		`CREATE TABLE payments (id BIGINT PRIMARY KEY, invoice_id BIGINT, CONSTRAINT payments_invoice_fk FOREIGN KEY (invoice_id) REFERENCES invoices (id))`,
 		`CREATE TABLE notes (id BIGINT PRIMARY KEY, account_id BIGINT, CONSTRAINT notes_account_fk FOREIGN KEY (account_id) REFERENCES accounts (id) ON DELETE CASCADE)`,
@@ -166,7 +166,7 @@ func TestCheckWarnsAboutForeignKeysThatBreakErasure(t *testing.T) {
 
 // Requests that cannot be carried out safely are refused before any query:
 // the store is closed, so a query would fail differently.
-func TestRequestsRefusedBeforeAnyQuery(t *testing.T) {
+func TestMySQLRequestsRefusedBeforeAnyQuery(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete)
 	s := newStore(t, f.dsn, fixtureSpec(f.name, privacyv1.ErasureDelete), testKey)
 	s.Close()
@@ -195,7 +195,7 @@ func TestRequestsRefusedBeforeAnyQuery(t *testing.T) {
 	}
 }
 
-func TestNewClassifiesConnectionErrors(t *testing.T) {
+func TestMySQLNewClassifiesConnectionErrors(t *testing.T) {
 	m, err := datamap.Build(fixtureSpec("x", privacyv1.ErasureDelete))
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +236,7 @@ func TestNewClassifiesConnectionErrors(t *testing.T) {
 
 // A map built without the API server's validation cannot smuggle SQL through
 // a name: New refuses it, and quoting would neutralize it anyway.
-func TestIdentifiersAreValidatedAndQuoted(t *testing.T) {
+func TestMySQLIdentifiersAreValidatedAndQuoted(t *testing.T) {
 	spec := fixtureSpec("x", privacyv1.ErasureDelete)
 	spec.Collections[2].Table = "invoice_lines` WHERE 1 OR `x"
 	spec.Collections[0].Fields[1].Name = "name`, `email"
@@ -257,7 +257,7 @@ func TestIdentifiersAreValidatedAndQuoted(t *testing.T) {
 }
 
 // Every transaction sets its own lock wait and statement timeouts.
-func TestTransactionsSetTheirTimeouts(t *testing.T) {
+func TestMySQLTransactionsSetTheirTimeouts(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete)
 	m, _ := datamap.Build(fixtureSpec(f.name, privacyv1.ErasureDelete))
 	s, err := New(context.Background(), f.dsn, m, nil, WithTimeouts(1500*time.Millisecond, 7*time.Second))
@@ -281,7 +281,7 @@ func TestTransactionsSetTheirTimeouts(t *testing.T) {
 
 // The exact comparison does not cost the column's index: the collation's
 // comparison comes first and looks the candidates up.
-func TestIdentityMatchUsesTheColumnIndex(t *testing.T) {
+func TestMySQLIdentityMatchUsesTheColumnIndex(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete)
 	for _, tt := range []struct {
 		table, value string
@@ -322,7 +322,7 @@ func TestIdentityMatchUsesTheColumnIndex(t *testing.T) {
 
 // Errors keep the error number, SQLSTATE and object names of a MySQL error,
 // never the values its message quotes, even values shaped like the names.
-func TestErrorsNeverQuoteValues(t *testing.T) {
+func TestMySQLErrorsNeverQuoteValues(t *testing.T) {
 	tests := []struct {
 		number  uint16
 		state   string

@@ -32,7 +32,7 @@ var deleteOutcome = []string{
 // binary and text references, retains the retained collection, clears the
 // self-references of other accounts, and changes no other row: not the
 // look-alikes equal under the collations, not user 11.
-func TestErasureDeletesExactlyTheSubjectsRows(t *testing.T) {
+func TestMySQLErasureDeletesExactlyTheSubjectsRows(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete)
 	before := f.snapshot(t)
 
@@ -61,7 +61,7 @@ func TestErasureDeletesExactlyTheSubjectsRows(t *testing.T) {
 
 // Anonymization masks each field with its strategy, in SQL, with the same
 // digests as the Go implementation, and leaves the other accounts alone.
-func TestErasureAnonymizesAsMapped(t *testing.T) {
+func TestMySQLErasureAnonymizesAsMapped(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureAnonymize)
 	before := f.snapshot(t)
 
@@ -86,7 +86,7 @@ func TestErasureAnonymizesAsMapped(t *testing.T) {
 
 // Running the same erasure again finds the anonymized account by its id, but
 // changes and counts nothing.
-func TestErasureTwiceIsHarmless(t *testing.T) {
+func TestMySQLErasureTwiceIsHarmless(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureAnonymize)
 	ctx := context.Background()
 	if _, err := f.store.Apply(ctx, erasureRequest(subject)); err != nil {
@@ -115,7 +115,7 @@ func TestErasureTwiceIsHarmless(t *testing.T) {
 
 // Plan changes nothing, even the rows Apply then changes, and reports the
 // counts Apply then reports, retained rows and their dates included.
-func TestPlanChangesNothingAndMatchesApply(t *testing.T) {
+func TestMySQLPlanChangesNothingAndMatchesApply(t *testing.T) {
 	for _, accounts := range []privacyv1.ErasureAction{privacyv1.ErasureDelete, privacyv1.ErasureAnonymize} {
 		t.Run(string(accounts), func(t *testing.T) {
 			f := newFixture(t, accounts)
@@ -150,7 +150,7 @@ func TestPlanChangesNothingAndMatchesApply(t *testing.T) {
 // trailing spaces, LIKE wildcards, globs, quotes or unicode never widen the
 // match, in utf8mb4 and latin1 columns alike, and integers match canonical
 // integers only. Each subject is erased in turn from the same database.
-func TestLookAlikeSubjectsMatchExactly(t *testing.T) {
+func TestMySQLLookAlikeSubjectsMatchExactly(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete)
 	nl := func(n string) string { return "00000000-0000-4000-8000-00000000000" + n }
 	for _, tt := range []struct {
@@ -196,7 +196,7 @@ func TestLookAlikeSubjectsMatchExactly(t *testing.T) {
 // A failure inside the transaction (here a foreign key from a table the map
 // does not know) rolls back every collection, and the error names the
 // collection and constraint but no data.
-func TestFailureLeavesTheStoreUnchanged(t *testing.T) {
+func TestMySQLFailureLeavesTheStoreUnchanged(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete,
 		`CREATE TABLE payments (id BIGINT PRIMARY KEY, invoice_id BIGINT NOT NULL, CONSTRAINT payments_invoice_fk FOREIGN KEY (invoice_id) REFERENCES invoices (id))`,
 		`INSERT INTO payments VALUES (5000, 10)`)
@@ -226,7 +226,7 @@ func TestFailureLeavesTheStoreUnchanged(t *testing.T) {
 
 // Another transaction holding the subject's row makes Apply give up after
 // the store's lock wait timeout, unavailable (retry later), having changed nothing.
-func TestLockedRowsTimeOutAndChangeNothing(t *testing.T) {
+func TestMySQLLockedRowsTimeOutAndChangeNothing(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete)
 	m, err := datamap.Build(fixtureSpec(f.name, privacyv1.ErasureDelete))
 	if err != nil {
@@ -270,7 +270,7 @@ func invoiceExemption() stores.Exemption {
 
 // Rows inside a legal minimum period stay, with their children, and the
 // receipt says why and until when; older rows are erased.
-func TestExemptionKeepsRowsAndTheirChildren(t *testing.T) {
+func TestMySQLExemptionKeepsRowsAndTheirChildren(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureAnonymize)
 	before := f.snapshot(t)
 	req := erasureRequest(subject)
@@ -322,7 +322,7 @@ func TestExemptionKeepsRowsAndTheirChildren(t *testing.T) {
 
 // A legal hold on a collection keeps the subject's rows there (and their
 // children) and sets Held; a hold on the whole store keeps everything.
-func TestHoldsKeepRows(t *testing.T) {
+func TestMySQLHoldsKeepRows(t *testing.T) {
 	t.Run("collection", func(t *testing.T) {
 		f := newFixture(t, privacyv1.ErasureAnonymize)
 		before := f.snapshot(t)
@@ -391,7 +391,7 @@ func TestHoldsKeepRows(t *testing.T) {
 // A scope covering some fields of a collection mapped delete anonymizes only
 // those fields (the others are outside the request); collections outside the
 // scope are untouched.
-func TestPartialScopeAnonymizesOnlyFieldsInScope(t *testing.T) {
+func TestMySQLPartialScopeAnonymizesOnlyFieldsInScope(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete)
 	before := f.snapshot(t)
 	req := erasureRequest(subject)
@@ -416,7 +416,7 @@ func TestPartialScopeAnonymizesOnlyFieldsInScope(t *testing.T) {
 
 // A scope covering only fields without masking cannot be erased without
 // erasing more than the scope: an error, never a silent skip.
-func TestScopeWithoutMaskingIsRefused(t *testing.T) {
+func TestMySQLScopeWithoutMaskingIsRefused(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete)
 	req := erasureRequest(subject)
 	req.Scope = datamap.Scope{Categories: []string{"user.billing.amount"}}

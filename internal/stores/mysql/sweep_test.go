@@ -48,7 +48,7 @@ func sweepAll(t *testing.T, s *Store, rule stores.SweepRule, cursor string) (int
 	}
 }
 
-func TestSweepDeletesExactlyTheExpiredRows(t *testing.T) {
+func TestMySQLSweepDeletesExactlyTheExpiredRows(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete, moreLoginEvents...)
 	expired := f.strings(t, `SELECT CAST(id AS CHAR) FROM login_events WHERE at < ?`, sweepCutoff)
 	if len(expired) != 517 {
@@ -82,7 +82,7 @@ func TestSweepDeletesExactlyTheExpiredRows(t *testing.T) {
 	}
 }
 
-func TestSweepWhereConditionsAndHeldKeys(t *testing.T) {
+func TestMySQLSweepWhereConditionsAndHeldKeys(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete, moreLoginEvents...)
 	ctx := context.Background()
 	// The subject (user 1) has login events 1000 and 1002.
@@ -131,7 +131,7 @@ func TestSweepWhereConditionsAndHeldKeys(t *testing.T) {
 	}
 }
 
-func TestSweepAnonymizesEachRowOnce(t *testing.T) {
+func TestMySQLSweepAnonymizesEachRowOnce(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureAnonymize)
 	// Accounts created 2020-01-01 that someone referred (2, 3 and 4) are past a 1y period.
 	rule := stores.SweepRule{
@@ -167,7 +167,7 @@ func TestSweepAnonymizesEachRowOnce(t *testing.T) {
 
 // Text primary keys that are personal data, in a case-insensitive collation:
 // the cursor must not carry them, and a new store resumes after it.
-func TestSweepCursorIsOpaqueAndResumesInAnotherStore(t *testing.T) {
+func TestMySQLSweepCursorIsOpaqueAndResumesInAnotherStore(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete, append(moreLoginEvents,
 		`CREATE TABLE subscribers (email VARCHAR(255) PRIMARY KEY, since DATETIME NOT NULL)`,
 		`INSERT INTO subscribers SELECT CONCAT(IF(seq % 2, 'User', 'user'), seq, '@x.io'), '2019-01-01' FROM seq_1_to_30`)...)
@@ -203,7 +203,7 @@ func TestSweepCursorIsOpaqueAndResumesInAnotherStore(t *testing.T) {
 
 // A batch leaves rows another transaction holds for the next run instead of
 // waiting for them.
-func TestSweepSkipsLockedRows(t *testing.T) {
+func TestMySQLSweepSkipsLockedRows(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete, moreLoginEvents...)
 	tx, err := f.db.Begin()
 	if err != nil {
@@ -225,7 +225,7 @@ func TestSweepSkipsLockedRows(t *testing.T) {
 	}
 }
 
-func TestSweepRefusesRulesThatDoNotFit(t *testing.T) {
+func TestMySQLSweepRefusesRulesThatDoNotFit(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete)
 	cases := map[string]stores.SweepRule{
 		"unknown collection":     {Collection: "sessions", Field: "at", Action: stores.ActionDelete},

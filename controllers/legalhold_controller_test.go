@@ -1,0 +1,168 @@
+package controllers_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/audit"
+)
+
+func TestHoldBlocksAnErasureUntilItIsDeleted(t *testing.T) {
+	ns := env.Namespace(t)
+	db, _ := readyStore(t, ns)
+	create(t, secret(ns, "held-subject", map[string]string{"email": "a_b@x.io"}))
+	hold := holdOn(ns, "rg-26-01234", "held-subject", privacyv1.HeldCollection{Store: "app-db", Collection: "access_logs"})
+	createCleaned(t, hold)
+	waitHold(t, hold, metav1.ConditionTrue, privacyv1.ReasonSucceeded)
+	if !hold.Status.Active || hold.Status.SubjectDigest != audit.SubjectDigest(digestKey, map[string]string{"email": "a_b@x.io"}) {
+		t.Fatalf("hold status: %+v", hold.Status)
+	}
+
+	create(t, secret(ns, "subject", map[string]string{"email": "a_b@x.io"}))
+	dsr := request(ns, "erase", privacyv1.RequestErasure, "subject")
+	create(t, dsr)
+	// Waiting on a hold is not a failure: Ready=False (OnLegalHold), Reconciling, not Stalled.
+	waitRequest(t, dsr, metav1.ConditionFalse, privacyv1.ReasonOnLegalHold)
+	conds := dsr.Status.Conditions
+	if apimeta.IsStatusConditionTrue(conds, privacyv1.ConditionStalled) || !apimeta.IsStatusConditionTrue(conds, privacyv1.ConditionReconciling) ||
+		!apimeta.IsStatusConditionTrue(conds, privacyv1.ConditionOnLegalHold) {
+		t.Errorf("conditions while on hold: %+v", conds)
+	}
+	// Everything not held is done; the held logs are still there, and the receipt says why.
+	if n := count(t, db, `SELECT count(*) FROM access_logs WHERE account_id = 1`); n != 3 {
+		t.Errorf("held access logs: %d left, want 3", n)
+	}
+	if n := count(t, db, `SELECT count(*) FROM billing_profiles WHERE account_id = 1`); n != 0 {
+		t.Errorf("billing profile not erased while the logs are held")
+	}
+	held := false
+	for _, s := range dsr.Status.Stores {
+		for _, c := range s.Collections {
+			held = held || c.Collection == "access_logs" && c.Action == "retain" && strings.Contains(c.Reason, "legal hold rg-26-01234")
+		}
+	}
+	if !held {
+		t.Errorf("the receipt does not name the hold: %+v", dsr.Status.Stores)
+	}
+
+	// The hold shows which request it blocks.
+	eventually(t, 30*time.Second, func() error {
+		if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(hold), hold); err != nil {
+			return err
+		}
+		if !slices.Equal(hold.Status.BlockedRequests, []string{"erase"}) {
+			return fmt.Errorf("blockedRequests = %v", hold.Status.BlockedRequests)
+		}
+		return nil
+	})
+	if c := apimeta.FindStatusCondition(hold.Status.Conditions, privacyv1.ConditionReady); !strings.Contains(c.Message, "1 request(s) wait on it") {
+		t.Errorf("hold message: %q", c.Message)
+	}
+
+	// Released: the request finishes by itself.
+	if err := k8s.Delete(t.Context(), hold); err != nil {
+		t.Fatal(err)
+	}
+	waitRequest(t, dsr, metav1.ConditionTrue, privacyv1.ReasonCompleted)
+	if n := count(t, db, `SELECT count(*) FROM access_logs WHERE account_id = 1`); n != 0 {
+		t.Errorf("%d access logs left after the hold was released", n)
+	}
+	if c := apimeta.FindStatusCondition(dsr.Status.Conditions, privacyv1.ConditionOnLegalHold); c == nil || c.Status != metav1.ConditionFalse {
+		t.Errorf("OnLegalHold after completion: %+v", c)
+	}
+	assertEvent(t, dsr, privacyv1.ReasonOnLegalHold)
+	assertNoPersonalData(t, dsr, "a_b@x.io")
+}
+
+func TestExpiredHoldReleasesTheRequestsItBlocked(t *testing.T) {
+	ns := env.Namespace(t)
+	db, _ := readyStore(t, ns)
+	hold := holdOn(ns, "case-42", "", privacyv1.HeldCollection{Store: "app-db", Collection: "billing_profiles"})
+	expires := metav1.NewTime(clock.Now().Add(time.Hour).Truncate(time.Second))
+	hold.Spec.ExpiresAt = &expires
+	createCleaned(t, hold)
+	waitHold(t, hold, metav1.ConditionTrue, privacyv1.ReasonSucceeded)
+
+	create(t, secret(ns, "subject", map[string]string{"email": "axb@x.io"}))
+	dsr := request(ns, "erase", privacyv1.RequestErasure, "subject")
+	create(t, dsr)
+	waitRequest(t, dsr, metav1.ConditionFalse, privacyv1.ReasonOnLegalHold)
+	if n := count(t, db, `SELECT count(*) FROM billing_profiles WHERE account_id = 2`); n != 1 {
+		t.Fatalf("held billing profile erased")
+	}
+
+	// The expiry passes: the hold says so, and the request finishes.
+	advance(t, 2*time.Hour)
+	poke(t, hold)
+	waitHold(t, hold, metav1.ConditionTrue, privacyv1.ReasonExpired)
+	if hold.Status.Active || len(hold.Status.BlockedRequests) != 0 {
+		t.Errorf("expired hold: %+v", hold.Status)
+	}
+	waitRequest(t, dsr, metav1.ConditionTrue, privacyv1.ReasonCompleted)
+	if n := count(t, db, `SELECT count(*) FROM billing_profiles WHERE account_id = 2`); n != 0 {
+		t.Errorf("billing profile still there after the hold expired")
+	}
+	assertEvent(t, hold, privacyv1.ReasonExpired)
+}
+
+func TestSweepsSkipHeldRows(t *testing.T) {
+	ns := env.Namespace(t)
+	db, _ := readyStore(t, ns)
+	oldAccessLogs(t, db, 1, 7000, 10, 400) // the held subject's
+	oldAccessLogs(t, db, 2, 7100, 10, 400) // someone else's
+	exec(t, db, `UPDATE accounts SET created_at = now() - INTERVAL '3 years' WHERE id IN (4, 5)`)
+	create(t, secret(ns, "held-subject", map[string]string{"email": "a_b@x.io"}))
+	onSubject := holdOn(ns, "on-subject", "held-subject", privacyv1.HeldCollection{Store: "app-db", Collection: "access_logs"})
+	onAccounts := holdOn(ns, "on-accounts", "", privacyv1.HeldCollection{Store: "app-db", Collection: "accounts"})
+	createCleaned(t, onSubject)
+	createCleaned(t, onAccounts)
+	accountsBefore := fingerprint(t, db, "accounts")
+
+	p := policy(ns, "retention",
+		rule("access-logs-1y", "access_logs", "at", "1y", privacyv1.RetentionDelete),
+		rule("dormant-accounts-2y", "accounts", "created_at", "2y", privacyv1.RetentionAnonymize))
+	createCleaned(t, p)
+	runSweep(t, p)
+	logs := ruleStatus(p, "access-logs-1y")
+	if logs.RowsAffected != 10 || logs.RowsHeld != 10 || logs.RowsPastPeriod != 0 || !strings.Contains(logs.Message, "on-subject") {
+		t.Errorf("access-logs-1y: %+v, want 10 deleted, 10 held", logs)
+	}
+	if n := count(t, db, `SELECT count(*) FROM access_logs WHERE id >= 7000 AND id < 7010`); n != 10 {
+		t.Errorf("held logs deleted: %d of 10 left", n)
+	}
+	if n := count(t, db, `SELECT count(*) FROM access_logs WHERE id >= 7100`); n != 0 {
+		t.Errorf("%d unheld old logs left", n)
+	}
+	accounts := ruleStatus(p, "dormant-accounts-2y")
+	if accounts.RowsAffected != 0 || accounts.RowsHeld != 2 || !strings.Contains(accounts.Message, "skipped: the collection is on legal hold (legal hold on-accounts") {
+		t.Errorf("dormant-accounts-2y: %+v, want skipped with 2 rows held", accounts)
+	}
+	if fingerprint(t, db, "accounts") != accountsBefore {
+		t.Error("held accounts changed")
+	}
+	if v := metricValue(t, "lethe_retention_rows_held", map[string]string{"namespace": ns, "rule": "access-logs-1y"}); v != 10 {
+		t.Errorf("lethe_retention_rows_held = %v, want 10", v)
+	}
+
+	// Holds released: the next run catches up.
+	for _, h := range []client.Object{onSubject, onAccounts} {
+		if err := k8s.Delete(t.Context(), h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runSweep(t, p)
+	if got := ruleStatus(p, "access-logs-1y"); got.RowsAffected != 10 || got.RowsHeld != 0 {
+		t.Errorf("after release, access-logs-1y: %+v", got)
+	}
+	if got := ruleStatus(p, "dormant-accounts-2y"); got.RowsAffected != 2 || got.RowsHeld != 0 {
+		t.Errorf("after release, dormant-accounts-2y: %+v", got)
+	}
+}
