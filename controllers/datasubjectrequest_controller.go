@@ -69,8 +69,10 @@ type DataSubjectRequestReconciler struct {
 
 // Reconcile advances one request.
 func (r *DataSubjectRequestReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	// Read past the cache: a stale copy could show a store as pending that a
+	// previous reconcile already finished, and act on it a second time.
 	dsr := &privacyv1.DataSubjectRequest{}
-	if err := r.Get(ctx, req.NamespacedName, dsr); err != nil {
+	if err := r.APIReader.Get(ctx, req.NamespacedName, dsr); err != nil {
 		if apierrors.IsNotFound(err) {
 			metrics.RequestClosed(req.Namespace, req.Name) // metrics
 		}
