@@ -5,7 +5,16 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"go.uber.org/zap/zapcore"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 )
+
+func TestMain(m *testing.M) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
+	os.Exit(m.Run())
+}
 
 // The smoke tests run every part at a tiny size against the real servers,
 // so the harness cannot rot; the figures mean nothing at this size.
@@ -72,4 +81,31 @@ func TestControlPlaneSmoke(t *testing.T) {
 	cfg := tinyConfig(t)
 	cfg.ManagerBinary = "" // in-process: building bin/manager is make bench's job
 	checkPart(t, RunControlPlane(ctx, cfg))
+}
+
+func TestReport(t *testing.T) {
+	r := NewReport(DefaultConfig())
+	r.Parts = []Part{
+		{Name: "a", Rows: []Row{{Benchmark: "x", Lethe: "1 ms", Baseline: "2 ms", Ratio: "0.50", Goal: "≤ 1.5", Met: "yes"}}},
+		{Name: "b", Error: "boom", Rows: []Row{{Benchmark: "y", Lethe: "n/a", Note: "missing"}}},
+	}
+	want := "| benchmark | lethe | baseline | ratio | goal | met |\n|---|---|---|---|---|---|\n" +
+		"| x | 1 ms | 2 ms | 0.50 | ≤ 1.5 | yes |\n| y | n/a | - | - | - | - |\n\n- b: boom\n- y: missing\n"
+	if got := r.Table(); got != want {
+		t.Fatalf("table:\n%s\nwant:\n%s", got, want)
+	}
+	dir := t.TempDir()
+	path, err := r.WriteJSON(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+	if d := (durations{3, 1, 2, 4}); d.quantile(0.5) != 2 || d.quantile(0.99) != 4 || d.max() != 4 {
+		t.Fatalf("quantiles of %v: %v %v %v", d, d.quantile(0.5), d.quantile(0.99), d.max())
+	}
+	if n := sweepTotalRows(1000000); n-n/11 != 1000000 {
+		t.Fatalf("sweepTotalRows(1e6) = %d: %d expired", n, n-n/11)
+	}
 }

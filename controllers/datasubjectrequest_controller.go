@@ -69,9 +69,12 @@ type DataSubjectRequestReconciler struct {
 
 // Reconcile advances one request.
 func (r *DataSubjectRequestReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	dsr := &privacyv1.DataSubjectRequest{}
+	if err := r.Get(ctx, req.NamespacedName, dsr); err == nil && isComplete(dsr) {
+		return reconcile.Result{}, nil // finished requests never need a fresh read
+	}
 	// Read past the cache: a stale copy could show a store as pending that a
 	// previous reconcile already finished, and act on it a second time.
-	dsr := &privacyv1.DataSubjectRequest{}
 	if err := r.APIReader.Get(ctx, req.NamespacedName, dsr); err != nil {
 		if apierrors.IsNotFound(err) {
 			metrics.RequestClosed(req.Namespace, req.Name) // metrics
@@ -640,8 +643,9 @@ func (r *DataSubjectRequestReconciler) exemptions(ctx context.Context, ds *priva
 // holds lists the active LegalHolds of the namespace that cover this store and,
 // for holds on a subject, this request's subject (any shared identity).
 func (r *DataSubjectRequestReconciler) holds(ctx context.Context, ds *privacyv1.DataStore, subject map[string]string) ([]stores.Hold, error) {
+	// Uncached: a hold created a moment before the erasure must count.
 	list := &privacyv1.LegalHoldList{}
-	if err := r.List(ctx, list, client.InNamespace(ds.Namespace)); err != nil {
+	if err := r.APIReader.List(ctx, list, client.InNamespace(ds.Namespace)); err != nil {
 		return nil, err
 	}
 	var out []stores.Hold

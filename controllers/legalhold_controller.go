@@ -120,7 +120,10 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 }
 
 func (r *LegalHoldReconciler) observe(ctx context.Context, h *privacyv1.LegalHold) (reconcile.Result, error) {
-	now := r.Now()
+	now := time.Now()
+	if r.Now != nil {
+		now = r.Now()
+	}
 	conds, gen := &h.Status.Conditions, h.Generation
 	h.Status.Active = HoldActive(h, now)
 

@@ -156,7 +156,7 @@ func labelsInclude(m *dto.Metric, want map[string]string) bool {
 // the first daysOld days old and each next one a day older.
 func oldAccessLogs(t *testing.T, db *sql.DB, account, firstID, n, daysOld int) {
 	t.Helper()
-	exec(t, db, `INSERT INTO access_logs SELECT g, $1, '192.0.2.' || ($1::int), 'curl', now() - ($4::int + g - $2::int) * INTERVAL '1 day'
+	exec(t, db, `INSERT INTO access_logs SELECT g, $1::bigint, '192.0.2.' || $1::bigint, 'curl', now() - ($4::int + g - $2::int) * INTERVAL '1 day'
 		FROM generate_series($2::int, $2::int + $3::int - 1) g`, account, firstID, n, daysOld)
 }
 

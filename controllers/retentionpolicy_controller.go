@@ -11,6 +11,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -117,22 +118,57 @@ func (r *RetentionPolicyReconciler) policiesOfStore(ctx context.Context, obj cli
 
 // Reconcile starts, continues or schedules one policy's sweep.
 func (r *RetentionPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	// Read uncached: acting on a stale status (the informer not having seen the
+	// last slice's write yet) would start a run again or redo a slice.
 	pol := &privacyv1.RetentionPolicy{}
-	if err := r.Get(ctx, req.NamespacedName, pol); err != nil {
+	if err := r.reader().Get(ctx, req.NamespacedName, pol); err != nil {
 		if apierrors.IsNotFound(err) {
 			metrics.PolicyDeleted(req.Namespace, req.Name)
 		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	run := &sweepRun{r: r, pol: pol, before: pol.DeepCopy(), now: r.Now()}
+	now := time.Now
+	if r.Now != nil {
+		now = r.Now
+	}
+	run := &sweepRun{r: r, pol: pol, before: pol.DeepCopy(), now: now()}
 	result, err := run.advance(ctx)
 	pol.Status.ObservedGeneration = pol.Generation
 	recordConditionTransitions(r.Recorder, pol, run.before.Status.Conditions, pol.Status.Conditions)
-	if perr := patchStatus(ctx, r.Client, pol, run.before); perr != nil {
+	if perr := r.saveStatus(ctx, pol, run.before); perr != nil {
 		return reconcile.Result{}, perr
 	}
 	run.afterSave()
 	return result, err
+}
+
+func (r *RetentionPolicyReconciler) reader() client.Reader {
+	if r.APIReader != nil {
+		return r.APIReader
+	}
+	return r.Client
+}
+
+// saveStatus writes the status with optimistic locking. The rows a slice
+// changed are changed whatever happens to the write, so when it conflicts only
+// because the spec or metadata changed meanwhile (an edit, an annotation), the
+// progress is written onto the newer object rather than lost: a lost write
+// would make the next reconcile redo the slice and count nothing.
+func (r *RetentionPolicyReconciler) saveStatus(ctx context.Context, pol, before *privacyv1.RetentionPolicy) error {
+	err := patchStatus(ctx, r.Client, pol, before)
+	if !apierrors.IsConflict(err) {
+		return err
+	}
+	fresh := &privacyv1.RetentionPolicy{}
+	if gerr := r.reader().Get(ctx, client.ObjectKeyFromObject(pol), fresh); gerr != nil {
+		return err
+	}
+	if !equality.Semantic.DeepEqual(fresh.Status, before.Status) {
+		return err // another writer changed the status: start over from it
+	}
+	updated := fresh.DeepCopy()
+	updated.Status = *pol.Status.DeepCopy()
+	return patchStatus(ctx, r.Client, updated, fresh)
 }
 
 // sweepRun is one reconcile of one policy.
@@ -512,7 +548,8 @@ type heldRows struct {
 func (r *RetentionPolicyReconciler) holdsOn(ctx context.Context, namespace, store, collection string, sweeper stores.Sweeper, now time.Time) (heldRows, error) {
 	var out heldRows
 	list := &privacyv1.LegalHoldList{}
-	if err := r.List(ctx, list, client.InNamespace(namespace)); err != nil {
+	// Uncached: a hold created a moment ago must hold already.
+	if err := r.reader().List(ctx, list, client.InNamespace(namespace)); err != nil {
 		return out, err
 	}
 	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })

@@ -176,9 +176,7 @@ func TestSweepResumesWhereAStoppedOperatorLeftIt(t *testing.T) {
 	ns := env.Namespace(t)
 	db, _ := readyStore(t, ns)
 	oldAccessLogs(t, db, 2, 5000, 250, 400)
-	for id := 100; id < 400; id++ {
-		exec(t, db, `INSERT INTO accounts (id, email, created_at) VALUES ($1, 'dormant'||$1||'@x.io', now() - INTERVAL '3 years')`, id)
-	}
+	exec(t, db, `INSERT INTO accounts (id, email, created_at) SELECT g, 'dormant' || g || '@x.io', now() - INTERVAL '3 years' FROM generate_series(100, 399) g`)
 	logs := rule("access-logs-1y", "access_logs", "at", "1y", privacyv1.RetentionDelete)
 	logs.BatchSize = int32p(100)
 	dormant := rule("dormant-accounts-2y", "accounts", "created_at", "2y", privacyv1.RetentionAnonymize)
@@ -320,7 +318,7 @@ func TestPolicyStatesInKstatusTerms(t *testing.T) {
 	if c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, `schedule "61 3 * * *" cannot be parsed`) {
 		t.Errorf("Stalled = %+v", c)
 	}
-	bad.Spec.Schedule = "@daily"
+	bad.Spec.Schedule = "@hourly"
 	if err := k8s.Update(t.Context(), bad); err != nil {
 		t.Fatal(err)
 	}

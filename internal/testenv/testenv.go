@@ -58,6 +58,9 @@ func Start() (*Env, error) {
 	}
 	cfg, err := e.Start()
 	if err != nil {
+		// Start may fail after launching etcd and the API server (a CRD the
+		// server refuses): stop them, or they outlive the test binary.
+		_ = e.Stop()
 		return nil, err
 	}
 	s := Scheme()

@@ -13,6 +13,10 @@ import (
 	"syscall"
 	"time"
 
+	"go.uber.org/zap/zapcore"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
 	"github.com/lethe-dev/lethe/bench"
 )
 
@@ -37,6 +41,8 @@ func main() {
 	flag.DurationVar(&timeout, "part-timeout", 8*time.Minute, "time limit of each part")
 	flag.Parse()
 	cfg.ManagerArgs = strings.Fields(managerArgs)
+	// envtest (and an in-process manager) log through controller-runtime: errors only.
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
