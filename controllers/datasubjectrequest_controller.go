@@ -614,8 +614,9 @@ func (r *DataSubjectRequestReconciler) rectificationValues(ctx context.Context, 
 // exemptions turns exemptFromErasure rules of the store's RetentionPolicies
 // into cutoffs: rows newer than now minus the period are kept.
 func (r *DataSubjectRequestReconciler) exemptions(ctx context.Context, ds *privacyv1.DataStore) ([]stores.Exemption, error) {
+	// Uncached, like holds: what erasure keeps must not depend on cache lag.
 	list := &privacyv1.RetentionPolicyList{}
-	if err := r.List(ctx, list, client.InNamespace(ds.Namespace)); err != nil {
+	if err := r.APIReader.List(ctx, list, client.InNamespace(ds.Namespace)); err != nil {
 		return nil, err
 	}
 	var out []stores.Exemption
