@@ -25,6 +25,7 @@ import (
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/controllers"
 	"github.com/lethe-dev/lethe/internal/connector"
+	"github.com/lethe-dev/lethe/internal/logging"
 )
 
 func main() {
@@ -46,7 +47,9 @@ func main() {
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	// Capped below client-go's request/response body dumps, which would log
+	// identities and exports at --zap-log-level 8 and above.
+	ctrl.SetLogger(logging.Cap(zap.New(zap.UseFlagOptions(&opts)), logging.MaxVerbosity))
 	log := ctrl.Log.WithName("setup")
 
 	if err := run(metricsAddr, probeAddr, leaderElect, erasureDeadline, otherDeadline, operatorNS, digestKeySecret, maxConcurrentReconciles); err != nil {

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -486,6 +487,10 @@ func resolveIdentities(ctx context.Context, reader client.Reader, namespace stri
 		}
 		if strings.ContainsRune(v, 0) {
 			return nil, fmt.Errorf("%w: identity %q contains a NUL character", errInvalidSubject, k)
+		}
+		if !utf8.ValidString(v) {
+			// Engines would see U+FFFD instead: another person's identity.
+			return nil, fmt.Errorf("%w: identity %q is not valid UTF-8", errInvalidSubject, k)
 		}
 	}
 	return ids, nil

@@ -166,7 +166,9 @@ type Collection struct {
 	Table string `json:"table,omitempty"`
 
 	// KeyPattern is the redis key pattern, with identity placeholders such as
-	// session:{userId}:* (only for the redis engine).
+	// session:{userId}:* (only for the redis engine). A * matches within one
+	// segment: it never matches the character just before it (':' here), so
+	// erasing user 4 never takes the keys of user "4:x".
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
 	KeyPattern string `json:"keyPattern,omitempty"`

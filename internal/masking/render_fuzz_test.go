@@ -20,6 +20,9 @@ var fuzzKinds = []Kind{KindOther, KindText, KindInteger, KindDecimal, KindFloat,
 
 var pgPlaceholder = regexp.MustCompile(`\$([0-9]+)`)
 
+// domainPattern is Masking.Domain's admission pattern: a DNS name, ASCII.
+var domainPattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+
 // sameShape returns a string of the same length in characters as s, but
 // different from it wherever s is not empty, so Check (which looks at
 // lengths) decides alike for both.
@@ -53,6 +56,9 @@ func FuzzRender(f *testing.F) {
 	f.Add(uint8(3), uint8(1), "$1 ? ?", []byte("\x00"), "a.b", "", int32(-1), int64(0), uint16(3), true, false, false)
 	f.Fuzz(func(t *testing.T, strategy, kind uint8, value string, key []byte, domain, granularity string,
 		keepLast int32, step int64, maxLen uint16, nullable, unique, mysql bool) {
+		if !domainPattern.MatchString(domain) {
+			domain = "" // admission refuses it; the default applies
+		}
 		m := &privacyv1.Masking{Strategy: fuzzStrategies[int(strategy)%len(fuzzStrategies)], Domain: domain, Granularity: granularity}
 		switch m.Strategy {
 		case privacyv1.MaskRedact:

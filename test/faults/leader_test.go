@@ -84,7 +84,9 @@ func TestTwoManagersExecuteEachRequestOnce(t *testing.T) {
 		t.Errorf("the Lease moved from %s to %s without a failure", holder, got)
 	}
 	// Which process leads: the one whose log says it acquired the Lease.
-	acquired := func(m *manager) bool { return strings.Contains(strings.ToLower(m.allLogs()), "successfully acquired lease") }
+	acquired := func(m *manager) bool {
+		return strings.Contains(strings.ToLower(m.allLogs()), "successfully acquired lease")
+	}
 	leader, follower := a, b
 	if !acquired(a) {
 		leader, follower = b, a
@@ -108,6 +110,8 @@ func TestTwoManagersExecuteEachRequestOnce(t *testing.T) {
 		t.Errorf("after the takeover: %d calls for %d requests (%d repeats), want exactly one each", len(proc.received()), leaderRequests, repeats)
 	}
 	follower.stop()
+	assertNoSubjectInLogs(t, a, leaderRequests)
+	assertNoSubjectInLogs(t, b, leaderRequests)
 	shop.checkAtomic(t)
 	shop.checkFinal(t, bystanders)
 	t.Logf("two managers with --leader-elect: %d requests, %d processor calls (each Idempotency-Key once); leader SIGKILLed, Lease taken over in %s; %s total",

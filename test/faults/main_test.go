@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -159,10 +160,8 @@ type manager struct {
 
 // newManager prepares a manager process; extra flags are appended to the defaults.
 func newManager(t *testing.T, name string, extra ...string) *manager {
-	level := "debug"
-	if os.Getenv("LETHE_TEST_KNOWN_ISSUES") != "" {
-		level = "10" // client-go's body dumps; see internal/logging
-	}
+	// V(10) would include client-go's body dumps: the manager must cap it (internal/logging).
+	level := "10"
 	m := &manager{t: t, name: name, logDir: t.TempDir(), args: append([]string{
 		"--metrics-bind-address=0", "--health-probe-bind-address=0",
 		"--operator-namespace=" + operatorNamespace, "--zap-log-level=" + level,
@@ -386,4 +385,40 @@ func namespace(t *testing.T, prefix string) string {
 // randomBetween returns a random duration in [lo, hi).
 func randomBetween(lo, hi time.Duration) time.Duration {
 	return lo + time.Duration(rng.Int64N(int64(hi-lo)))
+}
+
+// assertNoSubjectInLogs fails if any subject's email (1..n) is in m's logs.
+// The manager runs at V(10), where client-go would dump API bodies if main.go
+// did not cap verbosity (internal/logging).
+func assertNoSubjectInLogs(t *testing.T, m *manager, n int) {
+	t.Helper()
+	logs := m.allLogs()
+	if os.Getenv("LETHE_DUMP_LOGS") != "" {
+		_ = os.WriteFile("/tmp/faults-"+m.name+".log", []byte(logs), 0o600)
+	}
+	if len(logs) < 1000 {
+		t.Errorf("%s: %d bytes of logs: the check would be vacuous", m.name, len(logs))
+	}
+	logs += "\n" + hexDumpText(logs)
+	for i := 1; i <= n; i++ {
+		if strings.Contains(logs, subjectEmail(i)) {
+			t.Errorf("%s logged subject %d's email", m.name, i)
+			return
+		}
+	}
+}
+
+// hexDumpGutter is the text column of a hex.Dump line, as logged inside a
+// JSON string: client-go logs binary (protobuf) bodies as hex dumps, where a
+// value is split across lines.
+var hexDumpGutter = regexp.MustCompile(`  \|([^|]{1,32})\|(?:\\n|\n)`)
+
+// hexDumpText joins the text columns of every hex dump in logs, so a value
+// split across dump lines can be searched for.
+func hexDumpText(logs string) string {
+	var b strings.Builder
+	for _, m := range hexDumpGutter.FindAllStringSubmatch(logs, -1) {
+		b.WriteString(m[1])
+	}
+	return b.String()
 }

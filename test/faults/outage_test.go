@@ -197,6 +197,7 @@ func TestStoreOutageWaitsAndRecovers(t *testing.T) {
 	recovered := time.Since(crashedAt) - down
 	mgr.stop()
 	shop.checkFinal(t, bystanders)
+	assertNoSubjectInLogs(t, mgr, outageSubjects)
 	t.Logf("%d requests; private PostgreSQL crashed (pg_ctl -m immediate) with %d Ready; %d waited with StoreUnavailable (none Stalled) for %s; after restart %d accounts erased, none half-applied; all Ready %s after the restart; %s total",
 		outageSubjects, readyAtCrash, waiting, down.Round(time.Second), erasedAfterRecovery, recovered.Round(time.Second), time.Since(began).Round(time.Second))
 }

@@ -26,6 +26,7 @@ import (
 	nethttp "net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 	"time"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -313,6 +314,10 @@ func requestValues(op *operation, c *datamap.Collection, req stores.Request) (va
 		if strings.TrimSpace(val) == "" {
 			// An empty identity would address a collection endpoint, not a subject.
 			return values{}, "", fmt.Errorf("%w: the subject's %s identity is empty", stores.ErrInvalid, t)
+		}
+		if !utf8.ValidString(val) {
+			// JSON encoding would turn it into U+FFFD: someone else's identity.
+			return values{}, "", fmt.Errorf("%w: the subject's %s identity is not valid UTF-8", stores.ErrInvalid, t)
 		}
 		v.identities[t] = val
 	}

@@ -145,16 +145,22 @@ func FuzzGlobEscaping(f *testing.F) {
 		m := prefix.render(ids)
 		glob := m.glob()
 		own := "session:" + id + ":" + suffix
-		if !redisGlob(glob, own) || !m.matches(own) {
+		if !redisGlob(glob, own) {
 			t.Fatalf("glob %q does not match the subject's own key %q", glob, own)
+		}
+		// The Go re-check is stricter than redis by design: the * after "id:"
+		// stays within its segment, so it never crosses a ':'.
+		if m.matches(own) != !strings.Contains(suffix, ":") {
+			t.Fatalf("Go re-check on the subject's own key %q: %v", own, m.matches(own))
 		}
 		theirs := "session:" + other + ":" + suffix
 		want := strings.HasPrefix(theirs, "session:"+id+":")
 		if got := redisGlob(glob, theirs); got != want {
 			t.Fatalf("glob %q for %q matches %q: %v, want %v", glob, id, theirs, got, want)
 		}
-		if m.matches(theirs) != want {
-			t.Fatalf("Go re-check disagrees with redis on %q for glob %q", theirs, glob)
+		wantGo := want && !strings.Contains(strings.TrimPrefix(theirs, "session:"+id+":"), ":")
+		if m.matches(theirs) != wantGo {
+			t.Fatalf("Go re-check on %q for glob %q = %v, want %v", theirs, glob, m.matches(theirs), wantGo)
 		}
 		if utf8.ValidString(glob) && utf8.ValidString(theirs) && !strings.Contains(glob+theirs, "/") {
 			if got, err := path.Match(glob, theirs); err != nil || got != want {

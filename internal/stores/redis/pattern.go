@@ -23,6 +23,10 @@ const (
 type token struct {
 	kind tokenKind
 	text string // literal text or identity type
+	// segmentEnd, for a * right after a literal, is that literal's last byte
+	// (the separator, ':' in session:{userId}:*). The * never matches it, so
+	// the keys of user "4:x" (session:4:x:a) are not user "4"'s session "x:a".
+	segmentEnd byte
 }
 
 // keyPattern is a parsed redis key pattern such as session:{userId}:*.
@@ -52,12 +56,20 @@ func parsePattern(s string) (keyPattern, error) {
 			i++
 			lit.WriteByte(s[i])
 		case '*', '?':
+			var sep byte
+			if lit.Len() > 0 {
+				sep = lit.String()[lit.Len()-1]
+			}
 			flush()
 			kind := tokStar
 			if c == '?' {
 				kind = tokAny
 			}
-			p.tokens = append(p.tokens, token{kind: kind})
+			t := token{kind: kind}
+			if kind == tokStar {
+				t.segmentEnd = sep
+			}
+			p.tokens = append(p.tokens, t)
 		case '[', ']':
 			return keyPattern{}, errors.New("character classes ([...]) are not supported in key patterns; write \\[ for a literal bracket")
 		case '{':
@@ -195,6 +207,9 @@ func matchTokens(tokens []token, s string) bool {
 		case tokStar:
 			rest := tokens[i+1:]
 			for j := 0; j <= len(s); j++ {
+				if j > 0 && t.segmentEnd != 0 && s[j-1] == t.segmentEnd {
+					return false // the * would cross its separator
+				}
 				if matchTokens(rest, s[j:]) {
 					return true
 				}
