@@ -22,9 +22,6 @@ import (
 	"github.com/lethe-dev/lethe/internal/stores"
 )
 
-// DefaultCheckInterval is how often a DataStore's live schema is rechecked.
-const DefaultCheckInterval = 5 * time.Minute
-
 // storeRetryInterval is the wait before reconnecting to an unavailable store.
 const storeRetryInterval = 15 * time.Second
 
@@ -93,10 +90,7 @@ func (r *DataStoreReconciler) check(ctx context.Context, ds *privacyv1.DataStore
 		ds.Status.SchemaProblems = append(ds.Status.SchemaProblems, privacyv1.SchemaProblem{Collection: p.Collection, Field: p.Field, Problem: p.Problem})
 	}
 	ds.Status.Warnings = res.Warnings
-	interval := DefaultCheckInterval
-	if ds.Spec.CheckInterval != nil && ds.Spec.CheckInterval.Duration > 0 {
-		interval = ds.Spec.CheckInterval.Duration
-	}
+	interval := ds.Spec.CheckEvery()
 	if len(res.Problems) > 0 {
 		// Drift is fixed by a migration or a map change, not by retrying soon:
 		// Stalled, rechecked at the normal interval.

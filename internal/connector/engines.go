@@ -17,9 +17,9 @@ import (
 func OpenEngine(ctx context.Context, ds *privacyv1.DataStore, m *datamap.Map, s Secrets) (stores.Store, error) {
 	switch ds.Spec.Engine {
 	case privacyv1.EnginePostgres:
-		return postgres.New(ctx, s.Connection, m, s.MaskingKey)
+		return postgres.New(ctx, s.Connection, m, s.MaskingKey, postgres.WithSchemaTTL(ds.Spec.CheckEvery()))
 	case privacyv1.EngineMySQL:
-		return mysqlstore.New(ctx, s.Connection, m, s.MaskingKey)
+		return mysqlstore.New(ctx, s.Connection, m, s.MaskingKey, mysqlstore.WithSchemaTTL(ds.Spec.CheckEvery()))
 	case privacyv1.EngineRedis:
 		return redisstore.New(ctx, s.Connection, m, s.MaskingKey)
 	case privacyv1.EngineHTTP:
@@ -28,3 +28,4 @@ func OpenEngine(ctx context.Context, ds *privacyv1.DataStore, m *datamap.Map, s 
 		return nil, fmt.Errorf("%w: engine %q is not supported by this build", stores.ErrInvalid, ds.Spec.Engine)
 	}
 }
+

@@ -19,7 +19,8 @@ var transactionalEngines = []string{"innodb", "rocksdb", "tokudb"}
 
 // Check compares the data map with the live schema. Problems make requests
 // refuse to run; warnings are foreign keys that would make some erasures fail
-// or delete rows outside the plan.
+// or delete rows outside the plan. It always reads the schema, and renews
+// (or drops) the one requests and sweeps use.
 func (s *Store) Check(ctx context.Context) (stores.CheckResult, error) {
 	var res stores.CheckResult
 	err := s.inTx(ctx, readOnly, func(tx *sql.Tx) error {
@@ -28,6 +29,7 @@ func (s *Store) Check(ctx context.Context) (stores.CheckResult, error) {
 			return err
 		}
 		res = stores.CheckResult{Problems: s.problems(live), Warnings: s.warnings(live)}
+		s.schema.Checked(live, res.Problems)
 		return nil
 	})
 	return res, err
@@ -142,4 +144,21 @@ func (s *Store) matchingSchema(ctx context.Context, tx *sql.Tx) (*liveSchema, er
 		return nil, sqlcore.SchemaError(problems)
 	}
 	return live, nil
+}
+
+// inTxWithSchema runs fn in a transaction with the live schema: the cached
+// one, or one read and checked in that transaction (see sqlcore.SchemaCache).
+func (s *Store) inTxWithSchema(ctx context.Context, opts *sql.TxOptions, fn func(*sql.Tx, *liveSchema) error) error {
+	inTx := func(fn func(*sql.Tx) error) error { return s.inTx(ctx, opts, fn) }
+	read := func(tx *sql.Tx) (*liveSchema, error) { return s.matchingSchema(ctx, tx) }
+	return sqlcore.InTxWithSchema(&s.schema, inTx, read, fn)
+}
+
+// readSchema reads and checks the live schema in a transaction of its own.
+func (s *Store) readSchema(ctx context.Context) (live *liveSchema, err error) {
+	err = s.inTx(ctx, readOnly, func(tx *sql.Tx) error {
+		live, err = s.matchingSchema(ctx, tx)
+		return err
+	})
+	return live, err
 }

@@ -16,20 +16,10 @@ import (
 // deleted or anonymized as mapped; before deleting rows, setNull references to
 // them from other rows are cleared.
 func (s *Store) erasureSteps(ctx context.Context, f finder, rows sqlcore.Rows, req stores.Request) ([]step, bool, error) {
-	kept, err := sqlcore.RetainedRows(ctx, s.m, rows, req, f)
-	if err != nil {
-		return nil, false, err
-	}
-	plans, err := sqlcore.ErasurePlans(s.m, rows, kept, req.Scope)
-	if err != nil {
-		return nil, false, err
-	}
-	spared := sqlcore.SparedFromClearing(plans, kept)
-	own := func(c *datamap.Collection, e sqlcore.Erasure) ([]step, error) {
+	own := func(c *datamap.Collection, e sqlcore.Erasure, spared map[*datamap.Collection][]string) ([]step, error) {
 		return s.erasureStepsOf(ctx, f, c, e, rows, spared)
 	}
-	report := func(r stores.CollectionResult) step { return step{result: r} }
-	return sqlcore.ErasureSteps(s.m, plans, kept, own, report)
+	return sqlcore.EraseSteps(ctx, s.m, rows, req, f, own, reportStep)
 }
 
 // erasureStepsOf lists the steps of one collection's own action.
@@ -50,7 +40,7 @@ func (s *Store) erasureStepsOf(ctx context.Context, f finder, c *datamap.Collect
 		}
 		return append(steps, deleteRows(f.live, c, e.Keys)), nil
 	default:
-		st, err := s.anonymizeRows(f.live, c, e.Fields, e.Keys)
+		st, err := s.anonymizeRows(f.live, c, e)
 		return []step{st}, err
 	}
 }
@@ -116,16 +106,32 @@ func clearReferences(ctx context.Context, f finder, ref *datamap.Edge, parentKey
 	return st, nil
 }
 
-// anonymizeRows masks fields in the given rows, one UPDATE per batch of keys.
-// When every strategy is deterministic, rows whose fields already hold their
-// masked values are skipped, so running an erasure again changes (and counts)
-// nothing. hash is the exception: a digest differs from the digest of itself,
-// so rows still found after anonymization (through an identity column that is
-// not masked) are hashed again.
-func (s *Store) anonymizeRows(live *liveSchema, c *datamap.Collection, fields []datamap.Field, keys []string) (step, error) {
-	st := step{result: stores.CollectionResult{Collection: c.Name, Action: stores.ActionAnonymize}}
-	var err error
-	st.exec, err = changeByKeys(live, c, keys, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
+// anonymizeRows masks the erasure's fields in its rows, one UPDATE per batch
+// of keys (and per set of fields, when some rows keep the columns held rows
+// are found by). When every strategy is deterministic, rows whose fields
+// already hold their masked values are skipped, so running an erasure again
+// changes (and counts) nothing. hash is the exception: a digest differs from
+// the digest of itself, so rows still found after anonymization (through an
+// identity column that is not masked) are hashed again.
+func (s *Store) anonymizeRows(live *liveSchema, c *datamap.Collection, e sqlcore.Erasure) (step, error) {
+	st := step{result: stores.CollectionResult{Collection: c.Name, Action: stores.ActionAnonymize, Reason: e.PathReason}}
+	for _, m := range e.Masks() {
+		if len(m.Fields) == 0 {
+			continue
+		}
+		exec, count, err := s.maskStatements(live, c, m.Fields, m.Keys)
+		if err != nil {
+			return step{}, err
+		}
+		st.exec, st.count = append(st.exec, exec...), append(st.count, count...)
+	}
+	return st, nil
+}
+
+// maskStatements render the UPDATEs that mask fields in the rows of keys, and
+// the counts of the rows they would change.
+func (s *Store) maskStatements(live *liveSchema, c *datamap.Collection, fields []datamap.Field, keys []string) (exec, count []statement, err error) {
+	exec, err = changeByKeys(live, c, keys, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
 		sets, err := s.maskExpressions(live, c, fields, p)
 		if err != nil {
 			return "", err
@@ -137,13 +143,13 @@ func (s *Store) anonymizeRows(live *liveSchema, c *datamap.Collection, fields []
 		return fmt.Sprintf("UPDATE %s SET %s WHERE %s", tableRef(c), strings.Join(sets, ", "), where), err
 	})
 	if err != nil {
-		return step{}, err
+		return nil, nil, err
 	}
-	st.count, err = countByKeys(live, c, keys, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
+	count, err = countByKeys(live, c, keys, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
 		where, err := s.rowsToMask(live, c, fields, keyCond(p), p)
 		return fmt.Sprintf("SELECT count(*) FROM %s WHERE %s", tableRef(c), where), err
 	})
-	return st, err
+	return exec, count, err
 }
 
 // rowsToMask narrows keyCond to the rows some field of which would change.

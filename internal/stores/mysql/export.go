@@ -24,31 +24,17 @@ func (s *Store) Export(ctx context.Context, req stores.Request) (stores.Export, 
 	if err := sqlcore.ValidateSubject(s.m, req.Subject); err != nil {
 		return nil, stores.Result{}, err
 	}
-	exp := stores.Export{}
+	var exp stores.Export
 	var res stores.Result
-	err := s.inTx(ctx, readOnly, func(tx *sql.Tx) error {
-		live, err := s.matchingSchema(ctx, tx)
-		if err != nil {
-			return err
-		}
+	err := s.inTxWithSchema(ctx, readOnly, func(tx *sql.Tx, live *liveSchema) error {
 		rows, err := finder{s: s, tx: tx, live: live}.resolve(ctx, req.Subject)
 		if err != nil {
 			return err
 		}
-		for _, c := range s.m.Collections {
-			if !req.Scope.InScope(c) {
-				continue
-			}
-			data, err := exportRows(ctx, tx, live, c, rows[c], req.Scope)
-			if err != nil {
-				return err
-			}
-			if len(data) > 0 {
-				exp[c.Name] = data
-			}
-			res.Collections = append(res.Collections, stores.CollectionResult{Collection: c.Name, Action: stores.ActionExport, Rows: int64(len(data))})
-		}
-		return nil
+		exp, res.Collections, err = sqlcore.Export(s.m, rows, req.Scope, func(c *datamap.Collection, keys []string) ([]map[string]any, error) {
+			return exportRows(ctx, tx, live, c, keys, req.Scope)
+		})
+		return err
 	})
 	if err != nil {
 		return nil, stores.Result{}, err

@@ -17,9 +17,9 @@ func (s *Store) Plan(ctx context.Context, req stores.Request) (stores.Result, er
 		return stores.Result{}, err
 	}
 	var res stores.Result
-	err := s.inTx(ctx, readOnly, func(tx *sql.Tx) error {
+	err := s.inTxWithSchema(ctx, readOnly, func(tx *sql.Tx, live *liveSchema) error {
 		var err error
-		res, err = s.run(ctx, tx, req, false)
+		res, err = s.run(ctx, tx, live, req, false)
 		return err
 	})
 	return res, err
@@ -29,16 +29,13 @@ func (s *Store) Plan(ctx context.Context, req stores.Request) (stores.Result, er
 // subject's rows are locked as they are resolved, then changed children
 // first, by primary key. Any failure rolls everything back.
 func (s *Store) Apply(ctx context.Context, req stores.Request) (stores.Result, error) {
-	if err := sqlcore.Validate(s.m, req); err != nil {
+	if err := sqlcore.ValidateApply(s.m, req); err != nil {
 		return stores.Result{}, err
 	}
-	if req.Kind == stores.KindAccess {
-		return stores.Result{}, fmt.Errorf("%w: an Access request is exported, not applied", stores.ErrInvalid)
-	}
 	var res stores.Result
-	err := s.inTx(ctx, readWrite, func(tx *sql.Tx) error {
+	err := s.inTxWithSchema(ctx, readWrite, func(tx *sql.Tx, live *liveSchema) error {
 		var err error
-		res, err = s.run(ctx, tx, req, true)
+		res, err = s.run(ctx, tx, live, req, true)
 		return err
 	})
 	if err != nil {
@@ -62,13 +59,9 @@ type statement struct {
 	args []any
 }
 
-// run checks the schema, resolves the subject's rows, and counts (plan) or
-// carries out (apply) the request's steps.
-func (s *Store) run(ctx context.Context, tx *sql.Tx, req stores.Request, apply bool) (stores.Result, error) {
-	live, err := s.matchingSchema(ctx, tx)
-	if err != nil {
-		return stores.Result{}, err
-	}
+// run resolves the subject's rows, and counts (plan) or carries out (apply)
+// the request's steps.
+func (s *Store) run(ctx context.Context, tx *sql.Tx, live *liveSchema, req stores.Request, apply bool) (stores.Result, error) {
 	f := finder{s: s, tx: tx, live: live, lock: apply}
 	rows, err := f.resolve(ctx, req.Subject)
 	if err != nil {
@@ -83,7 +76,7 @@ func (s *Store) run(ctx context.Context, tx *sql.Tx, req stores.Request, apply b
 		steps = s.rectificationSteps(live, rows, req)
 	default:
 		for _, r := range sqlcore.AccessResults(s.m, rows, req.Scope) {
-			steps = append(steps, step{result: r})
+			steps = append(steps, reportStep(r))
 		}
 	}
 	if err != nil {
@@ -133,3 +126,6 @@ func runStatement(ctx context.Context, tx *sql.Tx, stmt statement, exec bool) (i
 	}
 	return res.RowsAffected()
 }
+
+// reportStep is a step that only reports: nothing to carry out or count.
+func reportStep(r stores.CollectionResult) step { return step{result: r} }

@@ -73,7 +73,7 @@ func (f finder) referring(ctx context.Context, e *datamap.Edge, parentKeys []str
 	if len(parentKeys) == 0 {
 		return nil, nil
 	}
-	values, err := f.parentValues(ctx, e, parentKeys)
+	values, err := f.fieldValues(ctx, e.Parent, e.ParentField, parentKeys)
 	if err != nil {
 		return nil, err
 	}
@@ -95,22 +95,22 @@ func (f finder) referring(ctx context.Context, e *datamap.Edge, parentKeys []str
 	return keys, nil
 }
 
-// parentValues are the values of the referred field in the parent rows: the
-// keys themselves when the reference is to the primary key.
-func (f finder) parentValues(ctx context.Context, e *datamap.Edge, parentKeys []string) ([]string, error) {
-	if strings.EqualFold(e.ParentField, e.Parent.PrimaryKey) {
-		return parentKeys, nil
+// fieldValues are the distinct values of field in c's rows of keys: the keys
+// themselves when field is the primary key.
+func (f finder) fieldValues(ctx context.Context, c *datamap.Collection, field string, keys []string) ([]string, error) {
+	if strings.EqualFold(field, c.PrimaryKey) {
+		return keys, nil
 	}
-	pk := f.live.column(e.Parent, e.Parent.PrimaryKey)
-	field := f.live.column(e.Parent, e.ParentField)
+	pk := f.live.column(c, c.PrimaryKey)
+	col := f.live.column(c, field)
 	var values []string
-	for _, chunk := range chunks(parentKeys) {
+	for _, chunk := range chunks(keys) {
 		p := masking.NewParams(masking.MySQL)
 		q := fmt.Sprintf("SELECT DISTINCT %s FROM %s WHERE %s AND %s IS NOT NULL",
-			textOf(field, quote(e.ParentField)), tableRef(e.Parent), keyIn(pk, quote(e.Parent.PrimaryKey), chunk, p), quote(e.ParentField))
+			textOf(col, quote(field)), tableRef(c), keyIn(pk, quote(c.PrimaryKey), chunk, p), quote(field))
 		found, err := queryStrings(ctx, f.tx, q, p.Values())
 		if err != nil {
-			return nil, dbError(fmt.Sprintf("reading the referred field of collection %q", e.Parent.Name), err)
+			return nil, dbError(fmt.Sprintf("reading field %q of collection %q", field, c.Name), err)
 		}
 		values = append(values, found...)
 	}
@@ -155,11 +155,41 @@ func (f finder) ChildrenOf(ctx context.Context, e *datamap.Edge, parentKeys, amo
 	return sqlcore.Intersect(among, referring), nil
 }
 
+// ParentsOf returns which of the parent keys among the child keys refer to
+// through e. It reads without locking: the rows among were locked as the
+// subject's when Apply resolved them.
+func (f finder) ParentsOf(ctx context.Context, e *datamap.Edge, childKeys, among []string) ([]string, error) {
+	values, err := f.fieldValues(ctx, e.Child, e.ChildField, childKeys)
+	if err != nil {
+		return nil, err
+	}
+	hex := f.live.column(e.Child, e.ChildField).Kind == masking.KindBytes
+	pk, parentCol := f.live.column(e.Parent, e.Parent.PrimaryKey), f.live.column(e.Parent, e.ParentField)
+	var keys []string
+	for _, parents := range chunks(among) {
+		for _, chunk := range chunks(values) {
+			p := masking.NewParams(masking.MySQL)
+			where := keyIn(pk, quote(e.Parent.PrimaryKey), parents, p)
+			cond, ok := matchValues(parentCol, quote(e.ParentField), chunk, hex, p)
+			if !ok {
+				continue
+			}
+			q := fmt.Sprintf("SELECT %s FROM %s WHERE %s AND %s", textOf(pk, quote(e.Parent.PrimaryKey)), tableRef(e.Parent), where, cond)
+			found, err := queryStrings(ctx, f.tx, q, p.Values())
+			if err != nil {
+				return nil, dbError(fmt.Sprintf("finding the rows of collection %q that held rows of %q are found through", e.Parent.Name, e.Child.Name), err)
+			}
+			keys = append(keys, found...)
+		}
+	}
+	return f.distinctSorted(e.Parent, keys), nil
+}
+
 // Exempted returns the rows among whose exemption field is after the cutoff,
 // and the newest of those times.
 func (f finder) Exempted(ctx context.Context, c *datamap.Collection, ex stores.Exemption, among []string) ([]string, time.Time, error) {
 	col, ok := f.live.tables[c.Name].column(ex.Field)
-	if !ok || !isTemporal(col.Kind) {
+	if !ok || !sqlcore.IsTemporal(col.Kind) {
 		return nil, time.Time{}, fmt.Errorf("%w: retention rule %s: collection %q has no date or timestamp column %q", stores.ErrInvalid, ex.Rule, c.Name, ex.Field)
 	}
 	pk := f.live.column(c, c.PrimaryKey)
@@ -190,10 +220,6 @@ func (f finder) Exempted(ctx context.Context, c *datamap.Collection, ex stores.E
 		}
 	}
 	return keys, newest, nil
-}
-
-func isTemporal(k masking.Kind) bool {
-	return k == masking.KindDate || k == masking.KindTimestamp || k == masking.KindTimestampTZ
 }
 
 // queryStrings runs a query of one text column.

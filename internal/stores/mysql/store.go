@@ -33,6 +33,7 @@ import (
 
 	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/stores"
+	"github.com/lethe-dev/lethe/internal/stores/sqlcore"
 )
 
 // Default timeouts of the transactions a Store runs: waiting for a lock fails
@@ -63,6 +64,8 @@ type Store struct {
 	// mariaDB selects the statement timeout variable: MariaDB's
 	// max_statement_time (any statement) or MySQL's max_execution_time (SELECT only).
 	mariaDB bool
+	// schema is the live schema last found matching the map.
+	schema sqlcore.SchemaCache[liveSchema]
 }
 
 var _ stores.Store = (*Store)(nil)
@@ -73,6 +76,13 @@ type Option func(*Store)
 // WithTimeouts sets the lock wait and statement timeouts of every transaction.
 func WithTimeouts(lock, statement time.Duration) Option {
 	return func(s *Store) { s.lockTimeout, s.statementTimeout = lock, statement }
+}
+
+// WithSchemaTTL sets how long requests and sweeps trust the live schema last
+// found matching the map (default sqlcore.DefaultSchemaTTL); Check always
+// reads it again. Use the DataStore's check interval.
+func WithSchemaTTL(ttl time.Duration) Option {
+	return func(s *Store) { s.schema.TTL = ttl }
 }
 
 // New connects to the database of dsn, a go-sql-driver DSN
@@ -99,6 +109,7 @@ func New(ctx context.Context, dsn string, m *datamap.Map, maskingKey []byte, opt
 	db.SetMaxIdleConns(maxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	s := &Store{db: db, m: m, key: maskingKey, lockTimeout: DefaultLockTimeout, statementTimeout: DefaultStatementTimeout}
+	s.schema.TTL = sqlcore.DefaultSchemaTTL
 	for _, o := range opts {
 		o(s)
 	}

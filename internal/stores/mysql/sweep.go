@@ -3,9 +3,12 @@ package mysql
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	gomysql "github.com/go-sql-driver/mysql"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/datamap"
@@ -14,53 +17,113 @@ import (
 	"github.com/lethe-dev/lethe/internal/stores/sqlcore"
 )
 
-// Retention sweeps, with the PostgreSQL engine's contract. Each batch is one
-// short transaction that picks at most BatchSize expired rows after the cursor
-// in primary-key order (keyset pagination: the primary key index serves, and
-// no batch rescans the rows earlier batches examined), locks them with SKIP
-// LOCKED (rows a request or the application is writing are left for the next
-// run rather than waited for), and deletes or masks them by primary key:
+// Retention sweeps batch as the PostgreSQL engine's do (and as pt-archiver
+// --bulk-delete does): one short transaction finds the key of the batch's
+// last expired row, then changes the expired rows up to it in one statement
+// that restates the whole condition, so a row changed meanwhile is judged on
+// its new version:
 //
-//	SELECT pk FROM t WHERE pk > ? AND field < ? [AND where...] ORDER BY pk LIMIT n FOR UPDATE SKIP LOCKED
-//	DELETE FROM t WHERE pk IN (...)   -- or UPDATE t SET masked fields WHERE pk IN (...)
+//	SELECT pk FROM t WHERE pk > ? AND field < ? [AND where...] [AND pk NOT IN (held)] ORDER BY pk LIMIT 1 OFFSET n-1
+//	DELETE FROM t WHERE pk > ? AND pk <= ? AND field < ? [AND where...] [AND pk NOT IN (held)]
 //
-// Held keys are picked (so the cursor moves past them) but never changed.
-// The cursor is the last key picked, sealed (sqlcore.SealCursor) so the status
-// it is stored in never holds a value from the database. SKIP LOCKED needs
-// MariaDB 10.6 or MySQL 8.0.
+// InnoDB waits at least a second for a row lock; a batch that times out is
+// redone locking the range's rows with FOR UPDATE SKIP LOCKED (MariaDB 10.6,
+// MySQL 8.0) and changing them by key, leaving the locked rows for the next
+// run. The cursor is the batch's last key, sealed by sqlcore.SealCursor.
 
 // DefaultSweepBatchSize is the batch size of rules that do not set one.
 const DefaultSweepBatchSize = 5000
 
-// Sweep transactions are short: they fail fast rather than queue behind a
-// lock, and a batch that runs long is cut off.
+// Sweep transactions are short, and fail rather than queue behind a lock.
 const (
+	// fastLockTimeout is InnoDB's shortest lock wait: a range statement
+	// waiting longer is redone skipping locked rows.
+	fastLockTimeout       = time.Second
 	sweepLockTimeout      = 2 * time.Second
 	sweepStatementTimeout = 30 * time.Second
+	// maxInlineHeld bounds the held keys a range statement binds (a prepared
+	// statement takes at most 65,535 parameters); a rule holding more is
+	// swept by key.
+	maxInlineHeld = 10000
 )
+
+// lockWaitTimeout is MySQL error 1205, raised when innodb_lock_wait_timeout expires.
+const lockWaitTimeout = 1205
 
 var _ stores.Sweeper = (*Store)(nil)
 
 // SweepBatch deletes or anonymizes at most rule.BatchSize rows past their
-// period after cursor ("" to start), in one transaction.
+// period after cursor ("" to start).
 func (s *Store) SweepBatch(ctx context.Context, rule stores.SweepRule, cursor string) (stores.SweepBatch, error) {
 	var out stores.SweepBatch
-	err := s.inSweepTx(ctx, readWrite, func(tx *sql.Tx) error {
-		q, err := s.sweepQuery(ctx, tx, rule)
+	err := s.withSweepSchema(ctx, func(live *liveSchema) error {
+		q, err := s.sweepQuery(live, rule)
 		if err != nil {
 			return err
 		}
-		picked, err := q.pick(ctx, tx, sqlcore.OpenCursor(s.key, q.c.Name, cursor))
+		if len(rule.HeldKeys) > maxInlineHeld {
+			out, err = s.sweepByKeys(ctx, q, cursor)
+		} else {
+			out, err = s.sweepRange(ctx, q, cursor)
+		}
+		return err
+	})
+	if err != nil {
+		return stores.SweepBatch{}, err
+	}
+	return out, nil
+}
+
+// sweepRange changes the expired rows of the batch's key range in one statement.
+func (s *Store) sweepRange(ctx context.Context, q *sweepQuery, cursor string) (stores.SweepBatch, error) {
+	after := sqlcore.OpenCursor(s.key, q.C.Name, cursor)
+	out := stores.SweepBatch{Cursor: cursor}
+	var last string
+	found, locked := false, false
+	err := s.inSweepTx(ctx, readWrite, fastLockTimeout, func(tx *sql.Tx) error {
+		var err error
+		if last, found, err = q.lastKey(ctx, tx, after); err != nil {
+			return err
+		}
+		out.Rows, locked, err = q.changeRange(ctx, tx, after, last, found)
+		return err
+	})
+	if locked {
+		// Redo the range without waiting for the locked rows.
+		err = s.inSweepTx(ctx, readWrite, sweepLockTimeout, func(tx *sql.Tx) error {
+			keys, err := q.pick(ctx, tx, after, last, found)
+			if err == nil {
+				out.Rows, err = q.change(ctx, tx, keys)
+			}
+			return err
+		})
+	}
+	if err != nil {
+		return stores.SweepBatch{}, err
+	}
+	out.Done = !found
+	if found {
+		out.Cursor, err = sqlcore.SealCursor(s.key, q.C.Name, last)
+	}
+	return out, err
+}
+
+// sweepByKeys picks at most BatchSize expired rows after the cursor (locking
+// them, skipping locked ones) and changes those not held, by key. Held rows
+// are picked, so the cursor moves past them.
+func (s *Store) sweepByKeys(ctx context.Context, q *sweepQuery, cursor string) (stores.SweepBatch, error) {
+	out := stores.SweepBatch{Cursor: cursor}
+	err := s.inSweepTx(ctx, readWrite, sweepLockTimeout, func(tx *sql.Tx) error {
+		picked, err := q.pick(ctx, tx, sqlcore.OpenCursor(s.key, q.C.Name, cursor), "", false)
 		if err != nil {
 			return err
 		}
-		if out.Rows, err = q.change(ctx, tx, sqlcore.Without(picked, rule.HeldKeys)); err != nil {
+		if out.Rows, err = q.change(ctx, tx, sqlcore.Without(picked, q.Rule.HeldKeys)); err != nil {
 			return err
 		}
-		out.Done = len(picked) < q.batchSize
-		out.Cursor = cursor
+		out.Done = len(picked) < q.BatchSize
 		if len(picked) > 0 {
-			out.Cursor, err = sqlcore.SealCursor(s.key, q.c.Name, picked[len(picked)-1])
+			out.Cursor, err = sqlcore.SealCursor(s.key, q.C.Name, picked[len(picked)-1])
 		}
 		return err
 	})
@@ -74,22 +137,25 @@ func (s *Store) SweepBatch(ctx context.Context, rule stores.SweepRule, cursor st
 // period, meeting every where condition, not held, and (anonymize) not masked yet.
 func (s *Store) CountPastPeriod(ctx context.Context, rule stores.SweepRule) (int64, error) {
 	var n int64
-	err := s.inSweepTx(ctx, readOnly, func(tx *sql.Tx) error {
-		q, err := s.sweepQuery(ctx, tx, rule)
+	err := s.withSweepSchema(ctx, func(live *liveSchema) error {
+		q, err := s.sweepQuery(live, rule)
 		if err != nil {
 			return err
 		}
-		if n, err = q.count(ctx, tx, nil); err != nil {
-			return err
-		}
-		for _, chunk := range chunks(rule.HeldKeys) {
-			held, err := q.count(ctx, tx, func(p *masking.Params) string { return keyIn(q.pk, quote(q.c.PrimaryKey), chunk, p) })
-			if err != nil {
+		return s.inSweepTx(ctx, readOnly, sweepLockTimeout, func(tx *sql.Tx) error {
+			var err error
+			if n, err = q.count(ctx, tx, nil); err != nil {
 				return err
 			}
-			n -= held
-		}
-		return nil
+			for _, chunk := range chunks(rule.HeldKeys) {
+				held, err := q.count(ctx, tx, func(p *masking.Params) string { return keyIn(q.pk, quote(q.C.PrimaryKey), chunk, p) })
+				if err != nil {
+					return err
+				}
+				n -= held
+			}
+			return nil
+		})
 	})
 	return n, err
 }
@@ -99,115 +165,68 @@ func (s *Store) CountPastPeriod(ctx context.Context, rule stores.SweepRule) (int
 // down the cascade references. A subject none of whose identity types this
 // store maps has no rows here.
 func (s *Store) SubjectKeys(ctx context.Context, subject map[string]string, collection string) ([]string, error) {
-	c, ok := s.m.Get(collection)
-	if !ok {
-		return nil, fmt.Errorf("%w: the data map has no collection %q", stores.ErrInvalid, collection)
-	}
-	if err := sqlcore.ValidateSubject(s.m, subject); err != nil {
-		if len(subject) > 0 && !knowsAnyIdentity(s.m, subject) && !hasEmptyIdentity(subject) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	var keys []string
-	err := s.inTx(ctx, readOnly, func(tx *sql.Tx) error {
-		live, err := s.matchingSchema(ctx, tx)
-		if err != nil {
+	return sqlcore.SubjectKeys(s.m, subject, collection, func() (rows sqlcore.Rows, err error) {
+		err = s.inTxWithSchema(ctx, readOnly, func(tx *sql.Tx, live *liveSchema) error {
+			rows, err = finder{s: s, tx: tx, live: live}.resolve(ctx, subject)
 			return err
-		}
-		rows, err := finder{s: s, tx: tx, live: live}.resolve(ctx, subject)
-		keys = rows[c]
-		return err
+		})
+		return rows, err
 	})
-	return keys, err
-}
-
-func knowsAnyIdentity(m *datamap.Map, subject map[string]string) bool {
-	for _, t := range sqlcore.IdentityTypes(m) {
-		if _, ok := subject[t]; ok {
-			return true
-		}
-	}
-	return false
-}
-
-func hasEmptyIdentity(subject map[string]string) bool {
-	for _, v := range subject {
-		if strings.TrimSpace(v) == "" {
-			return true
-		}
-	}
-	return false
 }
 
 // inSweepTx is inTx with the sweep's short timeouts (never longer than the store's).
-func (s *Store) inSweepTx(ctx context.Context, opts *sql.TxOptions, fn func(*sql.Tx) error) error {
-	return s.inTxWithTimeouts(ctx, opts, min(s.lockTimeout, sweepLockTimeout), min(s.statementTimeout, sweepStatementTimeout), fn)
+func (s *Store) inSweepTx(ctx context.Context, opts *sql.TxOptions, lockTimeout time.Duration, fn func(*sql.Tx) error) error {
+	return s.inTxWithTimeouts(ctx, opts, min(s.lockTimeout, lockTimeout), min(s.statementTimeout, sweepStatementTimeout), fn)
+}
+
+// withSweepSchema calls fn with the live schema checked against the data map
+// (a sweep never acts on a schema that drifted): the cached one, or one read
+// in a transaction of its own, as a batch may run more than one.
+func (s *Store) withSweepSchema(ctx context.Context, fn func(*liveSchema) error) error {
+	return s.schema.With(func() (*liveSchema, error) { return s.readSchema(ctx) }, fn)
 }
 
 // sweepQuery is a rule checked against the live schema, ready to render.
 type sweepQuery struct {
-	rule      stores.SweepRule
-	c         *datamap.Collection
-	live      *liveSchema
-	pk        column
-	batchSize int
-	// fields anonymize masks.
-	fields []datamap.Field
-	store  *Store
+	sqlcore.Sweep
+	live  *liveSchema
+	pk    column
+	store *Store
 }
 
-func (s *Store) sweepQuery(ctx context.Context, tx *sql.Tx, rule stores.SweepRule) (*sweepQuery, error) {
-	c, ok := s.m.Get(rule.Collection)
-	if !ok {
-		return nil, fmt.Errorf("%w: the data map has no collection %q", stores.ErrInvalid, rule.Collection)
-	}
-	live, err := s.matchingSchema(ctx, tx)
+func (s *Store) sweepQuery(live *liveSchema, rule stores.SweepRule) (*sweepQuery, error) {
+	sw, err := sqlcore.CheckSweep(s.m, rule, live.sweptTable, DefaultSweepBatchSize)
 	if err != nil {
 		return nil, err
 	}
-	t := live.tables[c.Name]
-	if col, ok := t.column(rule.Field); !ok || !isTemporal(col.Kind) || !identifierPattern.MatchString(rule.Field) {
-		return nil, fmt.Errorf("%w: collection %q has no date or timestamp column %q for the retention period to run from", stores.ErrInvalid, c.Name, rule.Field)
-	}
-	for _, w := range rule.Where {
-		if _, ok := t.column(w.Field); !ok || !identifierPattern.MatchString(w.Field) {
-			return nil, fmt.Errorf("%w: collection %q has no column %q for the rule's where condition", stores.ErrInvalid, c.Name, w.Field)
-		}
-	}
-	q := &sweepQuery{rule: rule, c: c, live: live, pk: live.column(c, c.PrimaryKey), batchSize: rule.BatchSize, store: s}
-	if q.batchSize <= 0 {
-		q.batchSize = DefaultSweepBatchSize
-	}
-	switch rule.Action {
-	case stores.ActionDelete:
-	case stores.ActionAnonymize:
-		for _, f := range c.Fields {
-			if f.Masking != nil {
-				q.fields = append(q.fields, f)
-			}
-		}
-		if len(q.fields) == 0 {
-			return nil, fmt.Errorf("%w: collection %q has no field with a masking strategy to anonymize", stores.ErrInvalid, c.Name)
-		}
-	default:
-		return nil, fmt.Errorf("%w: a sweep deletes or anonymizes, not %q", stores.ErrInvalid, rule.Action)
-	}
-	return q, nil
+	return &sweepQuery{Sweep: sw, live: live, pk: live.column(sw.C, sw.C.PrimaryKey), store: s}, nil
 }
 
-// expired renders the condition on the rows the rule acts on (cursor and
-// held keys aside).
-func (q *sweepQuery) expired(p *masking.Params) (string, error) {
-	conds := []string{quote(q.rule.Field) + " < " + p.Add(q.rule.Cutoff.UTC())}
-	for _, w := range q.rule.Where {
+// sweptTable is c's table as a rule's fields are looked up in: only names
+// admission would accept, since rules name columns the map may not.
+func (l *liveSchema) sweptTable(c *datamap.Collection) sqlcore.Table {
+	t := l.tables[c.Name]
+	return sqlcore.Table{Name: c.Table, Column: func(name string) (masking.ColumnInfo, bool) {
+		col, ok := t.column(name)
+		return col.ColumnInfo, ok && identifierPattern.MatchString(name)
+	}}
+}
+
+// expired renders the condition on the rows the rule acts on (the cursor
+// aside), held keys included when inline.
+func (q *sweepQuery) expired(p *masking.Params, held bool) (string, error) {
+	conds := []string{quote(q.Rule.Field) + " < " + p.Add(q.Rule.Cutoff.UTC())}
+	for _, w := range q.Rule.Where {
 		if w.IsNull {
 			conds = append(conds, quote(w.Field)+" IS NULL")
 		} else {
 			conds = append(conds, quote(w.Field)+" IS NOT NULL")
 		}
 	}
-	if q.rule.Action == stores.ActionAnonymize {
+	if held && len(q.Rule.HeldKeys) > 0 {
+		conds = append(conds, "NOT ("+keyIn(q.pk, quote(q.C.PrimaryKey), q.Rule.HeldKeys, p)+")")
+	}
+	if q.Rule.Action == stores.ActionAnonymize {
 		masked, err := q.masked(p)
 		if err != nil {
 			return "", err
@@ -226,7 +245,7 @@ func (q *sweepQuery) expired(p *masking.Params) (string, error) {
 // whose fields are all randomized masks its expired rows again on every run.
 func (q *sweepQuery) masked(p *masking.Params) (string, error) {
 	var tests []string
-	for _, f := range q.fields {
+	for _, f := range q.Fields {
 		ref := quote(f.Name)
 		switch f.Masking.Strategy {
 		case privacyv1.MaskRandomize:
@@ -235,51 +254,122 @@ func (q *sweepQuery) masked(p *masking.Params) (string, error) {
 			// A binary string: REGEXP is case-sensitive, so only lower-case hex passes.
 			tests = append(tests, fmt.Sprintf("(%s IS NULL OR %s REGEXP '^[0-9a-f]{64}$')", ref, binaryText(ref)))
 		default:
-			exprs, err := q.store.maskExpressions(q.live, q.c, []datamap.Field{f}, p)
+			exprs, err := q.store.maskExpressions(q.live, q.C, []datamap.Field{f}, p)
 			if err != nil {
 				return "", err
 			}
-			tests = append(tests, "NOT "+distinct(q.live.column(q.c, f.Name), ref, exprs[0]))
+			tests = append(tests, "NOT "+distinct(q.live.column(q.C, f.Name), ref, exprs[0]))
 		}
 	}
 	return strings.Join(tests, " AND "), nil
 }
 
-// pick locks and returns the keys of the next batch after the key after.
-func (q *sweepQuery) pick(ctx context.Context, tx *sql.Tx, after string) ([]string, error) {
-	p := masking.NewParams(masking.MySQL)
-	pk := quote(q.c.PrimaryKey)
-	var where string
+// inRange renders the key range (after, last] ("" after: from the start;
+// without last: to the end) followed by " AND ", or "".
+func (q *sweepQuery) inRange(after, last string, bounded bool, p *masking.Params) string {
+	pk := quote(q.C.PrimaryKey)
+	var conds []string
 	if after != "" {
-		where = pk + " > " + keyParam(q.pk, after, p) + " AND "
+		conds = append(conds, pk+" > "+keyParam(q.pk, after, p))
 	}
-	expired, err := q.expired(p)
+	if bounded {
+		conds = append(conds, pk+" <= "+keyParam(q.pk, last, p))
+	}
+	if len(conds) == 0 {
+		return ""
+	}
+	return strings.Join(conds, " AND ") + " AND "
+}
+
+// lastKey finds the key of the batch's last row: the BatchSize-th expired row
+// after the key after. found is false when fewer are left.
+func (q *sweepQuery) lastKey(ctx context.Context, tx *sql.Tx, after string) (last string, found bool, err error) {
+	p := masking.NewParams(masking.MySQL)
+	from := q.inRange(after, "", false, p)
+	expired, err := q.expired(p, true)
+	if err != nil {
+		return "", false, err
+	}
+	pk := quote(q.C.PrimaryKey)
+	query := fmt.Sprintf("SELECT %s FROM %s WHERE %s%s ORDER BY %s LIMIT 1 OFFSET %d",
+		textOf(q.pk, pk), tableRef(q.C), from, expired, pk, q.BatchSize-1)
+	switch err := tx.QueryRowContext(ctx, query, p.Values()...).Scan(&last); {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", false, nil
+	case err != nil:
+		return "", false, dbError(fmt.Sprintf("sweeping collection %q", q.C.Name), err)
+	}
+	return last, true, nil
+}
+
+// changeRange deletes or masks the expired rows of the key range (after,
+// last], or after "after" when not bounded (the final batch). locked reports
+// that it failed waiting for a row another transaction holds.
+func (q *sweepQuery) changeRange(ctx context.Context, tx *sql.Tx, after, last string, bounded bool) (n int64, locked bool, err error) {
+	p := masking.NewParams(masking.MySQL)
+	var set string
+	if q.Rule.Action == stores.ActionAnonymize {
+		if set, err = q.assignments(p); err != nil {
+			return 0, false, err
+		}
+	}
+	where := q.inRange(after, last, bounded, p)
+	expired, err := q.expired(p, true)
+	if err != nil {
+		return 0, false, err
+	}
+	stmt := statement{"DELETE FROM " + tableRef(q.C) + " WHERE " + where + expired, p.Values()}
+	if q.Rule.Action == stores.ActionAnonymize {
+		stmt.sql = fmt.Sprintf("UPDATE %s SET %s WHERE %s%s", tableRef(q.C), set, where, expired)
+	}
+	if n, err = runStatement(ctx, tx, stmt, true); err != nil {
+		var myErr *gomysql.MySQLError
+		locked = errors.As(err, &myErr) && myErr.Number == lockWaitTimeout
+		return 0, locked, dbError(fmt.Sprintf("sweeping collection %q", q.C.Name), err)
+	}
+	return n, false, nil
+}
+
+// assignments renders anonymize's SET list.
+func (q *sweepQuery) assignments(p *masking.Params) (string, error) {
+	sets, err := q.store.maskExpressions(q.live, q.C, q.Fields, p)
+	if err != nil {
+		return "", err
+	}
+	for i, f := range q.Fields {
+		sets[i] = quote(f.Name) + " = " + sets[i]
+	}
+	return strings.Join(sets, ", "), nil
+}
+
+// pick locks and returns the keys of at most BatchSize expired rows after the
+// key after (up to last when bounded), skipping rows others have locked.
+// Held keys are left out only when inline.
+func (q *sweepQuery) pick(ctx context.Context, tx *sql.Tx, after, last string, bounded bool) ([]string, error) {
+	p := masking.NewParams(masking.MySQL)
+	where := q.inRange(after, last, bounded, p)
+	expired, err := q.expired(p, len(q.Rule.HeldKeys) <= maxInlineHeld)
 	if err != nil {
 		return nil, err
 	}
-	sql := fmt.Sprintf("SELECT %s FROM %s WHERE %s%s ORDER BY %s LIMIT %d FOR UPDATE SKIP LOCKED",
-		textOf(q.pk, pk), tableRef(q.c), where, expired, pk, q.batchSize)
-	keys, err := queryStrings(ctx, tx, sql, p.Values())
+	pk := quote(q.C.PrimaryKey)
+	query := fmt.Sprintf("SELECT %s FROM %s WHERE %s%s ORDER BY %s LIMIT %d FOR UPDATE SKIP LOCKED",
+		textOf(q.pk, pk), tableRef(q.C), where, expired, pk, q.BatchSize)
+	keys, err := queryStrings(ctx, tx, query, p.Values())
 	if err != nil {
-		return nil, dbError(fmt.Sprintf("sweeping collection %q", q.c.Name), err)
+		return nil, dbError(fmt.Sprintf("sweeping collection %q", q.C.Name), err)
 	}
 	return keys, nil
 }
 
 // change deletes or masks the rows of keys, by primary key.
 func (q *sweepQuery) change(ctx context.Context, tx *sql.Tx, keys []string) (int64, error) {
-	statements, err := changeByKeys(q.live, q.c, keys, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
-		if q.rule.Action == stores.ActionDelete {
-			return "DELETE FROM " + tableRef(q.c) + " WHERE " + keyCond(p), nil
+	statements, err := changeByKeys(q.live, q.C, keys, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
+		if q.Rule.Action == stores.ActionDelete {
+			return "DELETE FROM " + tableRef(q.C) + " WHERE " + keyCond(p), nil
 		}
-		sets, err := q.store.maskExpressions(q.live, q.c, q.fields, p)
-		if err != nil {
-			return "", err
-		}
-		for i, f := range q.fields {
-			sets[i] = quote(f.Name) + " = " + sets[i]
-		}
-		return fmt.Sprintf("UPDATE %s SET %s WHERE %s", tableRef(q.c), strings.Join(sets, ", "), keyCond(p)), nil
+		set, err := q.assignments(p)
+		return fmt.Sprintf("UPDATE %s SET %s WHERE %s", tableRef(q.C), set, keyCond(p)), err
 	})
 	if err != nil {
 		return 0, err
@@ -288,7 +378,7 @@ func (q *sweepQuery) change(ctx context.Context, tx *sql.Tx, keys []string) (int
 	for _, stmt := range statements {
 		n, err := runStatement(ctx, tx, stmt, true)
 		if err != nil {
-			return 0, dbError(fmt.Sprintf("sweeping collection %q", q.c.Name), err)
+			return 0, dbError(fmt.Sprintf("sweeping collection %q", q.C.Name), err)
 		}
 		rows += n
 	}
@@ -298,7 +388,7 @@ func (q *sweepQuery) change(ctx context.Context, tx *sql.Tx, keys []string) (int
 // count counts the expired rows, narrowed by the extra condition when given.
 func (q *sweepQuery) count(ctx context.Context, tx *sql.Tx, extra func(*masking.Params) string) (int64, error) {
 	p := masking.NewParams(masking.MySQL)
-	where, err := q.expired(p)
+	where, err := q.expired(p, false)
 	if err != nil {
 		return 0, err
 	}
@@ -306,8 +396,8 @@ func (q *sweepQuery) count(ctx context.Context, tx *sql.Tx, extra func(*masking.
 		where += " AND " + extra(p)
 	}
 	var n int64
-	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM "+tableRef(q.c)+" WHERE "+where, p.Values()...).Scan(&n); err != nil {
-		return 0, dbError(fmt.Sprintf("counting expired rows of collection %q", q.c.Name), err)
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM "+tableRef(q.C)+" WHERE "+where, p.Values()...).Scan(&n); err != nil {
+		return 0, dbError(fmt.Sprintf("counting expired rows of collection %q", q.C.Name), err)
 	}
 	return n, nil
 }

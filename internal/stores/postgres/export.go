@@ -14,40 +14,27 @@ import (
 	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/masking"
 	"github.com/lethe-dev/lethe/internal/stores"
+	"github.com/lethe-dev/lethe/internal/stores/sqlcore"
 )
 
 // Export returns the subject's rows of every collection in scope: the primary
 // key and the mapped fields in scope, as JSON-friendly values (see jsonValue).
 // Collections where the subject has no row are left out of the export.
 func (s *Store) Export(ctx context.Context, req stores.Request) (stores.Export, stores.Result, error) {
-	if err := s.validateSubject(req.Subject); err != nil {
+	if err := sqlcore.ValidateSubject(s.m, req.Subject); err != nil {
 		return nil, stores.Result{}, err
 	}
-	exp := stores.Export{}
+	var exp stores.Export
 	var res stores.Result
-	err := s.inTx(ctx, readOnly, func(tx pgx.Tx) error {
-		live, err := s.matchingSchema(ctx, tx)
-		if err != nil {
-			return err
-		}
+	err := s.inTxWithSchema(ctx, readOnly, func(tx pgx.Tx, live *liveSchema) error {
 		rows, err := s.resolve(ctx, tx, live, req.Subject, false)
 		if err != nil {
 			return err
 		}
-		for _, c := range s.m.Collections {
-			if !req.Scope.InScope(c) {
-				continue
-			}
-			data, err := exportRows(ctx, tx, live, c, rows[c], req.Scope)
-			if err != nil {
-				return err
-			}
-			if len(data) > 0 {
-				exp[c.Name] = data
-			}
-			res.Collections = append(res.Collections, stores.CollectionResult{Collection: c.Name, Action: stores.ActionExport, Rows: int64(len(data))})
-		}
-		return nil
+		exp, res.Collections, err = sqlcore.Export(s.m, rows, req.Scope, func(c *datamap.Collection, keys []string) ([]map[string]any, error) {
+			return exportRows(ctx, tx, live, c, keys, req.Scope)
+		})
+		return err
 	})
 	if err != nil {
 		return nil, stores.Result{}, err
@@ -65,7 +52,8 @@ func exportRows(ctx context.Context, tx pgx.Tx, live *liveSchema, c *datamap.Col
 		selects[i] = selectForJSON(col)
 	}
 	p := masking.NewParams(masking.Postgres)
-	sql := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s", strings.Join(selects, ", "), tableRef(c), keyIn(live, c, keys, p), quote(c.PrimaryKey))
+	// ORDER BY names the table's column: the bare name may be a text output column.
+	sql := fmt.Sprintf("SELECT %s FROM %s AS t WHERE %s ORDER BY t.%s", strings.Join(selects, ", "), tableRef(c), keyIn(live, c, keys, p), quote(c.PrimaryKey))
 	rows, err := tx.Query(ctx, sql, p.Values()...)
 	if err != nil {
 		return nil, dbError(fmt.Sprintf("exporting collection %q", c.Name), err)

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 
@@ -10,7 +9,7 @@ import (
 
 	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/masking"
-	"github.com/lethe-dev/lethe/internal/stores"
+	"github.com/lethe-dev/lethe/internal/stores/sqlcore"
 )
 
 // liveSchema is what the database says about the mapped tables.
@@ -44,7 +43,7 @@ type foreignKey struct {
 	tableOID uint32
 	columns  []string
 	refOID   uint32
-	onDelete string // pg_constraint.confdeltype: a no action, r restrict, c cascade, n set null, d set default
+	onDelete string // pg_constraint.confdeltype (see onDelete)
 }
 
 func (l *liveSchema) column(c *datamap.Collection, name string) column {
@@ -224,11 +223,32 @@ func (s *Store) matchingSchema(ctx context.Context, tx pgx.Tx) (*liveSchema, err
 		return nil, err
 	}
 	if problems := s.problems(live); len(problems) > 0 {
-		var texts []string
-		for _, p := range problems {
-			texts = append(texts, fmt.Sprintf("collection %q field %q: %s", p.Collection, p.Field, p.Problem))
-		}
-		return nil, fmt.Errorf("%w: the schema does not match the data map: %s", stores.ErrInvalid, strings.Join(texts, "; "))
+		return nil, sqlcore.SchemaError(problems)
 	}
 	return live, nil
+}
+
+// inTxWithSchema runs fn in a transaction with the live schema: the cached
+// one, or one read and checked in that transaction (see sqlcore.SchemaCache).
+func (s *Store) inTxWithSchema(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx, *liveSchema) error) error {
+	inTx := func(fn func(pgx.Tx) error) error { return s.inTx(ctx, opts, fn) }
+	read := func(tx pgx.Tx) (*liveSchema, error) { return s.matchingSchema(ctx, tx) }
+	return sqlcore.InTxWithSchema(&s.schema, inTx, read, fn)
+}
+
+// readSchema reads and checks the live schema in a transaction of its own.
+func (s *Store) readSchema(ctx context.Context) (live *liveSchema, err error) {
+	err = s.inTx(ctx, readOnly, func(tx pgx.Tx) error {
+		live, err = s.matchingSchema(ctx, tx)
+		return err
+	})
+	return live, err
+}
+
+// sqlcoreTable is t as the shared checks see it.
+func (t *table) sqlcoreTable() sqlcore.Table {
+	return sqlcore.Table{Name: t.name, Column: func(name string) (masking.ColumnInfo, bool) {
+		col, ok := t.columns[name]
+		return col.ColumnInfo, ok
+	}}
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/stores"
+	"github.com/lethe-dev/lethe/internal/stores/sqlcore"
 )
 
 // Default timeouts of the transactions a Store runs: waiting for a lock fails
@@ -37,6 +39,8 @@ type Store struct {
 	key              []byte
 	lockTimeout      time.Duration
 	statementTimeout time.Duration
+	// schema is the live schema last found matching the map.
+	schema sqlcore.SchemaCache[liveSchema]
 }
 
 var _ stores.Store = (*Store)(nil)
@@ -47,6 +51,13 @@ type Option func(*Store)
 // WithTimeouts sets the lock_timeout and statement_timeout of every transaction.
 func WithTimeouts(lock, statement time.Duration) Option {
 	return func(s *Store) { s.lockTimeout, s.statementTimeout = lock, statement }
+}
+
+// WithSchemaTTL sets how long requests and sweeps trust the live schema last
+// found matching the map (default sqlcore.DefaultSchemaTTL); Check always
+// reads it again. Use the DataStore's check interval.
+func WithSchemaTTL(ttl time.Duration) Option {
+	return func(s *Store) { s.schema.TTL = ttl }
 }
 
 // New connects to the database of dsn. maskingKey keys the hash and
@@ -70,6 +81,7 @@ func New(ctx context.Context, dsn string, m *datamap.Map, maskingKey []byte, opt
 		return nil, fmt.Errorf("%w: connecting to PostgreSQL: %v", stores.ErrUnavailable, err)
 	}
 	s := &Store{pool: pool, m: m, key: maskingKey, lockTimeout: DefaultLockTimeout, statementTimeout: DefaultStatementTimeout}
+	s.schema.TTL = sqlcore.DefaultSchemaTTL
 	for _, o := range opts {
 		o(s)
 	}
@@ -88,15 +100,21 @@ var readWrite = pgx.TxOptions{IsoLevel: pgx.ReadCommitted}
 
 // inTx runs fn in a transaction with the store's timeouts, and commits if fn succeeds.
 func (s *Store) inTx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
+	return s.inTxWithTimeouts(ctx, opts, s.lockTimeout, s.statementTimeout, "", fn)
+}
+
+// inTxWithTimeouts runs fn in a transaction whose lock_timeout and
+// statement_timeout (and extra settings, a set_config list) are set with
+// BEGIN, in the same round trip. The values are the store's own durations,
+// never input.
+func (s *Store) inTxWithTimeouts(ctx context.Context, opts pgx.TxOptions, lock, statement time.Duration, extra string, fn func(pgx.Tx) error) error {
+	opts.BeginQuery = fmt.Sprintf("%s; SELECT set_config('lock_timeout', '%s', true), set_config('statement_timeout', '%s', true)%s",
+		beginSQL(opts), milliseconds(lock), milliseconds(statement), extra)
 	tx, err := s.pool.BeginTx(ctx, opts)
 	if err != nil {
 		return dbError("starting a transaction", err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }() // a no-op once committed
-	const setTimeouts = "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)"
-	if _, err := tx.Exec(ctx, setTimeouts, milliseconds(s.lockTimeout), milliseconds(s.statementTimeout)); err != nil {
-		return dbError("setting timeouts", err)
-	}
 	if err := fn(tx); err != nil {
 		return err
 	}
@@ -104,6 +122,18 @@ func (s *Store) inTx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) er
 		return dbError("committing", err)
 	}
 	return nil
+}
+
+// beginSQL is the BEGIN statement of opts' isolation level and access mode.
+func beginSQL(opts pgx.TxOptions) string {
+	sql := "BEGIN"
+	if opts.IsoLevel != "" {
+		sql += " ISOLATION LEVEL " + strings.ToUpper(string(opts.IsoLevel))
+	}
+	if opts.AccessMode != "" {
+		sql += " " + strings.ToUpper(string(opts.AccessMode))
+	}
+	return sql
 }
 
 func milliseconds(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }

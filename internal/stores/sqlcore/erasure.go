@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/datamap"
@@ -18,6 +17,29 @@ type Erasure struct {
 	Fields []datamap.Field
 	// Keys are the rows deleted or anonymized: the subject's rows minus the kept ones.
 	Keys []string
+	// Paths are the rows of Keys that held rows are found through (Action
+	// anonymize): they keep the columns they are found by (see HeldPaths).
+	Paths []string
+	// PathFields are the Fields masked in Paths.
+	PathFields []datamap.Field
+	// PathReason explains, for the receipt, why Paths keep some columns.
+	PathReason string
+}
+
+// Mask is one anonymization: Fields masked in the rows of Keys.
+type Mask struct {
+	Fields []datamap.Field
+	Keys   []string
+}
+
+// Masks lists what anonymizing e masks: every field in the rows no held row
+// is found through, and the fields no later pass finds them by in the others.
+func (e Erasure) Masks() []Mask {
+	out := []Mask{{Fields: e.Fields, Keys: Without(e.Keys, e.Paths)}}
+	if len(e.Paths) > 0 && len(e.PathFields) > 0 {
+		out = append(out, Mask{Fields: e.PathFields, Keys: e.Paths})
+	}
+	return out
 }
 
 // ErasureOf decides what erasure does to c. A collection mapped delete whose
@@ -51,6 +73,34 @@ func ErasureOf(c *datamap.Collection, scope datamap.Scope) (Erasure, error) {
 			stores.ErrInvalid, c.Name, strings.Join(unmasked, ", "))
 	}
 	return Erasure{Action: stores.ActionAnonymize, Fields: fields}, nil
+}
+
+// ErasurePlan is what an erasure does to a store: each collection in scope's
+// erasure, the rows it keeps, and the rows whose setNull references it leaves.
+type ErasurePlan struct {
+	Erasures map[*datamap.Collection]Erasure
+	Kept     Kept
+	Spared   map[*datamap.Collection][]string
+}
+
+// PlanErasure decides an erasure of the subject's rows: which rows are kept
+// (holds, legal minimums, the rows belonging to those, and the rows held rows
+// are found through) and what happens to the others.
+func PlanErasure(ctx context.Context, m *datamap.Map, rows Rows, req stores.Request, f Finder) (ErasurePlan, error) {
+	kept, err := RetainedRows(ctx, m, rows, req, f)
+	if err != nil {
+		return ErasurePlan{}, err
+	}
+	paths, err := HeldPaths(ctx, m, rows, kept, req.Scope, f)
+	if err != nil {
+		return ErasurePlan{}, err
+	}
+	erasures, err := ErasurePlans(m, rows, kept, req.Scope)
+	if err != nil {
+		return ErasurePlan{}, err
+	}
+	keepPaths(erasures, kept, paths, req.Subject)
+	return ErasurePlan{Erasures: erasures, Kept: kept, Spared: SparedFromClearing(erasures, kept)}, nil
 }
 
 // ErasurePlans decides what erasure does to each collection in scope, and to
@@ -94,17 +144,28 @@ func SparedFromClearing(plans map[*datamap.Collection]Erasure, kept Kept) map[*d
 	return spared
 }
 
+// EraseSteps plans an erasure (PlanErasure) and lists its steps (ErasureSteps);
+// own also gets the rows whose setNull references stay.
+func EraseSteps[S any](ctx context.Context, m *datamap.Map, rows Rows, req stores.Request, f Finder,
+	own func(c *datamap.Collection, e Erasure, spared map[*datamap.Collection][]string) ([]S, error), report func(stores.CollectionResult) S) ([]S, bool, error) {
+	plan, err := PlanErasure(ctx, m, rows, req, f)
+	if err != nil {
+		return nil, false, err
+	}
+	return ErasureSteps(m, plan, func(c *datamap.Collection, e Erasure) ([]S, error) { return own(c, e, plan.Spared) }, report)
+}
+
 // ErasureSteps lists an erasure's steps children first: for each planned
 // collection the engine's own steps (own), then one result per set of kept
 // rows, made into a step by report. held reports whether a legal hold kept
 // any row.
-func ErasureSteps[S any](m *datamap.Map, plans map[*datamap.Collection]Erasure, kept Kept,
+func ErasureSteps[S any](m *datamap.Map, plan ErasurePlan,
 	own func(*datamap.Collection, Erasure) ([]S, error), report func(stores.CollectionResult) S) ([]S, bool, error) {
 	var steps []S
 	held := false
 	for i := len(m.Collections) - 1; i >= 0; i-- {
 		c := m.Collections[i]
-		e, ok := plans[c]
+		e, ok := plan.Erasures[c]
 		if !ok {
 			continue
 		}
@@ -116,7 +177,7 @@ func ErasureSteps[S any](m *datamap.Map, plans map[*datamap.Collection]Erasure, 
 		if e.Action == stores.ActionRetain {
 			continue
 		}
-		for _, r := range kept[c] {
+		for _, r := range plan.Kept[c] {
 			steps = append(steps, report(r.Result(c.Name)))
 			held = held || r.Held
 		}
@@ -140,102 +201,4 @@ func RetainResult(c *datamap.Collection, rows int) stores.CollectionResult {
 // SetNullReason explains a setNull step in a receipt.
 func SetNullReason(e *datamap.Edge) string {
 	return fmt.Sprintf("%s cleared where it referred to erased rows of %s", e.ChildField, e.Parent.Name)
-}
-
-// Retained is a set of the subject's rows erasure leaves in place, and why.
-type Retained struct {
-	Reason string
-	// Via is the parent collection the rows are kept with; empty when they are
-	// kept for themselves.
-	Via   string
-	Held  bool
-	Until *time.Time
-	Keys  []string
-}
-
-// Result reports r in a receipt.
-func (r Retained) Result(collection string) stores.CollectionResult {
-	reason := r.Reason
-	if r.Via != "" {
-		reason += fmt.Sprintf(" (kept with the rows of %s they belong to)", r.Via)
-	}
-	return stores.CollectionResult{Collection: collection, Action: stores.ActionRetain, Rows: int64(len(r.Keys)), Reason: reason, RetainedUntil: r.Until}
-}
-
-// Kept lists, per collection, the subject's rows erasure keeps.
-type Kept map[*datamap.Collection][]Retained
-
-// Finder answers the two questions about rows that deciding what to keep needs.
-type Finder interface {
-	// ChildrenOf returns which of the child keys among refer through e to the parent keys.
-	ChildrenOf(ctx context.Context, e *datamap.Edge, parentKeys, among []string) ([]string, error)
-	// Exempted returns which of c's keys among have ex.Field after ex.Cutoff,
-	// and the newest of those times.
-	Exempted(ctx context.Context, c *datamap.Collection, ex stores.Exemption, among []string) ([]string, time.Time, error)
-}
-
-// RetainedRows decides, parents first, which of the subject's rows erasure
-// leaves: rows under a legal hold, rows inside an exemption's legal minimum
-// period, and rows that belong (through cascade references) to rows kept for
-// either reason, as an invoice's lines stay with the invoice. Each row is
-// kept for the first reason found, in that order.
-func RetainedRows(ctx context.Context, m *datamap.Map, rows Rows, req stores.Request, f Finder) (Kept, error) {
-	out := Kept{}
-	for _, c := range m.Collections {
-		remaining := rows[c]
-		var kept []Retained
-		keep := func(r Retained) {
-			if len(r.Keys) > 0 {
-				kept = append(kept, r)
-				remaining = Without(remaining, r.Keys)
-			}
-		}
-		if reason := HoldReason(req.Holds, c.Name); reason != "" {
-			keep(Retained{Reason: reason, Held: true, Keys: remaining})
-		}
-		for _, e := range c.Parents {
-			for _, parentKept := range out[e.Parent] {
-				if len(remaining) == 0 {
-					break
-				}
-				keys, err := f.ChildrenOf(ctx, e, parentKept.Keys, remaining)
-				if err != nil {
-					return nil, err
-				}
-				keep(Retained{Reason: parentKept.Reason, Via: e.Parent.Name, Held: parentKept.Held, Until: parentKept.Until, Keys: keys})
-			}
-		}
-		for _, ex := range req.Exemptions {
-			if ex.Collection != c.Name || len(remaining) == 0 {
-				continue
-			}
-			keys, newest, err := f.Exempted(ctx, c, ex, remaining)
-			if err != nil {
-				return nil, err
-			}
-			keep(exemptedRows(ex, keys, newest))
-		}
-		out[c] = kept
-	}
-	return out, nil
-}
-
-// exemptedRows are kept until the newest of them leaves its period.
-func exemptedRows(ex stores.Exemption, keys []string, newest time.Time) Retained {
-	r := Retained{Reason: fmt.Sprintf("retention rule %s (legal basis: %s) keeps these rows for %s", ex.Rule, ex.LegalBasis, ex.Period), Keys: keys}
-	if until, err := privacyv1.Period(ex.Period).After(newest); err == nil && len(keys) > 0 {
-		r.Until = &until
-	}
-	return r
-}
-
-// HoldReason names the holds on a collection (or on the whole store).
-func HoldReason(holds []stores.Hold, collection string) string {
-	var reasons []string
-	for _, h := range holds {
-		if h.Collection == "" || h.Collection == collection {
-			reasons = append(reasons, fmt.Sprintf("legal hold %s: %s", h.Name, h.Reason))
-		}
-	}
-	return strings.Join(reasons, "; ")
 }

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/stores"
 )
@@ -44,6 +45,18 @@ func Validate(m *datamap.Map, req stores.Request) error {
 		if _, ok := m.Get(e.Collection); !ok {
 			return fmt.Errorf("%w: retention rule %s names collection %q, which the data map does not have", stores.ErrInvalid, e.Rule, e.Collection)
 		}
+	}
+	return nil
+}
+
+// ValidateApply is Validate for Apply, which carries out erasures and
+// rectifications: an Access request is exported instead.
+func ValidateApply(m *datamap.Map, req stores.Request) error {
+	if err := Validate(m, req); err != nil {
+		return err
+	}
+	if req.Kind == stores.KindAccess {
+		return fmt.Errorf("%w: an Access request is exported, not applied", stores.ErrInvalid)
 	}
 	return nil
 }
@@ -146,4 +159,78 @@ func RectifiedFields(c *datamap.Collection, req stores.Request) []datamap.Field 
 		}
 	}
 	return out
+}
+
+// SubjectHere validates a subject for a lookup every store of a namespace is
+// asked (which of its rows a sweep must skip): false without an error when
+// none of the subject's identity types is mapped here, so it has no rows in
+// this store; an error when the subject is invalid anywhere.
+func SubjectHere(m *datamap.Map, subject map[string]string) (bool, error) {
+	err := ValidateSubject(m, subject)
+	if err == nil || len(subject) == 0 {
+		return err == nil, err
+	}
+	known := IdentityTypes(m)
+	for t, v := range subject {
+		if slices.Contains(known, t) || strings.TrimSpace(v) == "" {
+			return false, err // invalid here, or (an empty value) anywhere
+		}
+	}
+	return false, nil
+}
+
+// SubjectKeys returns the keys resolve finds for the subject in collection;
+// none when the subject has no identity type this store maps (SubjectHere).
+func SubjectKeys(m *datamap.Map, subject map[string]string, collection string, resolve func() (Rows, error)) ([]string, error) {
+	c, ok := m.Get(collection)
+	if !ok {
+		return nil, fmt.Errorf("%w: the data map has no collection %q", stores.ErrInvalid, collection)
+	}
+	if here, err := SubjectHere(m, subject); !here {
+		return nil, err
+	}
+	rows, err := resolve()
+	return rows[c], err
+}
+
+// Export collects the subject's rows, read by rowsOf, of every collection in
+// scope. Collections where the subject has no row are reported but left out
+// of the export.
+func Export(m *datamap.Map, rows Rows, scope datamap.Scope, rowsOf func(*datamap.Collection, []string) ([]map[string]any, error)) (stores.Export, []stores.CollectionResult, error) {
+	exp := stores.Export{}
+	var results []stores.CollectionResult
+	for _, c := range m.Collections {
+		if !scope.InScope(c) {
+			continue
+		}
+		data, err := rowsOf(c, rows[c])
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(data) > 0 {
+			exp[c.Name] = data
+		}
+		results = append(results, stores.CollectionResult{Collection: c.Name, Action: stores.ActionExport, Rows: int64(len(data))})
+	}
+	return exp, results, nil
+}
+
+// RectificationSteps lists a rectification's steps: for each collection with
+// fields to set (RectifiedFields), the engine's step (own) on the subject's
+// rows. A collection the map retains on erasure is not changed either
+// ("cannot be changed or removed"): it is reported as retained.
+func RectificationSteps[S any](m *datamap.Map, rows Rows, req stores.Request,
+	own func(c *datamap.Collection, fields []datamap.Field, keys []string) S, report func(stores.CollectionResult) S) []S {
+	var steps []S
+	for _, c := range m.Collections {
+		fields := RectifiedFields(c, req)
+		switch {
+		case len(fields) == 0:
+		case c.OnErasure == privacyv1.ErasureRetain:
+			steps = append(steps, report(RetainResult(c, len(rows[c]))))
+		default:
+			steps = append(steps, own(c, fields, rows[c]))
+		}
+	}
+	return steps
 }

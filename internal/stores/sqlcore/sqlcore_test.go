@@ -1,10 +1,13 @@
 package sqlcore
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/datamap"
@@ -58,5 +61,126 @@ func TestWithoutAndIntersectKeepOrder(t *testing.T) {
 	}
 	if got := Intersect(keys, []string{"2", "3", "9"}); !slices.Equal(got, []string{"3", "2"}) {
 		t.Errorf("Intersect = %v", got)
+	}
+}
+
+func TestSchemaCacheReadsAgainOnceWhenACachedSchemaFails(t *testing.T) {
+	c := &SchemaCache[string]{TTL: time.Hour}
+	old, fresh := "old", "fresh"
+	c.Put(&old)
+	var got []*string
+	err := c.Do(func(cached *string) (*string, error) {
+		got = append(got, cached)
+		if cached != nil {
+			return cached, fmt.Errorf("%w: undefined column", stores.ErrInvalid)
+		}
+		return &fresh, nil
+	})
+	if err != nil || len(got) != 2 || got[0] != &old || got[1] != nil {
+		t.Fatalf("Do: %v, calls with %v; want the cached schema, then none", err, got)
+	}
+	if c.Get() != &fresh {
+		t.Error("the fresh schema is not cached")
+	}
+	// Other failures, and failures on a fresh schema, are not retried.
+	calls := 0
+	_ = c.Do(func(cached *string) (*string, error) { calls++; return cached, stores.ErrUnavailable })
+	c.Forget()
+	_ = c.Do(func(*string) (*string, error) { calls++; return nil, stores.ErrInvalid })
+	if calls != 2 {
+		t.Errorf("%d calls, want 2", calls)
+	}
+	c.TTL = 0
+	c.Put(&fresh)
+	if c.Get() != nil {
+		t.Error("a schema older than TTL is returned")
+	}
+}
+
+// fakeFinder knows which child rows refer to which parent rows.
+type fakeFinder struct{ parentOf map[string]string }
+
+func (f fakeFinder) ChildrenOf(_ context.Context, _ *datamap.Edge, parentKeys, among []string) ([]string, error) {
+	var out []string
+	for _, k := range among {
+		if slices.Contains(parentKeys, f.parentOf[k]) {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+func (f fakeFinder) ParentsOf(_ context.Context, _ *datamap.Edge, childKeys, among []string) ([]string, error) {
+	var out []string
+	for _, k := range among {
+		if slices.ContainsFunc(childKeys, func(c string) bool { return f.parentOf[c] == k }) {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+func (fakeFinder) Exempted(context.Context, *datamap.Collection, stores.Exemption, []string) ([]string, time.Time, error) {
+	return nil, time.Time{}, nil
+}
+
+// Rows held rows are found through keep what they are found by: an
+// anonymized account its email (identity) and its handle only when held posts
+// refer to it, a deleted order all of it.
+func TestPlanErasureKeepsThePathsToHeldRows(t *testing.T) {
+	mask := &privacyv1.Masking{Strategy: privacyv1.MaskRedact}
+	m, err := datamap.Build(privacyv1.DataStoreSpec{Engine: privacyv1.EnginePostgres, Collections: []privacyv1.Collection{
+		{Name: "accounts", PrimaryKey: "id", OnErasure: privacyv1.ErasureAnonymize, Identity: map[string]privacyv1.Identifier{"email": "email"},
+			Fields: []privacyv1.Field{{Name: "email", Category: "user.contact.email", Masking: mask},
+				{Name: "name", Category: "user.name", Masking: mask}, {Name: "handle", Category: "user.handle", Masking: mask}}},
+		{Name: "orders", PrimaryKey: "id", References: []privacyv1.Reference{{Field: "account_id", Collection: "accounts"}},
+			Fields: []privacyv1.Field{{Name: "address", Category: "user.address"}}},
+		{Name: "lines", PrimaryKey: "id", References: []privacyv1.Reference{{Field: "order_id", Collection: "orders"}}},
+		{Name: "posts", PrimaryKey: "id", References: []privacyv1.Reference{{Field: "author", Collection: "accounts", CollectionField: "handle"}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(name string) *datamap.Collection { c, _ := m.Get(name); return c }
+	rows := Rows{get("accounts"): {"1"}, get("orders"): {"10", "11"}, get("lines"): {"100", "110"}, get("posts"): {"7"}}
+	f := fakeFinder{parentOf: map[string]string{"10": "1", "11": "1", "100": "10", "110": "11", "7": "1"}}
+	req := stores.Request{Kind: stores.KindErasure, Subject: map[string]string{"email": "a@x.io"},
+		Holds: []stores.Hold{{Collection: "lines", Name: "h", Reason: "court"}}}
+
+	plan, err := PlanErasure(context.Background(), m, rows, req, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accounts, orders := plan.Erasures[get("accounts")], plan.Erasures[get("orders")]
+	if masks := accounts.Masks(); len(masks) != 2 || len(masks[0].Keys) != 0 ||
+		!slices.Equal(masks[1].Keys, []string{"1"}) || len(masks[1].Fields) != 2 || masks[1].Fields[0].Name != "name" {
+		t.Errorf("accounts masks %+v, want name and handle masked in account 1", masks)
+	}
+	if !strings.Contains(accounts.PathReason, "email left unmasked in 1 row until the hold ends: legal hold h: court (the held rows of orders are found through them)") {
+		t.Errorf("accounts reason %q", accounts.PathReason)
+	}
+	if len(orders.Keys) != 0 || len(plan.Kept[get("orders")]) != 1 || plan.Kept[get("orders")][0].Leads != "lines" {
+		t.Errorf("orders: erased %v, kept %+v; want both kept for lines", orders.Keys, plan.Kept[get("orders")])
+	}
+	if got := plan.Erasures[get("posts")].Keys; !slices.Equal(got, []string{"7"}) {
+		t.Errorf("posts erased %v, want 7 (not held)", got)
+	}
+
+	// Held posts refer to the account's handle.
+	req.Holds = append(req.Holds, stores.Hold{Collection: "posts", Name: "p", Reason: "press"})
+	if plan, err = PlanErasure(context.Background(), m, rows, req, f); err != nil {
+		t.Fatal(err)
+	}
+	if got := plan.Erasures[get("accounts")].PathReason; !strings.HasPrefix(got, "email, handle left unmasked") {
+		t.Errorf("accounts reason with held posts: %q", got)
+	}
+
+	// Without a hold nothing is kept.
+	req.Holds = nil
+	if plan, err = PlanErasure(context.Background(), m, rows, req, f); err != nil {
+		t.Fatal(err)
+	}
+	if masks := plan.Erasures[get("accounts")].Masks(); len(masks) != 1 || len(masks[0].Fields) != 3 {
+		t.Errorf("accounts masks without a hold: %+v", masks)
 	}
 }
