@@ -28,4 +28,3 @@ func OpenEngine(ctx context.Context, ds *privacyv1.DataStore, m *datamap.Map, s 
 		return nil, fmt.Errorf("%w: engine %q is not supported by this build", stores.ErrInvalid, ds.Spec.Engine)
 	}
 }
-
