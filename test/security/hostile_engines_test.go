@@ -13,7 +13,6 @@ import (
 	nethttp "net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,8 +50,6 @@ type engineFixture struct {
 	transactional bool
 	// check runs extra assertions after v's request (the processor saw only v).
 	check func(t *testing.T, v hostileValue)
-	// knownIssue, when set for v, skips v with the reason (reported, not hidden).
-	knownIssue func(v hostileValue) string
 }
 
 func isBlank(v string) bool { return strings.TrimSpace(v) == "" }
@@ -77,13 +74,8 @@ func TestHostileIdentitiesEraseExactlyTheirOwnSubject(t *testing.T) {
 	}
 	for _, fx := range []*engineFixture{postgresFixture(t, values), mysqlFixture(t, values), redisFixture(t, values), httpFixture(t, values)} {
 		t.Run(fx.name, func(t *testing.T) {
-			refused, erased, skipped := 0, 0, 0
+			refused, erased := 0, 0
 			for i, v := range values {
-				if reason := knownIssueOf(fx, v); reason != "" {
-					t.Logf("%s: %s: known issue, not asserted: %s", fx.name, v.name, reason)
-					skipped++
-					continue
-				}
 				before := fx.snapshot(t)
 				own := fx.owned(v)
 				req := stores.Request{Kind: stores.KindErasure, Subject: map[string]string{v.idType(): v.value}, RequestID: fmt.Sprintf("hostile-%d", i)}
@@ -114,18 +106,9 @@ func TestHostileIdentitiesEraseExactlyTheirOwnSubject(t *testing.T) {
 					fx.check(t, v)
 				}
 			}
-			t.Logf("%s: %d hostile values: %d refused (nothing changed), %d accepted and acted on exactly their own subject, %d skipped as known issues", fx.name, len(values), refused, erased, skipped)
+			t.Logf("%s: %d hostile values: %d refused (nothing changed), %d accepted and acted on exactly their own subject", fx.name, len(values), refused, erased)
 		})
 	}
-}
-
-// knownIssueOf returns why v is skipped on fx: a known issue, reported with
-// a proposed fix. LETHE_TEST_KNOWN_ISSUES=1 asserts them anyway.
-func knownIssueOf(fx *engineFixture, v hostileValue) string {
-	if fx.knownIssue == nil || os.Getenv("LETHE_TEST_KNOWN_ISSUES") != "" {
-		return ""
-	}
-	return fx.knownIssue(v)
 }
 
 // assertOnlyOwnChanged: units not owned by v are unchanged; owned units are
