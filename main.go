@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -49,7 +50,9 @@ func main() {
 	flag.Parse()
 	// Capped below client-go's request/response body dumps, which would log
 	// identities and exports at --zap-log-level 8 and above.
-	ctrl.SetLogger(logging.Cap(zap.New(zap.UseFlagOptions(&opts)), logging.MaxVerbosity))
+	logger := logging.Cap(zap.New(zap.UseFlagOptions(&opts)), logging.MaxVerbosity)
+	ctrl.SetLogger(logger)
+	klog.SetLogger(logger) // client-go logs through klog too
 	log := ctrl.Log.WithName("setup")
 
 	if err := run(metricsAddr, probeAddr, leaderElect, erasureDeadline, otherDeadline, operatorNS, digestKeySecret, maxConcurrentReconciles); err != nil {

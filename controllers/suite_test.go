@@ -10,7 +10,6 @@ import (
 
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
-	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -113,33 +112,13 @@ func zapLevel() zapcore.Level {
 // eventually polls cond until it returns nil or the timeout passes.
 func eventually(t *testing.T, timeout time.Duration, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		if last = cond(); last == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("condition not met within %s: %v", timeout, last)
+	testenv.Eventually(t, timeout, cond)
 }
 
 // waitForCondition waits until obj has condition typ with status (and reason, if not empty).
 func waitForCondition(t *testing.T, obj client.Object, conds func() []metav1.Condition, typ string, status metav1.ConditionStatus, reason string) {
 	t.Helper()
-	eventually(t, 60*time.Second, func() error {
-		if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(obj), obj); err != nil {
-			return err
-		}
-		c := apimeta.FindStatusCondition(conds(), typ)
-		if c == nil {
-			return fmt.Errorf("no %s condition yet", typ)
-		}
-		if c.Status != status || (reason != "" && c.Reason != reason) {
-			return fmt.Errorf("%s=%s (%s: %s), want %s %s", typ, c.Status, c.Reason, c.Message, status, reason)
-		}
-		return nil
-	})
+	testenv.WaitForCondition(t, k8s, obj, conds, typ, status, reason)
 }
 
 func waitRequest(t *testing.T, dsr *privacyv1.DataSubjectRequest, status metav1.ConditionStatus, reason string) {

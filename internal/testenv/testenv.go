@@ -3,10 +3,17 @@
 package testenv
 
 import (
+	"context"
+	"fmt"
+	"time"
+
 	"os"
 	"path/filepath"
 	goruntime "runtime"
 	"testing"
+
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -84,4 +91,38 @@ func (e *Env) Namespace(t testing.TB) string {
 		t.Fatalf("create namespace: %v", err)
 	}
 	return ns.Name
+}
+
+// Eventually polls cond until it returns nil, failing the test with the last
+// error once timeout has passed.
+func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		if last = cond(); last == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("condition not met within %s: %v", timeout, last)
+}
+
+// WaitForCondition re-reads obj through c until conds() holds condition typ
+// with status and, when reason is not empty, that reason.
+func WaitForCondition(t testing.TB, c client.Client, obj client.Object, conds func() []metav1.Condition, typ string, status metav1.ConditionStatus, reason string) {
+	t.Helper()
+	Eventually(t, 60*time.Second, func() error {
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		cond := apimeta.FindStatusCondition(conds(), typ)
+		if cond == nil {
+			return fmt.Errorf("no %s condition yet", typ)
+		}
+		if cond.Status != status || (reason != "" && cond.Reason != reason) {
+			return fmt.Errorf("%s=%s (%s: %s), want %s %s", typ, cond.Status, cond.Reason, cond.Message, status, reason)
+		}
+		return nil
+	})
 }

@@ -174,20 +174,10 @@ func startManager(ctx context.Context) (<-chan struct{}, error) {
 	return done, nil
 }
 
-// eventually polls cond every 100ms until it returns nil or timeout passes.
+// eventually polls cond until it returns nil or the timeout passes.
 func eventually(t *testing.T, timeout time.Duration, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for {
-		if last = cond(); last == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %v", timeout, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.Eventually(t, timeout, cond)
 }
 
 // waitReady waits until obj's Ready condition has status and reason.
