@@ -44,7 +44,7 @@ func main() {
 	flag.StringVar(&operatorNS, "operator-namespace", envOr("POD_NAMESPACE", "default"), "namespace of the operator's own Secrets")
 	flag.StringVar(&digestKeySecret, "digest-key-secret", "lethe-digest-key", "Secret (in --operator-namespace) holding the key of subject digests; created if missing")
 	var maxConcurrentReconciles int
-	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 4, "objects each controller reconciles at once")
+	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 16, "objects each controller reconciles at once (requests mostly wait on the API server and databases)")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()

@@ -198,6 +198,9 @@ func (run *requestRun) applyEachStore(ctx context.Context, targets []privacyv1.D
 		if wait > 0 && (retryAfter == 0 || wait < retryAfter) {
 			retryAfter = wait
 		}
+		if i == len(targets)-1 {
+			break // Reconcile saves the last store's outcome with the conclusion
+		}
 		if err := run.save(ctx); err != nil {
 			return reconcile.Result{}, err
 		}
@@ -619,9 +622,8 @@ func (r *DataSubjectRequestReconciler) rectificationValues(ctx context.Context, 
 // exemptions turns exemptFromErasure rules of the store's RetentionPolicies
 // into cutoffs: rows newer than now minus the period are kept.
 func (r *DataSubjectRequestReconciler) exemptions(ctx context.Context, ds *privacyv1.DataStore) ([]stores.Exemption, error) {
-	// Uncached, like holds: what erasure keeps must not depend on cache lag.
 	list := &privacyv1.RetentionPolicyList{}
-	if err := r.APIReader.List(ctx, list, client.InNamespace(ds.Namespace)); err != nil {
+	if err := r.List(ctx, list, client.InNamespace(ds.Namespace)); err != nil {
 		return nil, err
 	}
 	var out []stores.Exemption
