@@ -3,9 +3,11 @@ package controllers
 import (
 	"context"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -47,4 +49,31 @@ func patchStatus(ctx context.Context, c client.Client, obj, before client.Object
 		return nil
 	}
 	return c.Status().Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+}
+
+// recordConditionTransitions emits one Event per condition whose status or
+// reason changed, with the condition's reason.
+func recordConditionTransitions(rec events.EventRecorder, obj client.Object, before, after []metav1.Condition) {
+	if rec == nil {
+		return
+	}
+	for _, typ := range []string{privacyv1.ConditionReady, privacyv1.ConditionStalled, privacyv1.ConditionDeadlineExceeded, privacyv1.ConditionOnLegalHold} {
+		a := apimeta.FindStatusCondition(after, typ)
+		b := apimeta.FindStatusCondition(before, typ)
+		if a == nil || (b != nil && b.Status == a.Status && b.Reason == a.Reason) {
+			continue
+		}
+		if typ != privacyv1.ConditionReady && a.Status != metav1.ConditionTrue {
+			continue // only the start of a domain condition is news
+		}
+		if typ == privacyv1.ConditionStalled {
+			continue // Ready carries the same reason and message
+		}
+		evType := corev1.EventTypeNormal
+		if a.Reason != privacyv1.ReasonProgressing && a.Reason != privacyv1.ReasonCompleted &&
+			a.Reason != privacyv1.ReasonDryRunCompleted && a.Reason != privacyv1.ReasonSucceeded {
+			evType = corev1.EventTypeWarning
+		}
+		rec.Eventf(obj, nil, evType, a.Reason, typ, "%s", a.Message)
+	}
 }

@@ -47,7 +47,9 @@ func TestManagerKilledUnderLoad(t *testing.T) {
 	create(t, shopStore(ns, "maria", privacyv1.EngineMySQL, "maria"))
 	create(t, processorStore(ns, "crm", "crm"))
 
-	mgr := newManager(t, "crash")
+	// Two workers: slow enough that the kills land while requests are in
+	// flight (with the default 16 they are all done within a few kills).
+	mgr := newManager(t, "crash", "--max-concurrent-reconciles=2")
 	mgr.start()
 	for _, s := range []string{"pg", "maria", "crm"} {
 		waitStoreReady(t, ns, s)

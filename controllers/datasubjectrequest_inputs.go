@@ -1,0 +1,261 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/connector"
+	"github.com/lethe-dev/lethe/internal/stores"
+)
+
+// What an engine is given for a request: the subject, the stores in scope,
+// rectified values, legal minimum retention and legal holds.
+
+var errInvalidSubject = errors.New("invalid subject")
+
+// resolveSubject returns the subject's identities, inline or from the Secret.
+func (r *DataSubjectRequestReconciler) resolveSubject(ctx context.Context, dsr *privacyv1.DataSubjectRequest) (map[string]string, error) {
+	return resolveIdentities(ctx, r.APIReader, dsr.Namespace, dsr.Spec.Subject)
+}
+
+func resolveIdentities(ctx context.Context, reader client.Reader, namespace string, s privacyv1.Subject) (map[string]string, error) {
+	ids := map[string]string{}
+	if s.IdentitiesFrom != nil {
+		data, err := connector.ReadSecret(ctx, reader, namespace, s.IdentitiesFrom.SecretRef.Name)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range data {
+			ids[k] = string(v)
+		}
+	} else {
+		for k, v := range s.Identities {
+			ids[k] = string(v)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("%w: the subject has no identities", errInvalidSubject)
+	}
+	for k, v := range ids {
+		if strings.TrimSpace(v) == "" {
+			// Names the identity type only: the value is personal data.
+			return nil, fmt.Errorf("%w: identity %q is empty", errInvalidSubject, k)
+		}
+		if strings.ContainsRune(v, 0) {
+			return nil, fmt.Errorf("%w: identity %q contains a NUL character", errInvalidSubject, k)
+		}
+		if !utf8.ValidString(v) {
+			// Engines would see U+FFFD instead: another person's identity.
+			return nil, fmt.Errorf("%w: identity %q is not valid UTF-8", errInvalidSubject, k)
+		}
+	}
+	return ids, nil
+}
+
+// storesInScope lists the request's DataStores: only in its own namespace,
+// narrowed by name and label selector. Named stores that do not exist are
+// returned in waiting.
+func (r *DataSubjectRequestReconciler) storesInScope(ctx context.Context, dsr *privacyv1.DataSubjectRequest) (targets []privacyv1.DataStore, waiting []string, err error) {
+	list := &privacyv1.DataStoreList{}
+	opts := []client.ListOption{client.InNamespace(dsr.Namespace)}
+	if sel := dsr.Spec.Scope.StoreSelector; sel != nil {
+		s, err := metav1.LabelSelectorAsSelector(sel)
+		if err != nil {
+			return nil, nil, err
+		}
+		opts = append(opts, client.MatchingLabelsSelector{Selector: s})
+	}
+	if err := r.List(ctx, list, opts...); err != nil {
+		return nil, nil, err
+	}
+	if len(dsr.Spec.Scope.Stores) == 0 {
+		targets = list.Items
+	} else {
+		byName := map[string]privacyv1.DataStore{}
+		for _, ds := range list.Items {
+			byName[ds.Name] = ds
+		}
+		for _, n := range dsr.Spec.Scope.Stores {
+			if ds, ok := byName[string(n)]; ok {
+				targets = append(targets, ds)
+			} else {
+				waiting = append(waiting, string(n))
+			}
+		}
+	}
+	sort.Slice(targets, func(i, j int) bool { return targets[i].Name < targets[j].Name })
+	return targets, waiting, nil
+}
+
+// unknownIdentityTypes explains, when none of the subject's identity types is
+// mapped by any store in scope, which types the stores know.
+func unknownIdentityTypes(subject map[string]string, targets []privacyv1.DataStore) string {
+	known := map[string]bool{}
+	for _, ds := range targets {
+		for _, c := range ds.Spec.Collections {
+			for t := range c.Identity {
+				known[t] = true
+			}
+		}
+	}
+	for t := range subject {
+		if known[t] {
+			return ""
+		}
+	}
+	var types, have []string
+	for t := range known {
+		types = append(types, t)
+	}
+	for t := range subject {
+		have = append(have, t)
+	}
+	sort.Strings(types)
+	sort.Strings(have)
+	return fmt.Sprintf("no store in scope maps the subject's identity type(s) %s; they map %s", strings.Join(have, ", "), strings.Join(types, ", "))
+}
+
+// storeNotReadyReason explains why a DataStore cannot be used yet, or "".
+func storeNotReadyReason(ds *privacyv1.DataStore) string {
+	c := apimeta.FindStatusCondition(ds.Status.Conditions, privacyv1.ConditionReady)
+	if c != nil && c.Status == metav1.ConditionFalse && c.ObservedGeneration == ds.Generation &&
+		(c.Reason == privacyv1.ReasonSchemaDrift || c.Reason == privacyv1.ReasonInvalidDataMap) {
+		return fmt.Sprintf("DataStore is not ready (%s); see its status", c.Reason)
+	}
+	return ""
+}
+
+// storeRequest builds what the engine needs: identities, scope, legal minimum
+// retention from RetentionPolicies and holds from active LegalHolds.
+func (r *DataSubjectRequestReconciler) storeRequest(ctx context.Context, dsr *privacyv1.DataSubjectRequest, ds *privacyv1.DataStore, subject map[string]string) (stores.Request, error) {
+	req := stores.Request{
+		Kind:      stores.Kind(dsr.Spec.Type),
+		Subject:   subject,
+		RequestID: string(dsr.UID),
+	}
+	for _, c := range dsr.Spec.Scope.Categories {
+		req.Scope.Categories = append(req.Scope.Categories, string(c))
+	}
+	if dsr.Spec.Type == privacyv1.RequestRectification && dsr.Spec.Rectification != nil {
+		values, err := r.rectificationValues(ctx, dsr)
+		if err != nil {
+			return req, err
+		}
+		req.Rectification = values
+	}
+	if dsr.Spec.Type != privacyv1.RequestErasure {
+		return req, nil
+	}
+	var err error
+	if req.Exemptions, err = r.exemptions(ctx, ds); err != nil {
+		return req, err
+	}
+	if req.Holds, err = r.holds(ctx, ds, subject); err != nil {
+		return req, err
+	}
+	return req, nil
+}
+
+func (r *DataSubjectRequestReconciler) rectificationValues(ctx context.Context, dsr *privacyv1.DataSubjectRequest) (map[string]string, error) {
+	rect := dsr.Spec.Rectification
+	if rect.ValuesFrom == nil {
+		return rect.Values, nil
+	}
+	data, err := connector.ReadSecret(ctx, r.APIReader, dsr.Namespace, rect.ValuesFrom.Name)
+	if err != nil {
+		return nil, err
+	}
+	values := map[string]string{}
+	for k, v := range data {
+		values[k] = string(v)
+	}
+	return values, nil
+}
+
+// exemptions turns exemptFromErasure rules of the store's RetentionPolicies
+// into cutoffs: rows newer than now minus the period are kept.
+func (r *DataSubjectRequestReconciler) exemptions(ctx context.Context, ds *privacyv1.DataStore) ([]stores.Exemption, error) {
+	list := &privacyv1.RetentionPolicyList{}
+	if err := r.List(ctx, list, client.InNamespace(ds.Namespace)); err != nil {
+		return nil, err
+	}
+	var out []stores.Exemption
+	for _, p := range list.Items {
+		if string(p.Spec.StoreRef) != ds.Name {
+			continue
+		}
+		for _, rule := range p.Spec.Rules {
+			if !rule.ExemptFromErasure {
+				continue
+			}
+			cutoff, err := rule.After.Period.Before(r.Now())
+			if err != nil {
+				return nil, fmt.Errorf("%w: RetentionPolicy %q rule %q: %w", stores.ErrInvalid, p.Name, rule.Name, err)
+			}
+			out = append(out, stores.Exemption{
+				Collection: string(rule.Collection), Field: string(rule.After.Field), Cutoff: cutoff,
+				Period: string(rule.After.Period), LegalBasis: rule.LegalBasis, Rule: p.Name + "/" + rule.Name,
+			})
+		}
+	}
+	return out, nil
+}
+
+// holds lists the active LegalHolds of the namespace that cover this store and,
+// for holds on a subject, this request's subject (any shared identity).
+func (r *DataSubjectRequestReconciler) holds(ctx context.Context, ds *privacyv1.DataStore, subject map[string]string) ([]stores.Hold, error) {
+	// Uncached: a hold created a moment before the erasure must count.
+	list := &privacyv1.LegalHoldList{}
+	if err := r.APIReader.List(ctx, list, client.InNamespace(ds.Namespace)); err != nil {
+		return nil, err
+	}
+	var out []stores.Hold
+	for _, h := range list.Items {
+		if !HoldActive(&h, r.Now()) {
+			continue
+		}
+		if h.Spec.Subject != nil {
+			held, err := resolveIdentities(ctx, r.APIReader, h.Namespace, *h.Spec.Subject)
+			if err != nil {
+				return nil, fmt.Errorf("LegalHold %q: %w", h.Name, err)
+			}
+			if !sharesIdentity(held, subject) {
+				continue
+			}
+		}
+		if len(h.Spec.Collections) == 0 {
+			out = append(out, stores.Hold{Reason: h.Spec.Reason, Name: h.Name})
+			continue
+		}
+		for _, hc := range h.Spec.Collections {
+			if string(hc.Store) == ds.Name {
+				out = append(out, stores.Hold{Collection: string(hc.Collection), Reason: h.Spec.Reason, Name: h.Name})
+			}
+		}
+	}
+	return out, nil
+}
+
+// HoldActive reports whether a LegalHold is in force at now.
+func HoldActive(h *privacyv1.LegalHold, now time.Time) bool {
+	return h.DeletionTimestamp == nil && (h.Spec.ExpiresAt == nil || now.Before(h.Spec.ExpiresAt.Time))
+}
+
+func sharesIdentity(a, b map[string]string) bool {
+	for k, v := range a {
+		if b[k] == v {
+			return true
+		}
+	}
+	return false
+}
