@@ -105,6 +105,8 @@ type requestRun struct {
 	dsr     *privacyv1.DataSubjectRequest
 	before  *privacyv1.DataSubjectRequest
 	subject map[string]string
+	// notReady names the stores skipped because their DataStore is not Ready.
+	notReady map[string]bool
 }
 
 // save persists status progress (only if it changed) and records Events.
@@ -238,6 +240,10 @@ func (run *requestRun) applyOne(ctx context.Context, ds *privacyv1.DataStore, ou
 func (run *requestRun) prepare(ctx context.Context, ds *privacyv1.DataStore, out *privacyv1.StoreOutcome) (stores.Store, stores.Request, time.Duration) {
 	if notReady := storeNotReadyReason(ds); notReady != "" {
 		out.Phase, out.Message = privacyv1.StorePending, notReady
+		if run.notReady == nil {
+			run.notReady = map[string]bool{}
+		}
+		run.notReady[ds.Name] = true
 		return nil, stores.Request{}, waitForStoreInterval
 	}
 	out.Attempts++
@@ -282,6 +288,7 @@ func (run *requestRun) storeError(out *privacyv1.StoreOutcome, err error) time.D
 func (run *requestRun) conclude(retryAfter time.Duration) reconcile.Result {
 	dsr := run.dsr
 	var pending, failed, held []string
+	pendingReason := privacyv1.ReasonStoreNotReady
 	for _, o := range dsr.Status.Stores {
 		switch o.Phase {
 		case privacyv1.StoreFailed:
@@ -291,12 +298,17 @@ func (run *requestRun) conclude(retryAfter time.Duration) reconcile.Result {
 		case privacyv1.StoreCompleted:
 		default:
 			pending = append(pending, o.Store+": "+o.Message)
+			if !run.notReady[o.Store] {
+				pendingReason = privacyv1.ReasonStoreUnavailable
+			}
 		}
 	}
 	switch {
 	case len(pending) > 0:
 		apimeta.RemoveStatusCondition(run.conds(), privacyv1.ConditionOnLegalHold)
-		markProgressing(run.conds(), run.gen(), privacyv1.ReasonStoreUnavailable,
+		// StoreNotReady when every store waited on needs a fix to its DataStore
+		// (drift, invalid map); StoreUnavailable when one is down or unreadable.
+		markProgressing(run.conds(), run.gen(), pendingReason,
 			fmt.Sprintf("waiting for %d store(s): %s", len(pending), strings.Join(pending, "; ")))
 		return reconcile.Result{RequeueAfter: retryAfter}
 	case len(failed) > 0:

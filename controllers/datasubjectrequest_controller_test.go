@@ -338,6 +338,7 @@ func TestSchemaDriftIsReportedPreciselyAndHoldsRequests(t *testing.T) {
 		}
 		return nil
 	})
+	waitRequest(t, dsr, metav1.ConditionFalse, privacyv1.ReasonStoreNotReady)
 	if fmt.Sprint(allFingerprints(t, db)) != fmt.Sprint(before) {
 		t.Error("a request acted on a drifted store")
 	}

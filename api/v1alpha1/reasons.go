@@ -35,8 +35,6 @@ const (
 	ReasonNoStoresInScope = "NoStoresInScope"
 	// ReasonInvalidSubject: the subject's identities are missing, empty or unknown to every store.
 	ReasonInvalidSubject = "InvalidSubject"
-	// ReasonInvalidRequest: the request cannot be carried out as written.
-	ReasonInvalidRequest = "InvalidRequest"
 	// ReasonStoreFailed: a store refused the request in a way retrying cannot fix.
 	ReasonStoreFailed = "StoreFailed"
 	// ReasonExportTooLarge: the Access export does not fit in a Secret.
