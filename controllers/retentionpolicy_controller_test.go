@@ -3,7 +3,6 @@ package controllers_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -400,31 +399,4 @@ func TestWeakeningIsRefusedWithoutJustificationAndRecordedWithOne(t *testing.T) 
 		}
 		return nil
 	})
-}
-
-// TestRetentionSweepThroughputEndToEnd measures (never asserts on time) one
-// sweep of 1,000,000 expired access logs through the manager: bounded
-// reconciles, status saved after each.
-// LETHE_BENCH=1 go test ./controllers/ -run ThroughputEndToEnd -v
-func TestRetentionSweepThroughputEndToEnd(t *testing.T) {
-	if os.Getenv("LETHE_BENCH") == "" {
-		t.Skip("set LETHE_BENCH=1 to measure a 1,000,000-row sweep through the controller")
-	}
-	ns := env.Namespace(t)
-	db, _ := readyStore(t, ns)
-	exec(t, db, `INSERT INTO access_logs SELECT g, 2, '192.0.2.2', 'curl', now() - INTERVAL '2 years' - (g % 1000) * INTERVAL '1 hour'
-		FROM generate_series(1000000, 1999999) g`)
-	exec(t, db, `VACUUM ANALYZE access_logs`)
-	p := policy(ns, "retention", rule("access-logs-1y", "access_logs", "at", "1y", privacyv1.RetentionDelete))
-	createCleaned(t, p)
-	waitPolicy(t, p, metav1.ConditionTrue, privacyv1.ReasonSucceeded)
-	start := time.Now()
-	runSweep(t, p)
-	took := time.Since(start)
-	got := ruleStatus(p, "access-logs-1y")
-	if got.RowsAffected != 1_000_000 {
-		t.Fatalf("swept %+v", got)
-	}
-	t.Logf("controller sweep: %d rows in %s = %.0f rows/s (reconciles of at most %s, status saved after each)",
-		got.RowsAffected, took.Round(time.Millisecond), float64(got.RowsAffected)/took.Seconds(), controllers.DefaultMaxWorkPerReconcile)
 }

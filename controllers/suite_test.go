@@ -54,24 +54,10 @@ func (c *testClock) Advance(d time.Duration) {
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
-	var err error
-	if env, err = testenv.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "cannot start envtest (run `make envtest`):", err)
-		os.Exit(1)
-	}
-	k8s = env.Client
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped, err := startManager(ctx)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cannot start the manager:", err)
-		_ = env.Stop()
-		os.Exit(1)
-	}
-	code := m.Run()
-	cancel()
-	<-stopped
-	_ = env.Stop()
-	os.Exit(code)
+	testenv.Main(m, func(ctx context.Context, e *testenv.Env) (<-chan struct{}, error) {
+		env, k8s = e, e.Client
+		return startManager(ctx)
+	})
 }
 
 func startManager(ctx context.Context) (<-chan struct{}, error) {

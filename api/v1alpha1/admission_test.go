@@ -1,8 +1,8 @@
 package v1alpha1_test
 
 import (
+	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -21,15 +21,11 @@ import (
 var env *testenv.Env
 
 func TestMain(m *testing.M) {
-	var err error
-	env, err = testenv.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cannot start envtest (run `make envtest`):", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = env.Stop()
-	os.Exit(code)
+	// Admission only: no manager runs in this suite.
+	testenv.Main(m, func(_ context.Context, e *testenv.Env) (<-chan struct{}, error) {
+		env = e
+		return nil, nil
+	})
 }
 
 func validStore() *v1.DataStore {

@@ -126,3 +126,29 @@ func WaitForCondition(t testing.TB, c client.Client, obj client.Object, conds fu
 		return nil
 	})
 }
+
+// Main is a suite's TestMain: it starts a control plane, calls setup (which
+// starts the suite's manager and returns a channel closed when it stopped),
+// runs the tests, stops both, and exits with the tests' code.
+func Main(m *testing.M, setup func(ctx context.Context, e *Env) (stopped <-chan struct{}, err error)) {
+	e, err := Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cannot start envtest (run `make envtest`):", err)
+		os.Exit(1)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped, err := setup(ctx, e)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cannot start the manager:", err)
+		cancel()
+		_ = e.Stop()
+		os.Exit(1)
+	}
+	code := m.Run()
+	cancel()
+	if stopped != nil {
+		<-stopped
+	}
+	_ = e.Stop()
+	os.Exit(code)
+}

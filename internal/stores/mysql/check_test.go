@@ -110,7 +110,11 @@ func TestMySQLCheckResolvesNamesAsTheServerDoes(t *testing.T) {
 		t.Fatal(err)
 	}
 	if lowerCaseNames != 0 {
-		t.Skip("the server folds table names")
+		// The server folds table names: Leads is leads, and the map matches.
+		if len(res.Problems) != 0 {
+			t.Fatalf("problems = %+v, want none where the server folds table names", res.Problems)
+		}
+		return
 	}
 	if len(res.Problems) != 1 || res.Problems[0].Collection != "leads" || !strings.Contains(res.Problems[0].Problem, "table Leads does not exist") {
 		t.Fatalf("problems = %+v, want only table Leads missing", res.Problems)

@@ -31,9 +31,6 @@ import (
 // MySQL 8.0) and changing them by key, leaving the locked rows for the next
 // run. The cursor is the batch's last key, sealed by sqlcore.SealCursor.
 
-// DefaultSweepBatchSize is the batch size of rules that do not set one.
-const DefaultSweepBatchSize = 5000
-
 // Sweep transactions are short, and fail rather than queue behind a lock.
 const (
 	// fastLockTimeout is InnoDB's shortest lock wait: a range statement
@@ -195,7 +192,7 @@ type sweepQuery struct {
 }
 
 func (s *Store) sweepQuery(live *liveSchema, rule stores.SweepRule) (*sweepQuery, error) {
-	sw, err := sqlcore.CheckSweep(s.m, rule, live.sweptTable, DefaultSweepBatchSize)
+	sw, err := sqlcore.CheckSweep(s.m, rule, live.sweptTable)
 	if err != nil {
 		return nil, err
 	}

@@ -33,7 +33,7 @@ import (
 // 1,000,000 rows in batches of 5000 runs at about 0.6 times the speed of one
 // DELETE of the same rows, and 20 times the speed of repeated
 // DELETE ... WHERE pk IN (SELECT pk ... LIMIT n), which scans again every row
-// earlier batches passed (see TestSweepThroughput).
+// earlier batches passed (measured by make bench).
 //
 // A batch that meets a row locked by another transaction does not queue
 // behind it: after a short lock timeout it is redone with FOR UPDATE SKIP
@@ -43,9 +43,6 @@ import (
 //
 // The cursor is the last key of the batch, sealed (sqlcore.SealCursor) so
 // that the status it is kept in never holds a value from the database.
-
-// DefaultSweepBatchSize is the batch size of rules that do not set one.
-const DefaultSweepBatchSize = 5000
 
 // Sweep transactions are short: a batch waits at most fastLockTimeout for a
 // row lock before it is redone skipping locked rows, and never more than
@@ -196,7 +193,7 @@ type sweepQuery struct {
 
 func (s *Store) sweepQuery(live *liveSchema, rule stores.SweepRule) (*sweepQuery, error) {
 	table := func(c *datamap.Collection) sqlcore.Table { return live.tables[c.Name].sqlcoreTable() }
-	sw, err := sqlcore.CheckSweep(s.m, rule, table, DefaultSweepBatchSize)
+	sw, err := sqlcore.CheckSweep(s.m, rule, table)
 	if err != nil {
 		return nil, err
 	}

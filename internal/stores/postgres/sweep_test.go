@@ -3,8 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -251,111 +249,6 @@ func TestSweepRefusesRulesThatDoNotFit(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestSweepThroughput measures (never asserts on time) a sweep of 1,000,000
-// expired rows among 1,200,000, against one single DELETE of the same rows and
-// against the naive batch DELETE ... WHERE id IN (SELECT id ... LIMIT n).
-// LETHE_BENCH=1 go test ./internal/stores/postgres/ -run Throughput -v
-func TestSweepThroughput(t *testing.T) {
-	if os.Getenv("LETHE_BENCH") == "" {
-		t.Skip("set LETHE_BENCH=1 to measure a 1,000,000-row sweep")
-	}
-	ctx := context.Background()
-	dsn := testdb.NewPostgres(t)
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	const total, expired = 1_200_000, 1_000_000
-	cutoff := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-	load := func(table string) {
-		t.Helper()
-		// Every sixth row is recent; the others are past the cutoff.
-		sql := fmt.Sprintf(`DROP TABLE IF EXISTS %[1]s;
-CREATE TABLE %[1]s (id bigint PRIMARY KEY, user_id bigint NOT NULL, ip text NOT NULL, created_at timestamptz NOT NULL);
-INSERT INTO %[1]s SELECT g, g %% 5000, '10.0.' || (g %% 250) || '.' || (g %% 199),
-	CASE WHEN g %% 6 = 0 THEN TIMESTAMPTZ '2025-01-01 00:00:00+00' ELSE TIMESTAMPTZ '2020-01-01 00:00:00+00' + (g %% 1000) * INTERVAL '1 day' END
-FROM generate_series(1, %[2]d) g;
-VACUUM ANALYZE %[1]s;
-CHECKPOINT;`, table, total)
-		for _, stmt := range strings.Split(strings.TrimSuffix(sql, ";"), ";\n") {
-			if _, err := conn.Exec(ctx, stmt); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	spec := privacyv1.DataStoreSpec{Engine: privacyv1.EnginePostgres, Collections: []privacyv1.Collection{{
-		Name: "access_logs", PrimaryKey: "id", Identity: map[string]privacyv1.Identifier{"userId": "user_id"},
-		Fields: []privacyv1.Field{{Name: "ip", Category: "user.tracking.ip"}},
-	}}}
-
-	// 1. The sweep, in batches of 5000, and 2. one DELETE of the same rows,
-	// three times each, alternately: the machine is shared, so the best of
-	// each is compared.
-	s := newStore(t, dsn, spec, testKey)
-	rule := stores.SweepRule{Collection: "access_logs", Field: "created_at", Cutoff: cutoff, Action: stores.ActionDelete, BatchSize: DefaultSweepBatchSize}
-	var bestSweep, bestSingle time.Duration
-	for round := 1; round <= 3; round++ {
-		load("access_logs")
-		var rows int64
-		var slowest time.Duration
-		var batches int
-		start := time.Now()
-		for cursor := ""; ; {
-			bs := time.Now()
-			b, err := s.SweepBatch(ctx, rule, cursor)
-			if err != nil {
-				t.Fatal(err)
-			}
-			slowest = max(slowest, time.Since(bs))
-			rows, cursor, batches = rows+b.Rows, b.Cursor, batches+1
-			if b.Done {
-				break
-			}
-		}
-		sweep := time.Since(start)
-		if rows != expired {
-			t.Fatalf("swept %d rows, want %d", rows, expired)
-		}
-		t.Logf("round %d keyset sweep:  %d rows in %s = %.0f rows/s (%d batches of %d, slowest batch %s, mean %s)", round,
-			rows, sweep.Round(time.Millisecond), float64(rows)/sweep.Seconds(), batches, rule.BatchSize, slowest.Round(time.Millisecond), (sweep / time.Duration(batches)).Round(time.Millisecond))
-
-		load("access_logs")
-		start = time.Now()
-		tag, err := conn.Exec(ctx, `DELETE FROM access_logs WHERE created_at < $1`, cutoff)
-		if err != nil {
-			t.Fatal(err)
-		}
-		single := time.Since(start)
-		t.Logf("round %d single DELETE: %d rows in %s = %.0f rows/s", round, tag.RowsAffected(), single.Round(time.Millisecond), float64(tag.RowsAffected())/single.Seconds())
-		if round == 1 || sweep < bestSweep {
-			bestSweep = sweep
-		}
-		if round == 1 || single < bestSingle {
-			bestSingle = single
-		}
-	}
-	t.Logf("best: sweep %.0f rows/s, single DELETE %.0f rows/s, ratio %.2f",
-		expired/bestSweep.Seconds(), expired/bestSingle.Seconds(), bestSingle.Seconds()/bestSweep.Seconds())
-
-	// 3. The naive batches, for comparison (stopped after 60s).
-	load("access_logs")
-	start := time.Now()
-	var rows int64
-	for time.Since(start) < 60*time.Second {
-		tag, err := conn.Exec(ctx, `DELETE FROM access_logs WHERE id IN (SELECT id FROM access_logs WHERE created_at < $1 LIMIT 5000)`, cutoff)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rows += tag.RowsAffected()
-		if tag.RowsAffected() == 0 {
-			break
-		}
-	}
-	naive := time.Since(start)
-	t.Logf("naive IN (SELECT ... LIMIT): %d rows in %s = %.0f rows/s", rows, naive.Round(time.Millisecond), float64(rows)/naive.Seconds())
 }
 
 func TestSweepSkipsRowsLockedByOthers(t *testing.T) {

@@ -17,11 +17,14 @@ type Sweep struct {
 	Fields []datamap.Field
 }
 
+// DefaultSweepBatchSize is the batch size of rules that do not set one.
+const DefaultSweepBatchSize = 5000
+
 // CheckSweep refuses a rule the map or the live table cannot carry out: an
 // unknown collection, a period field that is not a date or timestamp, an
 // unknown where column, an anonymization with nothing to mask, an action
 // other than delete or anonymize. table looks up a collection's live table.
-func CheckSweep(m *datamap.Map, rule stores.SweepRule, table func(*datamap.Collection) Table, defaultBatchSize int) (Sweep, error) {
+func CheckSweep(m *datamap.Map, rule stores.SweepRule, table func(*datamap.Collection) Table) (Sweep, error) {
 	c, ok := m.Get(rule.Collection)
 	if !ok {
 		return Sweep{}, fmt.Errorf("%w: the data map has no collection %q", stores.ErrInvalid, rule.Collection)
@@ -40,7 +43,7 @@ func CheckSweep(m *datamap.Map, rule stores.SweepRule, table func(*datamap.Colle
 	}
 	sw := Sweep{Rule: rule, C: c, BatchSize: rule.BatchSize}
 	if sw.BatchSize <= 0 {
-		sw.BatchSize = defaultBatchSize
+		sw.BatchSize = DefaultSweepBatchSize
 	}
 	switch rule.Action {
 	case stores.ActionDelete:
