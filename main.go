@@ -45,6 +45,12 @@ func main() {
 	flag.StringVar(&digestKeySecret, "digest-key-secret", "lethe-digest-key", "Secret (in --operator-namespace) holding the key of subject digests; created if missing")
 	var maxConcurrentReconciles int
 	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 16, "objects each controller reconciles at once (requests mostly wait on the API server and databases)")
+	var net networkFlags
+	flag.Var(&net.allow, "egress-allow", "CIDR, IP address, host name or *.suffix the manager may connect to although the defaults refuse it (repeatable, or comma-separated); e.g. 127.0.0.0/8 for a local dev cluster")
+	flag.Var(&net.deny, "egress-deny", "CIDR, IP address, host name or *.suffix the manager never connects to (repeatable, or comma-separated); the most specific entry wins")
+	flag.BoolVar(&net.requireTLS, "require-tls", false, "refuse DataStore connections that would travel in plaintext (PostgreSQL sslmode below require, MySQL without tls=true, redis://, http://)")
+	var watchNamespaces stringList
+	flag.Var(&watchNamespaces, "watch-namespaces", "serve only these namespaces (comma-separated); empty serves every namespace. With a namespace-scoped install the manager has Roles only there")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -55,13 +61,28 @@ func main() {
 	klog.SetLogger(logger) // client-go logs through klog too
 	log := ctrl.Log.WithName("setup")
 
-	if err := run(metricsAddr, probeAddr, leaderElect, erasureDeadline, otherDeadline, operatorNS, digestKeySecret, maxConcurrentReconciles); err != nil {
+	if err := run(runOptions{
+		metricsAddr: metricsAddr, probeAddr: probeAddr, leaderElect: leaderElect,
+		erasureDeadline: erasureDeadline, otherDeadline: otherDeadline,
+		operatorNS: operatorNS, digestKeySecret: digestKeySecret, workers: maxConcurrentReconciles,
+		network: net, watchNamespaces: watchNamespaces,
+	}); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
 	}
 }
 
-func run(metricsAddr, probeAddr string, leaderElect bool, erasureDeadline, otherDeadline time.Duration, operatorNS, digestKeySecret string, workers int) error {
+type runOptions struct {
+	metricsAddr, probeAddr         string
+	leaderElect                    bool
+	erasureDeadline, otherDeadline time.Duration
+	operatorNS, digestKeySecret    string
+	workers                        int
+	network                        networkFlags
+	watchNamespaces                []string
+}
+
+func run(o runOptions) error {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
@@ -69,18 +90,27 @@ func run(metricsAddr, probeAddr string, leaderElect bool, erasureDeadline, other
 	if err := privacyv1.AddToScheme(scheme); err != nil {
 		return err
 	}
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	restConfig := ctrl.GetConfigOrDie()
+	cacheOptions := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
+	if len(o.watchNamespaces) > 0 {
+		// Only these namespaces are listed and watched, so Roles there suffice.
+		cacheOptions.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range o.watchNamespaces {
+			cacheOptions.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         leaderElect,
+		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress: o.probeAddr,
+		LeaderElection:         o.leaderElect,
 		LeaderElectionID:       "lethe.privacy.lethe.dev",
 		// The Lease lives beside the digest key, where the RBAC Role allows it;
 		// setting it also lets the manager elect a leader when run out of cluster.
-		LeaderElectionNamespace: operatorNS,
-		Controller:              config.Controller{MaxConcurrentReconciles: workers},
+		LeaderElectionNamespace: o.operatorNS,
+		Controller:              config.Controller{MaxConcurrentReconciles: o.workers},
 		// managedFields are never read; dropping them keeps 10k requests in ~50 MiB of heap.
-		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		Cache: cacheOptions,
 		// Secrets are read directly when needed, never cached cluster-wide.
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	})
@@ -88,14 +118,18 @@ func run(metricsAddr, probeAddr string, leaderElect bool, erasureDeadline, other
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 	ctx := ctrl.SetupSignalHandler()
-	key, err := digestKey(ctx, mgr.GetAPIReader(), mgr.GetClient(), operatorNS, digestKeySecret)
+	key, err := digestKey(ctx, mgr.GetAPIReader(), mgr.GetClient(), o.operatorNS, o.digestKeySecret)
 	if err != nil {
 		return err
 	}
-	conn := connector.New(mgr.GetAPIReader(), connector.OpenEngine)
+	network, err := o.network.build(ctx, restConfig.Host)
+	if err != nil {
+		return err
+	}
+	conn := connector.New(mgr.GetAPIReader(), connector.Engines{Network: network}.Open)
 	defer conn.Close()
 	if err := controllers.SetupAll(mgr, controllers.Options{
-		Connector: conn, DigestKey: key, ErasureDeadline: erasureDeadline, OtherDeadline: otherDeadline,
+		Connector: conn, DigestKey: key, ErasureDeadline: o.erasureDeadline, OtherDeadline: o.otherDeadline,
 	}); err != nil {
 		return err
 	}

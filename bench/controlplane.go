@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lethe-dev/lethe/internal/testdb"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -464,7 +466,7 @@ func (m *manager) startInProcess(env *testenv.Env, port, workers int) error {
 	if err != nil {
 		return err
 	}
-	conn := connector.New(mgr.GetAPIReader(), connector.OpenEngine)
+	conn := connector.New(mgr.GetAPIReader(), connector.Engines{Network: testdb.Loopback}.Open)
 	if err := controllers.SetupAll(mgr, controllers.Options{
 		Connector: conn, DigestKey: []byte("bench digest key 0123456789abcdef"),
 		ErasureDeadline: 24 * time.Hour, OtherDeadline: 30 * 24 * time.Hour,

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/lethe-dev/lethe/internal/testdb"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -223,7 +225,7 @@ func RunErasure(ctx context.Context, cfg Config) Part {
 		p.Error = err.Error()
 		return p
 	}
-	store, err := postgres.New(ctx, dsn, m, erasureMaskingKey)
+	store, err := postgres.New(ctx, dsn, m, erasureMaskingKey, testdb.Loopback)
 	if err != nil {
 		p.Error = err.Error()
 		return p

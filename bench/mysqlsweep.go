@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lethe-dev/lethe/internal/testdb"
+
 	"github.com/go-sql-driver/mysql"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -156,7 +158,7 @@ func openMySQLSweeper(ctx context.Context, dsn string) (stores.Sweeper, func(), 
 		return nil, nil, err
 	}
 	cfg.MultiStatements, cfg.ParseTime = false, false
-	store, err := connector.OpenEngine(ctx, ds, m, connector.Secrets{Connection: cfg.FormatDSN(), MaskingKey: erasureMaskingKey})
+	store, err := connector.Engines{Network: testdb.Loopback}.Open(ctx, ds, m, connector.Secrets{Connection: cfg.FormatDSN(), MaskingKey: erasureMaskingKey})
 	if err != nil {
 		return nil, nil, fmt.Errorf("the mysql engine is not available in this build: %v", err)
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/lethe-dev/lethe/internal/testdb"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -118,7 +120,7 @@ func RunPostgresSweep(ctx context.Context, cfg Config) Part {
 		p.Error = err.Error()
 		return p
 	}
-	store, err := postgres.New(ctx, dsn, m, erasureMaskingKey)
+	store, err := postgres.New(ctx, dsn, m, erasureMaskingKey, testdb.Loopback)
 	if err != nil {
 		p.Error = err.Error()
 		return p

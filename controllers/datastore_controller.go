@@ -18,6 +18,7 @@ import (
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/connector"
+	"github.com/lethe-dev/lethe/internal/egress"
 	"github.com/lethe-dev/lethe/internal/metrics"
 	"github.com/lethe-dev/lethe/internal/stores"
 )
@@ -66,8 +67,14 @@ func (r *DataStoreReconciler) check(ctx context.Context, ds *privacyv1.DataStore
 	if apimeta.FindStatusCondition(*conds, privacyv1.ConditionReady) == nil {
 		markProgressing(conds, gen, privacyv1.ReasonProgressing, "checking the connection and the live schema")
 	}
-	store, _, err := r.Connector.Store(ctx, ds)
+	lease, err := r.Connector.Acquire(ctx, ds)
 	switch {
+	case errors.Is(err, egress.ErrRefused):
+		markStalled(conds, gen, privacyv1.ReasonEgressRefused, err.Error())
+		return ctrl.Result{RequeueAfter: ds.Spec.CheckEvery()}, nil
+	case errors.Is(err, stores.ErrConnectionSettings):
+		markStalled(conds, gen, privacyv1.ReasonConnectionRefused, err.Error())
+		return ctrl.Result{RequeueAfter: ds.Spec.CheckEvery()}, nil
 	case errors.Is(err, stores.ErrInvalid):
 		markStalled(conds, gen, privacyv1.ReasonInvalidDataMap, err.Error())
 		return ctrl.Result{}, nil
@@ -78,7 +85,8 @@ func (r *DataStoreReconciler) check(ctx context.Context, ds *privacyv1.DataStore
 		markProgressing(conds, gen, privacyv1.ReasonStoreUnavailable, "cannot connect: "+err.Error())
 		return ctrl.Result{RequeueAfter: storeRetryInterval}, nil
 	}
-	res, err := store.Check(ctx)
+	defer lease.Release()
+	res, err := lease.Store.Check(ctx)
 	now := metav1.NewTime(r.Now())
 	ds.Status.LastCheckTime = &now
 	if err != nil {

@@ -208,10 +208,12 @@ func (run *requestRun) applyEachStore(ctx context.Context, targets []privacyv1.D
 // applyOne carries out the request in one store and records the outcome. It
 // returns how long to wait before retrying, or 0 when this store is finished.
 func (run *requestRun) applyOne(ctx context.Context, ds *privacyv1.DataStore, out *privacyv1.StoreOutcome) time.Duration {
-	store, sreq, wait := run.prepare(ctx, ds, out)
-	if store == nil {
+	lease, sreq, wait := run.prepare(ctx, ds, out)
+	if lease == nil {
 		return wait
 	}
+	defer lease.Release()
+	store := lease.Store
 	var res stores.Result
 	var err error
 	if run.dsr.Spec.DryRun {
@@ -236,8 +238,9 @@ func (run *requestRun) applyOne(ctx context.Context, ds *privacyv1.DataStore, ou
 }
 
 // prepare connects to ds and builds the engine request, counting the attempt.
-// A nil store means "not now": the outcome says why and wait says for how long.
-func (run *requestRun) prepare(ctx context.Context, ds *privacyv1.DataStore, out *privacyv1.StoreOutcome) (stores.Store, stores.Request, time.Duration) {
+// A nil lease means "not now": the outcome says why and wait says for how
+// long. The caller releases the lease.
+func (run *requestRun) prepare(ctx context.Context, ds *privacyv1.DataStore, out *privacyv1.StoreOutcome) (*connector.Lease, stores.Request, time.Duration) {
 	if notReady := storeNotReadyReason(ds); notReady != "" {
 		out.Phase, out.Message = privacyv1.StorePending, notReady
 		if run.notReady == nil {
@@ -247,15 +250,16 @@ func (run *requestRun) prepare(ctx context.Context, ds *privacyv1.DataStore, out
 		return nil, stores.Request{}, waitForStoreInterval
 	}
 	out.Attempts++
-	store, _, err := run.r.Connector.Store(ctx, ds)
+	lease, err := run.r.Connector.Acquire(ctx, ds)
 	if err != nil {
 		return nil, stores.Request{}, run.storeError(out, err)
 	}
 	sreq, err := run.r.storeRequest(ctx, run.dsr, ds, run.subject)
 	if err != nil {
+		lease.Release()
 		return nil, stores.Request{}, run.storeError(out, err)
 	}
-	return store, sreq, 0
+	return lease, sreq, 0
 }
 
 // storeError classifies a store failure: unavailable stores and missing
@@ -359,8 +363,8 @@ func findStoreOutcome(dsr *privacyv1.DataSubjectRequest, store string) *privacyv
 	return nil
 }
 
-// SetupWithManager registers the controller. A DataStore becoming Ready wakes
-// the requests of its namespace that wait for it.
+// SetupWithManager registers the controller. A DataStore becoming Ready (or
+// not) wakes the unfinished requests that may use it; its periodic check does not.
 func (r *DataSubjectRequestReconciler) SetupWithManager(mgr manager.Manager) error {
 	if r.Now == nil {
 		r.Now = time.Now
@@ -368,14 +372,19 @@ func (r *DataSubjectRequestReconciler) SetupWithManager(mgr manager.Manager) err
 	return builder.ControllerManagedBy(mgr).
 		// Status writes must not retrigger a reconcile: retries are paced by RequeueAfter.
 		For(&privacyv1.DataSubjectRequest{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&privacyv1.DataStore{}, handler.EnqueueRequestsFromMapFunc(r.unfinishedRequestsOfNamespace)).
+		Watches(&privacyv1.DataStore{}, handler.EnqueueRequestsFromMapFunc(r.requestsOfStore), builder.WithPredicates(storeReadinessChanged)).
 		Watches(&privacyv1.LegalHold{}, handler.EnqueueRequestsFromMapFunc(r.unfinishedRequestsOfNamespace), builder.WithPredicates(holdChanged)). // a released hold wakes the requests waiting on it
 		Named("datasubjectrequest").
 		Complete(r)
 }
 
-// unfinishedRequestsOfNamespace wakes the requests of a DataStore's namespace
-// when the store changes (created, repaired, Ready again).
+// requestsOfStore wakes the unfinished requests that may use a DataStore.
+func (r *DataSubjectRequestReconciler) requestsOfStore(ctx context.Context, obj client.Object) []reconcile.Request {
+	return unfinishedRequestsOfStore(ctx, r.Client, obj.GetNamespace(), obj.GetName())
+}
+
+// unfinishedRequestsOfNamespace wakes the unfinished requests of a LegalHold's
+// namespace when the hold is created, changed, released or expires.
 func (r *DataSubjectRequestReconciler) unfinishedRequestsOfNamespace(ctx context.Context, obj client.Object) []reconcile.Request {
 	list := &privacyv1.DataSubjectRequestList{}
 	if err := r.List(ctx, list, client.InNamespace(obj.GetNamespace())); err != nil {

@@ -53,11 +53,12 @@ func (run *requestRun) export(ctx context.Context, targets []privacyv1.DataStore
 }
 
 func (run *requestRun) exportOne(ctx context.Context, ds *privacyv1.DataStore, out *privacyv1.StoreOutcome, all map[string]stores.Export) time.Duration {
-	store, sreq, wait := run.prepare(ctx, ds, out)
-	if store == nil {
+	lease, sreq, wait := run.prepare(ctx, ds, out)
+	if lease == nil {
 		return wait
 	}
-	data, res, err := store.Export(ctx, sreq)
+	defer lease.Release()
+	data, res, err := lease.Store.Export(ctx, sreq)
 	if err != nil {
 		return run.storeError(out, err)
 	}

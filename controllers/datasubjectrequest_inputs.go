@@ -129,7 +129,8 @@ func unknownIdentityTypes(subject map[string]string, targets []privacyv1.DataSto
 func storeNotReadyReason(ds *privacyv1.DataStore) string {
 	c := apimeta.FindStatusCondition(ds.Status.Conditions, privacyv1.ConditionReady)
 	if c != nil && c.Status == metav1.ConditionFalse && c.ObservedGeneration == ds.Generation &&
-		(c.Reason == privacyv1.ReasonSchemaDrift || c.Reason == privacyv1.ReasonInvalidDataMap) {
+		(c.Reason == privacyv1.ReasonSchemaDrift || c.Reason == privacyv1.ReasonInvalidDataMap ||
+			c.Reason == privacyv1.ReasonEgressRefused || c.Reason == privacyv1.ReasonConnectionRefused) {
 		return fmt.Sprintf("DataStore is not ready (%s); see its status", c.Reason)
 	}
 	return ""

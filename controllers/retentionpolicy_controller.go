@@ -97,21 +97,19 @@ func (r *RetentionPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&privacyv1.RetentionPolicy{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Watches(&privacyv1.DataStore{}, handler.EnqueueRequestsFromMapFunc(r.policiesOfStore)).
+		Watches(&privacyv1.DataStore{}, handler.EnqueueRequestsFromMapFunc(r.policiesOfStore), builder.WithPredicates(storeReadinessChanged)).
 		Named("retentionpolicy").
 		Complete(r)
 }
 
 func (r *RetentionPolicyReconciler) policiesOfStore(ctx context.Context, obj client.Object) []reconcile.Request {
 	list := &privacyv1.RetentionPolicyList{}
-	if err := r.List(ctx, list, client.InNamespace(obj.GetNamespace())); err != nil {
+	if err := r.List(ctx, list, client.InNamespace(obj.GetNamespace()), client.MatchingFields{indexPolicyStore: obj.GetName()}); err != nil {
 		return nil
 	}
-	var reqs []reconcile.Request
-	for _, p := range list.Items {
-		if string(p.Spec.StoreRef) == obj.GetName() {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&p)})
-		}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
 	}
 	return reqs
 }
@@ -205,6 +203,9 @@ func (run *sweepRun) afterSave() {
 	}
 }
 
+// minScheduleInterval is the shortest time between two scheduled runs.
+const minScheduleInterval = time.Minute
+
 func (run *sweepRun) advance(ctx context.Context) (reconcile.Result, error) {
 	pol := run.pol
 	run.weakened = weakenings(pol.Status.Applied, pol.Spec, run.now)
@@ -215,6 +216,13 @@ func (run *sweepRun) advance(ctx context.Context) (reconcile.Result, error) {
 		pol.Status.NextRunTime = nil
 		markStalled(run.conds(), run.gen(), privacyv1.ReasonInvalidSchedule,
 			fmt.Sprintf("schedule %q cannot be parsed: %v; use five cron fields (\"30 3 * * *\") or a descriptor (@daily, @every 6h)", pol.Spec.Schedule, err))
+		return reconcile.Result{}, nil
+	}
+	if first := sched.Next(run.now); sched.Next(first).Sub(first) < minScheduleInterval {
+		// Admission refuses this; a policy stored before that rule still must not spin.
+		pol.Status.NextRunTime = nil
+		markStalled(run.conds(), run.gen(), privacyv1.ReasonTooFrequent,
+			fmt.Sprintf("schedule %q runs more often than every %s; sweeps are bounded batches, not a loop", pol.Spec.Schedule, minScheduleInterval))
 		return reconcile.Result{}, nil
 	}
 	for _, rule := range pol.Spec.Rules {
@@ -286,11 +294,12 @@ func (run *sweepRun) sweep(ctx context.Context, sched cron.Schedule) (reconcile.
 		markProgressing(run.conds(), run.gen(), privacyv1.ReasonStoreNotReady, msg)
 		return reconcile.Result{RequeueAfter: waitForStoreInterval}, nil
 	}
-	store, _, err := run.r.Connector.Store(ctx, ds)
+	lease, err := run.r.Connector.Acquire(ctx, ds)
 	if err != nil {
 		return run.storeError(err), nil
 	}
-	sweeper, ok := store.(stores.Sweeper)
+	defer lease.Release()
+	sweeper, ok := lease.Store.(stores.Sweeper)
 	if !ok {
 		markStalled(run.conds(), run.gen(), privacyv1.ReasonSweepUnsupported,
 			fmt.Sprintf("DataStore %q (engine %s) does not support retention sweeps", ds.Name, ds.Spec.Engine))

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lethe-dev/lethe/internal/testdb"
+
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -186,7 +188,7 @@ func TestSweepResumesWhereAStoppedOperatorLeftIt(t *testing.T) {
 
 	// A first operator, two hours later, does one bounded slice of the run and
 	// is stopped: 4 batches, the 3 of the first rule and 1 of the second.
-	firstConn := connector.New(k8s, connector.OpenEngine)
+	firstConn := connector.New(k8s, connector.Engines{Network: testdb.Loopback}.Open)
 	defer firstConn.Close()
 	rec := &statusRecorder{}
 	first := &controllers.RetentionPolicyReconciler{

@@ -3,6 +3,7 @@
 package controllers
 
 import (
+	"context"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -26,6 +27,9 @@ type Options struct {
 func SetupAll(mgr ctrl.Manager, o Options) error {
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if err := setupIndexes(context.Background(), mgr); err != nil {
+		return err
 	}
 	rec := mgr.GetEventRecorder("lethe")
 	if err := (&DataStoreReconciler{Client: mgr.GetClient(), Connector: o.Connector, Recorder: rec, Now: o.Now}).SetupWithManager(mgr); err != nil {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lethe-dev/lethe/internal/testdb"
+
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -69,7 +71,7 @@ func startManager(ctx context.Context) (<-chan struct{}, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn := connector.New(mgr.GetAPIReader(), connector.OpenEngine)
+	conn := connector.New(mgr.GetAPIReader(), connector.Engines{Network: testdb.Loopback}.Open)
 	if err := controllers.SetupAll(mgr, controllers.Options{
 		Connector: conn, DigestKey: digestKey,
 		ErasureDeadline: 24 * time.Hour, OtherDeadline: 30 * 24 * time.Hour,

@@ -172,6 +172,9 @@ func TestInvalidSpecsAreRejectedWithAClearMessage(t *testing.T) {
 		{"rectification without values", requestWith(func(r *v1.DataSubjectRequest) { r.Spec.Type = v1.RequestRectification }), "rectification is required for, and only for, type Rectification"},
 		{"period in words", policyWith(func(p *v1.RetentionPolicy) { p.Spec.Rules[0].After.Period = "30 days" }), "spec.rules[0].after.period"},
 		{"zero period", policyWith(func(p *v1.RetentionPolicy) { p.Spec.Rules[0].After.Period = "0d" }), "spec.rules[0].after.period"},
+		{"schedule every second", policyWith(func(p *v1.RetentionPolicy) { p.Spec.Schedule = "@every 1s" }), "schedule must not run more often than every minute"},
+		{"schedule every 59s", policyWith(func(p *v1.RetentionPolicy) { p.Spec.Schedule = "@every 59s" }), "schedule must not run more often than every minute"},
+		{"check every millisecond", storeWith(func(d *v1.DataStore) { d.Spec.CheckInterval = &metav1.Duration{Duration: time.Millisecond} }), "checkInterval must be at least 30s"},
 		{"cron with four fields", policyWith(func(p *v1.RetentionPolicy) { p.Spec.Schedule = "0 3 * *" }), "schedule must be a five-field cron expression"},
 		{"exempt from erasure without legal basis", policyWith(func(p *v1.RetentionPolicy) { p.Spec.Rules[1].LegalBasis = "" }), "legalBasis is required when exemptFromErasure is true"},
 		{"unknown retention action", policyWith(func(p *v1.RetentionPolicy) { p.Spec.Rules[0].Action = "archive" }), `Unsupported value: "archive"`},
@@ -195,6 +198,24 @@ func TestInvalidSpecsAreRejectedWithAClearMessage(t *testing.T) {
 	}
 	if len(cases) < 15 {
 		t.Fatalf("only %d invalid cases", len(cases))
+	}
+}
+
+// The floors refuse hot loops, not reasonable settings at the boundary.
+func TestFloorsAcceptTheirBoundary(t *testing.T) {
+	ns := env.Namespace(t)
+	objects := []client.Object{
+		storeWith(func(d *v1.DataStore) { d.Spec.CheckInterval = &metav1.Duration{Duration: 30 * time.Second} })(),
+		policyWith(func(p *v1.RetentionPolicy) { p.Spec.Schedule = "@every 1m" })(),
+		policyWith(func(p *v1.RetentionPolicy) { p.Spec.Schedule = "@every 1h30m" })(),
+		policyWith(func(p *v1.RetentionPolicy) { p.Spec.Schedule = "* * * * *" })(),
+	}
+	for i, obj := range objects {
+		obj.SetNamespace(ns)
+		obj.SetName(fmt.Sprintf("boundary-%d", i))
+		if err := env.Client.Create(t.Context(), obj); err != nil {
+			t.Errorf("object %d refused: %v", i, err)
+		}
 	}
 }
 

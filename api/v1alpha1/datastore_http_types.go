@@ -17,7 +17,7 @@ const (
 	HTTPDelete HTTPMethod = "DELETE"
 )
 
-// DefaultSignatureHeader carries the body's HMAC-SHA256 when signingSecretRef is set.
+// DefaultSignatureHeader carries the request's signature when signingSecretRef is set.
 const DefaultSignatureHeader = "X-Lethe-Signature"
 
 // HTTPCollection describes the requests sent to a third-party processor for one
@@ -75,7 +75,8 @@ type HTTPRequestTemplate struct {
 	// +optional
 	// +kubebuilder:validation:MaxProperties=16
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[A-Za-z0-9!#$%&\\'*+.^_`|~-]{1,64}$'))",message="header names must be HTTP tokens of at most 64 characters"
-	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k.lowerAscii() in ['authorization', 'idempotency-key', 'content-type', 'content-length', 'host', 'connection', 'transfer-encoding', 'te', 'upgrade', 'trailer', 'keep-alive', 'proxy-authorization']))",message="this header is set by Lethe"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k.lowerAscii() in ['authorization', 'idempotency-key', 'content-type', 'content-length', 'host', 'connection', 'transfer-encoding', 'te', 'upgrade', 'trailer', 'keep-alive', 'proxy-authorization', 'x-lethe-timestamp']))",message="this header is set by Lethe"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k.lowerAscii() in ['metadata-flavor', 'metadata', 'x-aws-ec2-metadata-token', 'x-aws-ec2-metadata-token-ttl-seconds', 'x-google-metadata-request']))",message="cloud metadata headers are refused: a processor never needs them"
 	Headers map[string]HTTPHeaderValue `json:"headers,omitempty"`
 
 	// Body is a JSON document sent with Content-Type application/json (not with
@@ -113,8 +114,9 @@ type HTTPConnection struct {
 	AuthorizationSecretRef *SecretKeySelector `json:"authorizationSecretRef,omitempty"`
 
 	// SigningSecretRef is the Secret key of an HMAC-SHA256 key: every request then
-	// carries signatureHeader: sha256=<hex HMAC of the exact body bytes> (of the
-	// empty string when there is no body), so the processor can verify its origin.
+	// carries signatureHeader: t=<unix seconds>,v1=<hex HMAC> over the timestamp,
+	// method, path and query, Idempotency-Key and body hash (docs/processors.md),
+	// so the processor can verify its origin and refuse replays.
 	// +optional
 	SigningSecretRef *SecretKeySelector `json:"signingSecretRef,omitempty"`
 

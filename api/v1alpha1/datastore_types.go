@@ -251,8 +251,9 @@ type DataStoreSpec struct {
 	// +listMapKey=name
 	Collections []Collection `json:"collections"`
 
-	// CheckInterval is how often the live schema is checked against the data map. Default 5m.
+	// CheckInterval is how often the live schema is checked against the data map. Default 5m, at least 30s.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('30s')",message="checkInterval must be at least 30s"
 	CheckInterval *metav1.Duration `json:"checkInterval,omitempty"`
 }
 

@@ -25,6 +25,16 @@ const (
 	ReasonSchemaDrift = "SchemaDrift"
 	// ReasonSecretNotFound: a referenced Secret or key is missing.
 	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonConnectionRefused: the connection Secret sets something a DataStore
+	// may not (a parameter outside the engine's allowlist, a socket path,
+	// plaintext where the operator requires TLS); the message names the parameter.
+	ReasonConnectionRefused = "ConnectionRefused"
+	// ReasonEgressRefused: the store's address is one the manager's egress
+	// policy refuses (loopback, link-local, cloud metadata, the API server,
+	// or an operator's --egress-deny); the message names the class of address.
+	ReasonEgressRefused = "EgressRefused"
+	// ReasonTooFrequent: a schedule runs more often than the manager allows.
+	ReasonTooFrequent = "TooFrequent"
 	// ReasonStoreUnavailable: the store cannot be reached; retried with backoff.
 	ReasonStoreUnavailable = "StoreUnavailable"
 	// ReasonStoreNotFound: a DataStore named in scope does not exist (yet).

@@ -107,6 +107,7 @@ type RetentionPolicySpec struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=128
 	// +kubebuilder:validation:XValidation:rule="self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|@every ([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+|(TZ=[A-Za-z_/+-]+ )?[0-9*,/?LW#A-Za-z-]+( [0-9*,/?LW#A-Za-z-]+){4})$')",message="schedule must be a five-field cron expression (\"0 3 * * *\") or a descriptor such as @daily or @every 1h"
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('@every ') || duration(self.substring(7)) >= duration('1m')",message="schedule must not run more often than every minute"
 	Schedule string `json:"schedule"`
 
 	// Rules of the policy.

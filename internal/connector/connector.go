@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -35,80 +36,178 @@ type Secrets struct {
 	SigningKey    []byte
 }
 
-// Connector opens and caches stores.
+// Connector opens and caches stores, one per DataStore.
+//
+// Opening a store dials its server, which a tenant chooses and which may
+// never answer; so no lock is held while a store opens. Callers asking for the
+// same DataStore at once share one attempt (singleflight), callers of other
+// DataStores never wait for it, and a store replaced (its spec or Secrets
+// changed) or forgotten is closed in the background once the last caller
+// using it has released its Lease.
 type Connector struct {
 	// Reader reads Secrets. Use an uncached reader (the API reader) so the
 	// manager does not need to list and watch every Secret of the cluster.
 	Reader client.Reader
 	Open   Opener
+	// OpenTimeout bounds one attempt to open a store (default 30s). The
+	// attempt does not end with the context of the caller that started it:
+	// other callers may be waiting for it.
+	OpenTimeout time.Duration
 
 	mu    sync.Mutex
-	cache map[types.NamespacedName]cached
+	cache map[types.NamespacedName]*entry
 }
 
-type cached struct {
+// entry is one opened (or opening) store.
+type entry struct {
 	fingerprint [32]byte
+	ready       chan struct{} // closed when the attempt to open has ended
 	store       stores.Store
 	dataMap     *datamap.Map
+	err         error
+	refs        int  // Leases not yet released
+	retired     bool // no longer in the cache: close when refs reach 0
 }
+
+// Lease is a store lent to one caller. Release it when done; the store stays
+// open for other callers.
+type Lease struct {
+	Store stores.Store
+	Map   *datamap.Map
+
+	c    *Connector
+	e    *entry
+	once sync.Once
+}
+
+// Release returns the lease. It is safe to call more than once, and on nil.
+func (l *Lease) Release() {
+	if l == nil || l.c == nil {
+		return
+	}
+	l.once.Do(func() { l.c.release(l.e) })
+}
+
+// defaultOpenTimeout bounds one open when OpenTimeout is not set; engines
+// bound each dial more tightly (10s by default).
+const defaultOpenTimeout = 30 * time.Second
 
 // New returns a Connector.
 func New(reader client.Reader, open Opener) *Connector {
-	return &Connector{Reader: reader, Open: open, cache: map[types.NamespacedName]cached{}}
+	return &Connector{Reader: reader, Open: open, cache: map[types.NamespacedName]*entry{}}
 }
 
-// DataMap builds and validates ds's data map; errors are data-map problems.
-func DataMap(ds *privacyv1.DataStore) (*datamap.Map, error) {
-	return datamap.Build(ds.Spec)
-}
-
-// Store returns a connected store for ds. The returned store is shared: callers
-// must not Close it.
-func (c *Connector) Store(ctx context.Context, ds *privacyv1.DataStore) (stores.Store, *datamap.Map, error) {
-	m, err := DataMap(ds)
+// Acquire returns a connected store for ds, opening it if needed. Release
+// the Lease when done with it; never Close its store.
+func (c *Connector) Acquire(ctx context.Context, ds *privacyv1.DataStore) (*Lease, error) {
+	m, err := datamap.Build(ds.Spec)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", stores.ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", stores.ErrInvalid, err)
 	}
 	secrets, err := c.secrets(ctx, ds)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	key := types.NamespacedName{Namespace: ds.Namespace, Name: ds.Name}
 	fp := fingerprint(ds, secrets)
+
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.cache[key]; ok {
-		if e.fingerprint == fp {
-			return e.store, e.dataMap, nil
-		}
-		e.store.Close()
-		delete(c.cache, key)
+	e, ok := c.cache[key]
+	if ok && e.fingerprint != fp {
+		c.retireLocked(key, e)
+		ok = false
 	}
-	s, err := c.Open(ctx, ds, m, secrets)
-	if err != nil {
-		return nil, nil, err
+	opener := !ok
+	if opener {
+		e = &entry{fingerprint: fp, ready: make(chan struct{})}
+		c.cache[key] = e
 	}
-	c.cache[key] = cached{fingerprint: fp, store: s, dataMap: m}
-	return s, m, nil
+	e.refs++
+	c.mu.Unlock()
+
+	if opener {
+		c.open(ctx, key, e, ds, m, secrets)
+	}
+	select {
+	case <-e.ready:
+	case <-ctx.Done():
+		c.release(e)
+		return nil, fmt.Errorf("%w: waiting for the connection: %w", stores.ErrUnavailable, ctx.Err())
+	}
+	if e.err != nil {
+		c.release(e)
+		return nil, e.err
+	}
+	return &Lease{Store: e.store, Map: e.dataMap, c: c, e: e}, nil
 }
 
-// Forget closes and drops the cached store of a deleted DataStore.
+// open makes the one attempt to open e, outside any lock, and drops a failed
+// entry so the next caller tries again.
+func (c *Connector) open(ctx context.Context, key types.NamespacedName, e *entry, ds *privacyv1.DataStore, m *datamap.Map, secrets Secrets) {
+	timeout := c.OpenTimeout
+	if timeout <= 0 {
+		timeout = defaultOpenTimeout
+	}
+	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	s, err := c.Open(octx, ds, m, secrets)
+	if err != nil {
+		s = nil // an engine's New returns a typed nil with its error
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e.store, e.dataMap, e.err = s, m, err
+	if err != nil && c.cache[key] == e {
+		delete(c.cache, key)
+		e.retired = true
+	}
+	close(e.ready)
+	if e.retired && e.store != nil && e.refs == 0 {
+		go e.store.Close()
+	}
+}
+
+// release drops one reference; the last one of a retired entry closes its
+// store in the background (closing a pool may wait on its connections).
+func (c *Connector) release(e *entry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e.refs--
+	if e.retired && e.refs == 0 && e.store != nil {
+		go e.store.Close()
+	}
+}
+
+// retireLocked removes e from the cache; its store closes once unused.
+func (c *Connector) retireLocked(key types.NamespacedName, e *entry) {
+	if c.cache[key] == e {
+		delete(c.cache, key)
+	}
+	e.retired = true
+	select {
+	case <-e.ready:
+		if e.refs == 0 && e.store != nil {
+			go e.store.Close()
+		}
+	default: // still opening: open closes it when it ends, if unused
+	}
+}
+
+// Forget closes (once unused) and drops the cached store of a deleted DataStore.
 func (c *Connector) Forget(key types.NamespacedName) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.cache[key]; ok {
-		e.store.Close()
-		delete(c.cache, key)
+		c.retireLocked(key, e)
 	}
 }
 
-// Close closes every cached store.
+// Close retires every cached store.
 func (c *Connector) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k, e := range c.cache {
-		e.store.Close()
-		delete(c.cache, k)
+		c.retireLocked(k, e)
 	}
 }
 

@@ -13,17 +13,25 @@ import (
 	redisstore "github.com/lethe-dev/lethe/internal/stores/redis"
 )
 
-// OpenEngine opens the engine a DataStore names. It is the Opener the manager uses.
-func OpenEngine(ctx context.Context, ds *privacyv1.DataStore, m *datamap.Map, s Secrets) (stores.Store, error) {
+// Engines opens the engine a DataStore names. Every engine reaches its server
+// only through Network, the manager's egress policy.
+type Engines struct {
+	Network stores.Network
+}
+
+// Open is the Opener the manager uses.
+func (e Engines) Open(ctx context.Context, ds *privacyv1.DataStore, m *datamap.Map, s Secrets) (stores.Store, error) {
 	switch ds.Spec.Engine {
 	case privacyv1.EnginePostgres:
-		return postgres.New(ctx, s.Connection, m, s.MaskingKey, postgres.WithSchemaTTL(ds.Spec.CheckEvery()))
+		return postgres.New(ctx, s.Connection, m, s.MaskingKey, e.Network, postgres.WithSchemaTTL(ds.Spec.CheckEvery()))
 	case privacyv1.EngineMySQL:
-		return mysqlstore.New(ctx, s.Connection, m, s.MaskingKey, mysqlstore.WithSchemaTTL(ds.Spec.CheckEvery()))
+		return mysqlstore.New(ctx, s.Connection, m, s.MaskingKey, e.Network, mysqlstore.WithSchemaTTL(ds.Spec.CheckEvery()))
 	case privacyv1.EngineRedis:
-		return redisstore.New(ctx, s.Connection, m, s.MaskingKey)
+		return redisstore.New(ctx, s.Connection, m, s.MaskingKey, e.Network)
 	case privacyv1.EngineHTTP:
-		return httpstore.New(httpstore.ConfigFor(ds.Spec, s.Connection, s.Authorization, s.SigningKey), m)
+		cfg := httpstore.ConfigFor(ds.Spec, s.Connection, s.Authorization, s.SigningKey)
+		cfg.Network = e.Network
+		return httpstore.New(cfg, m)
 	default:
 		return nil, fmt.Errorf("%w: engine %q is not supported by this build", stores.ErrInvalid, ds.Spec.Engine)
 	}

@@ -162,7 +162,7 @@ func postgresFixture(t *testing.T, values []hostileValue) *engineFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := postgres.New(ctx, dsn, m, nil)
+	s, err := postgres.New(ctx, dsn, m, nil, testdb.Loopback)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func mysqlFixture(t *testing.T, values []hostileValue) *engineFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := mysqlstore.New(ctx, dsn, m, nil)
+	s, err := mysqlstore.New(ctx, dsn, m, nil, testdb.Loopback)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +377,7 @@ func redisFixture(t *testing.T, values []hostileValue) *engineFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := redisstore.New(ctx, r.URL, m, nil)
+	s, err := redisstore.New(ctx, r.URL, m, nil, testdb.Loopback)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -493,6 +493,7 @@ func httpFixture(t *testing.T, values []hostileValue) *engineFixture {
 	}
 	cfg := httpstore.ConfigFor(spec, srv.URL, "", nil)
 	cfg.MaxAttempts = 1
+	cfg.Network = testdb.Loopback
 	s, err := httpstore.New(cfg, m)
 	if err != nil {
 		t.Fatal(err)
@@ -548,7 +549,7 @@ func TestRedisIdentityHoldingTheKeySeparator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := redisstore.New(ctx, r.URL, m, nil)
+	s, err := redisstore.New(ctx, r.URL, m, nil, testdb.Loopback)
 	if err != nil {
 		t.Fatal(err)
 	}

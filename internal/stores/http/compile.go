@@ -65,6 +65,14 @@ var headerToken = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
 var reservedHeaders = []string{
 	"Authorization", "Idempotency-Key", "Content-Type", "Content-Length", "Host",
 	"Connection", "Transfer-Encoding", "Te", "Upgrade", "Trailer", "Keep-Alive", "Proxy-Authorization",
+	TimestampHeader,
+}
+
+// metadataHeaders are what cloud metadata services require of a caller (GCP,
+// Azure, AWS IMDSv2): a processor never needs them, and with them a request
+// that reached a metadata address would be answered.
+var metadataHeaders = []string{
+	"Metadata-Flavor", "Metadata", "X-aws-ec2-metadata-token", "X-aws-ec2-metadata-token-ttl-seconds", "X-Google-Metadata-Request",
 }
 
 // compile turns every collection's templates into operations, and reports every
@@ -202,7 +210,8 @@ func usesFields(op *operation) bool {
 	return found
 }
 
-// compileHeaders copies the static headers into h, refusing those Lethe sets.
+// compileHeaders copies the static headers into h, refusing those Lethe sets
+// and cloud metadata headers.
 func compileHeaders(in map[string]privacyv1.HTTPHeaderValue, h nethttp.Header, signatureHeader string) []string {
 	var msgs []string
 	reserved := append(slices.Clone(reservedHeaders), signatureHeader)
@@ -212,6 +221,8 @@ func compileHeaders(in map[string]privacyv1.HTTPHeaderValue, h nethttp.Header, s
 			msgs = append(msgs, fmt.Sprintf("header name %q is not an HTTP token", name))
 		case slices.ContainsFunc(reserved, func(r string) bool { return strings.EqualFold(r, name) }):
 			msgs = append(msgs, fmt.Sprintf("header %s is set by Lethe", name))
+		case slices.ContainsFunc(metadataHeaders, func(r string) bool { return strings.EqualFold(r, name) }):
+			msgs = append(msgs, fmt.Sprintf("header %s: cloud metadata headers are refused: a processor never needs them", name))
 		case strings.ContainsAny(string(value), "\r\n\x00"):
 			msgs = append(msgs, fmt.Sprintf("header %s must be one line", name))
 		default:

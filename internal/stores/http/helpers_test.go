@@ -14,6 +14,7 @@ import (
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/datamap"
+	"github.com/lethe-dev/lethe/internal/egress"
 	"github.com/lethe-dev/lethe/internal/stores"
 )
 
@@ -25,6 +26,9 @@ const (
 var (
 	testSigningKey = []byte("whsec_test")
 	testNow        = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	// loopback is the network of every test: the egress policy with loopback
+	// allowed, as in local development. No test dials beyond loopback.
+	loopback = stores.Network{Dial: egress.AllowLoopback().DialContext}
 )
 
 // received is one request as the processor saw it.
@@ -34,6 +38,9 @@ type received struct {
 	EscPath    string
 	Header     nethttp.Header
 	Body       []byte
+	// Verified is what Verify said of the request's signature, at the
+	// processor's clock (testNow unless set), with DefaultTolerance.
+	Verified error
 }
 
 // reply is one scripted answer; the last one repeats.
@@ -49,11 +56,12 @@ type processor struct {
 	mu      sync.Mutex
 	got     []received
 	replies []reply
+	now     time.Time // the receiver's clock for Verify
 }
 
 func newProcessor(t *testing.T, replies ...reply) *processor {
 	t.Helper()
-	p := &processor{replies: replies}
+	p := &processor{replies: replies, now: testNow}
 	p.Server = httptest.NewServer(nethttp.HandlerFunc(p.serve))
 	t.Cleanup(p.Close)
 	return p
@@ -63,7 +71,8 @@ func (p *processor) serve(w nethttp.ResponseWriter, r *nethttp.Request) {
 	body, _ := io.ReadAll(r.Body)
 	p.mu.Lock()
 	n := len(p.got)
-	p.got = append(p.got, received{Method: r.Method, RequestURI: r.RequestURI, EscPath: r.URL.EscapedPath(), Header: r.Header.Clone(), Body: body})
+	verified := Verify(testSigningKey, r, body, p.now, DefaultTolerance)
+	p.got = append(p.got, received{Method: r.Method, RequestURI: r.RequestURI, EscPath: r.URL.EscapedPath(), Header: r.Header.Clone(), Body: body, Verified: verified})
 	rep := reply{status: nethttp.StatusOK, body: `{"deleted":true}`}
 	if len(p.replies) > 0 {
 		rep = p.replies[min(n, len(p.replies)-1)]
@@ -74,6 +83,29 @@ func (p *processor) serve(w nethttp.ResponseWriter, r *nethttp.Request) {
 	}
 	w.WriteHeader(rep.status)
 	_, _ = io.WriteString(w, rep.body)
+}
+
+// newTLSServer serves p over https on loopback.
+func newTLSServer(t *testing.T, p *processor) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewTLSServer(nethttp.HandlerFunc(p.serve))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// newHandlerServer serves h on loopback.
+func newHandlerServer(t *testing.T, h nethttp.HandlerFunc) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// setNow moves the receiver's clock.
+func (p *processor) setNow(t time.Time) {
+	p.mu.Lock()
+	p.now = t
+	p.mu.Unlock()
 }
 
 func (p *processor) requests() []received {
@@ -145,6 +177,7 @@ func newStore(t *testing.T, baseURL string, sp privacyv1.DataStoreSpec, mod ...f
 		t.Fatalf("datamap: %v", err)
 	}
 	cfg := ConfigFor(sp, baseURL, testAuthorization, testSigningKey)
+	cfg.Network = loopback
 	sl := &sleeps{}
 	cfg.Sleep = sl.sleep
 	cfg.Now = func() time.Time { return testNow }

@@ -14,6 +14,24 @@
 // /v1/customers/{customerId}) and the status code; identities, rendered URLs
 // and bodies (request or response) never leave this package except as the
 // export returned to the caller.
+//
+// Every connection is dialled through Config.Network (the manager's egress
+// policy), never through an environment proxy, and redirects are never
+// followed. One call is bounded: Timeout per attempt, MaxAttempts, and
+// MaxCallDuration for all attempts and the waits between them.
+//
+// With a signing key every request carries, in the signature header,
+//
+//	t=<unix seconds>,v1=<hex HMAC-SHA256(key, canonical)>
+//
+// over the canonical string
+//
+//	<t>\n<METHOD>\n<request URI>\n<Idempotency-Key>\n<hex SHA-256 of the body>
+//
+// and the timestamp alone in X-Lethe-Timestamp (see Sign). A receiver checks
+// it with Verify, which refuses stale timestamps: a signature captured for one
+// call cannot be replayed later, nor on another subject's path.
+// docs/processors.md is the receiver's guide.
 package http
 
 import (
@@ -43,7 +61,8 @@ type Config struct {
 	// Authorization is sent as the Authorization header, if set, verbatim but
 	// for surrounding whitespace (a Secret's trailing newline).
 	Authorization string
-	// SigningKey, if set, signs every request body (see Sign) in SignatureHeader.
+	// SigningKey, if set, signs every request (see Sign) in SignatureHeader,
+	// with its timestamp in X-Lethe-Timestamp.
 	SigningKey      []byte
 	SignatureHeader string // default X-Lethe-Signature
 
@@ -51,15 +70,26 @@ type Config struct {
 	// (the data map does not carry engine-specific templates).
 	Collections map[string]privacyv1.HTTPCollection
 
+	// Network is how the processor is reached: every connection is dialled
+	// through Network.Dial (the manager's egress policy), and New refuses a
+	// Network without one. With Network.RequireTLS the base URL must be https.
+	Network stores.Network
+
 	// Client sends the requests; redirects are never followed (a 3xx is an
 	// error), so credentials and identities cannot be sent elsewhere. Default: a
-	// client with a clone of http.DefaultTransport.
+	// client with a clone of http.DefaultTransport, TLS 1.2 or later and a
+	// 10s TLS handshake timeout. Whatever the client, an *http.Transport is
+	// cloned to dial only through Network.Dial, with no proxy.
 	Client        *nethttp.Client
 	Timeout       time.Duration // per attempt; default 10s
 	MaxAttempts   int           // default 4
 	BaseBackoff   time.Duration // delay before the 2nd attempt, doubled after; default 500ms
 	MaxBackoff    time.Duration // default 30s
 	MaxRetryAfter time.Duration // a longer wait ends the call with ErrUnavailable; default 60s
+	// MaxCallDuration bounds one call: all its attempts and the waits between
+	// them. When it runs out, or a wait would outlast it, the call ends with
+	// ErrUnavailable and is retried on a later reconcile. Default 2m.
+	MaxCallDuration time.Duration
 
 	// Now and Sleep are injectable for tests. Sleep returns early with ctx's error.
 	Now   func() time.Time
@@ -95,13 +125,11 @@ func (cfg *Config) setDefaults() {
 	if cfg.SignatureHeader == "" {
 		cfg.SignatureHeader = privacyv1.DefaultSignatureHeader
 	}
-	if cfg.Client == nil {
-		cfg.Client = &nethttp.Client{Transport: nethttp.DefaultTransport.(*nethttp.Transport).Clone()}
-	}
 	defaultDuration(&cfg.Timeout, 10*time.Second)
 	defaultDuration(&cfg.BaseBackoff, 500*time.Millisecond)
 	defaultDuration(&cfg.MaxBackoff, 30*time.Second)
 	defaultDuration(&cfg.MaxRetryAfter, 60*time.Second)
+	defaultDuration(&cfg.MaxCallDuration, DefaultMaxCallDuration)
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 4
 	}
@@ -112,6 +140,9 @@ func (cfg *Config) setDefaults() {
 		cfg.Sleep = defaultSleep
 	}
 }
+
+// DefaultMaxCallDuration is MaxCallDuration's default.
+const DefaultMaxCallDuration = 2 * time.Minute
 
 func defaultDuration(d *time.Duration, def time.Duration) {
 	if *d <= 0 {
@@ -136,19 +167,23 @@ var _ stores.Store = (*Store)(nil)
 // Template problems do not fail New: Check reports them all, and Plan, Apply
 // and Export refuse to act while there are any.
 func New(cfg Config, m *datamap.Map) (*Store, error) {
+	if err := cfg.Network.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", stores.ErrInvalid, err)
+	}
 	cfg.setDefaults()
 	base, err := parseBaseURL(cfg.BaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", stores.ErrInvalid, err)
+	}
+	if cfg.Network.RequireTLS && base.Scheme != "https" {
+		return nil, fmt.Errorf("%w: the operator requires TLS: the processor's base URL must be https", stores.ErrConnectionSettings)
 	}
 	// Secrets written with echo or --from-file often end with a newline.
 	cfg.Authorization = strings.TrimSpace(cfg.Authorization)
 	if strings.ContainsFunc(cfg.Authorization, isControl) {
 		return nil, fmt.Errorf("%w: the authorization value holds control characters", stores.ErrInvalid)
 	}
-	client := *cfg.Client // a copy, so the caller's client keeps its redirect policy
-	client.CheckRedirect = func(*nethttp.Request, []*nethttp.Request) error { return nethttp.ErrUseLastResponse }
-	s := &Store{cfg: cfg, base: base, client: &client, m: m}
+	s := &Store{cfg: cfg, base: base, client: egressClient(cfg.Client, cfg.Network), m: m}
 	s.colls, s.problems = compile(m, cfg.Collections, cfg.SignatureHeader)
 	if base.Scheme == "http" && !isLoopback(base.Hostname()) {
 		s.warnings = append(s.warnings, "the processor's base URL is plain http: identities and credentials travel unencrypted")

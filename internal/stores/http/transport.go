@@ -3,7 +3,6 @@ package http
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -46,21 +45,39 @@ type response struct {
 
 // send makes the call, retrying 408, 409, 425, 429, 5xx (except 501 and 505)
 // and network errors with exponential backoff or the server's Retry-After, up
-// to MaxAttempts. The same bytes and Idempotency-Key go out on every attempt,
-// so the processor can deduplicate. Running out of attempts is ErrUnavailable.
+// to MaxAttempts and within MaxCallDuration (all attempts and the waits between
+// them). The same bytes and Idempotency-Key go out on every attempt, so the
+// processor can deduplicate; each attempt is signed afresh (new timestamp).
+// Running out of attempts or time is ErrUnavailable; an address the egress
+// policy refuses is ErrInvalid at once, never retried.
 func (s *Store) send(ctx context.Context, c call) (response, error) {
+	callCtx, cancel := context.WithTimeout(ctx, s.cfg.MaxCallDuration)
+	defer cancel()
+	// stopped classifies a call cut short by its context: the caller's
+	// cancellation, or the call's own time budget.
+	stopped := func(err error) error {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %s: %w", stores.ErrUnavailable, c.op, ctx.Err())
+		}
+		return fmt.Errorf("%w: %s: %s (%w)", stores.ErrUnavailable, c.op, s.budgetMessage(), err)
+	}
 	var last string
 	for attempt := 1; ; attempt++ {
-		resp, retryAfter, err := s.attempt(ctx, c)
-		if ctx.Err() != nil {
-			return response{}, fmt.Errorf("%w: %s: %w", stores.ErrUnavailable, c.op, ctx.Err())
+		resp, retryAfter, err := s.attempt(callCtx, c)
+		if refused := stores.EgressRefusal(err); refused != nil {
+			// Names the address class only; no retry reaches a refused address.
+			return response{}, refused
 		}
-		switch {
-		case err != nil:
-			last = describeNetError(err)
-		case !retryableStatus(resp.status):
+		if err == nil && !retryableStatus(resp.status) {
+			// A complete answer stands even if the deadline passed just after it.
 			return resp, nil
-		default:
+		}
+		if callCtx.Err() != nil {
+			return response{}, stopped(callCtx.Err())
+		}
+		if err != nil {
+			last = describeNetError(err)
+		} else {
 			last = fmt.Sprintf("status %d", resp.status)
 		}
 		if attempt >= s.cfg.MaxAttempts {
@@ -74,10 +91,20 @@ func (s *Store) send(ctx context.Context, c call) (response, error) {
 			// Do not hold a worker that long: the request is retried on a later reconcile.
 			return response{}, fmt.Errorf("%w: %s: %s, processor asked to retry after %s", stores.ErrUnavailable, c.op, last, wait.Round(time.Second))
 		}
-		if err := s.cfg.Sleep(ctx, wait); err != nil {
-			return response{}, fmt.Errorf("%w: %s: %w", stores.ErrUnavailable, c.op, err)
+		if deadline, ok := callCtx.Deadline(); ok && wait >= time.Until(deadline) {
+			// Sleeping would only run into the deadline: end now, retry on a later reconcile.
+			return response{}, fmt.Errorf("%w: %s: %d attempts, last: %s; %s before the next attempt (in %s)",
+				stores.ErrUnavailable, c.op, attempt, last, s.budgetMessage(), wait.Round(time.Millisecond))
+		}
+		if err := s.cfg.Sleep(callCtx, wait); err != nil {
+			return response{}, stopped(err)
 		}
 	}
+}
+
+// budgetMessage says the call ran out of its MaxCallDuration.
+func (s *Store) budgetMessage() string {
+	return fmt.Sprintf("the call's total time limit of %s was reached", s.cfg.MaxCallDuration)
 }
 
 // attempt sends the call once, under the per-attempt timeout. retryAfter is
@@ -131,17 +158,13 @@ func (s *Store) newRequest(ctx context.Context, c call) (*nethttp.Request, error
 		req.Header.Set("Authorization", s.cfg.Authorization)
 	}
 	if len(s.cfg.SigningKey) > 0 {
-		req.Header.Set(s.cfg.SignatureHeader, Sign(s.cfg.SigningKey, c.body))
+		// Signed per attempt: the timestamp is the attempt's, the request URI
+		// exactly what goes on the request line.
+		t := s.cfg.Now()
+		req.Header.Set(s.cfg.SignatureHeader, Sign(s.cfg.SigningKey, t, req.Method, req.URL.RequestURI(), c.idemKey, c.body))
+		req.Header.Set(TimestampHeader, strconv.FormatInt(t.Unix(), 10))
 	}
 	return req, nil
-}
-
-// Sign is the signature header value of a body: sha256=<hex HMAC-SHA256>.
-// A request without a body is signed as the empty string.
-func Sign(key, body []byte) string {
-	mac := hmac.New(sha256.New, key)
-	mac.Write(body)
-	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
 }
 
 // IdempotencyKey derives the Idempotency-Key of one request to one collection:

@@ -205,20 +205,20 @@ func TestMySQLNewClassifiesConnectionErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := New(ctx, "root:s3cret@tcp(127.0.0.1:3306/x", m, nil); !errors.Is(err, stores.ErrInvalid) || strings.Contains(err.Error(), "s3cret") {
+	if _, err := New(ctx, "root:s3cret@tcp(127.0.0.1:3306/x", m, nil, testdb.Loopback); !errors.Is(err, stores.ErrInvalid) || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("New(bad DSN) error = %v, want ErrInvalid without the password", err)
 	}
-	if _, err := New(ctx, "root:s3cret@tcp(127.0.0.1:1)/x?timeout=2s", m, nil); !errors.Is(err, stores.ErrUnavailable) || strings.Contains(err.Error(), "s3cret") {
+	if _, err := New(ctx, "root:s3cret@tcp(127.0.0.1:1)/x?timeout=2s", m, nil, testdb.Loopback); !errors.Is(err, stores.ErrUnavailable) || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("New(closed port) error = %v, want ErrUnavailable without the password", err)
 	}
-	if _, err := New(ctx, "root:wrong-password@tcp(127.0.0.1:3306)/x", m, nil); !errors.Is(err, stores.ErrUnavailable) || strings.Contains(err.Error(), "wrong-password") {
+	if _, err := New(ctx, "root:wrong-password@tcp(127.0.0.1:3306)/x", m, nil, testdb.Loopback); !errors.Is(err, stores.ErrUnavailable) || strings.Contains(err.Error(), "wrong-password") {
 		t.Errorf("New(wrong password) error = %v, want ErrUnavailable without the password", err)
 	}
-	if _, err := New(ctx, "root@tcp(127.0.0.1:3306)/lethe_no_such_database", m, nil); !errors.Is(err, stores.ErrUnavailable) || !strings.Contains(err.Error(), "MySQL error 1049") {
+	if _, err := New(ctx, "root@tcp(127.0.0.1:3306)/lethe_no_such_database", m, nil, testdb.Loopback); !errors.Is(err, stores.ErrUnavailable) || !strings.Contains(err.Error(), "MySQL error 1049") {
 		t.Errorf("New(unknown database) error = %v, want ErrUnavailable (MySQL error 1049)", err)
 	}
 	dsn := testdb.NewMySQL(t)
-	s, err := New(ctx, dsn, m, nil)
+	s, err := New(ctx, dsn, m, nil, testdb.Loopback)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestMySQLNewClassifiesConnectionErrors(t *testing.T) {
 	}
 	cfg, _ := gomysql.ParseDSN(dsn)
 	cfg.DBName = ""
-	noDatabase, err := New(ctx, cfg.FormatDSN(), m, nil)
+	noDatabase, err := New(ctx, cfg.FormatDSN(), m, nil, testdb.Loopback)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func TestMySQLIdentifiersAreValidatedAndQuoted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = New(context.Background(), testdb.DefaultMySQLDSN, m, nil)
+	_, err = New(context.Background(), testdb.DefaultMySQLDSN, m, nil, testdb.Loopback)
 	if !errors.Is(err, stores.ErrInvalid) || !strings.Contains(err.Error(), `collection "invoice_lines"`) || !strings.Contains(err.Error(), `collection "accounts"`) {
 		t.Errorf("New() error = %v, want ErrInvalid naming both collections", err)
 	}
@@ -264,7 +264,7 @@ func TestMySQLIdentifiersAreValidatedAndQuoted(t *testing.T) {
 func TestMySQLTransactionsSetTheirTimeouts(t *testing.T) {
 	f := newFixture(t, privacyv1.ErasureDelete)
 	m, _ := datamap.Build(fixtureSpec(f.name, privacyv1.ErasureDelete))
-	s, err := New(context.Background(), f.dsn, m, nil, WithTimeouts(1500*time.Millisecond, 7*time.Second))
+	s, err := New(context.Background(), f.dsn, m, nil, testdb.Loopback, WithTimeouts(1500*time.Millisecond, 7*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

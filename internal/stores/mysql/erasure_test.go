@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lethe-dev/lethe/internal/testdb"
+
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/masking"
@@ -232,7 +234,7 @@ func TestMySQLLockedRowsTimeOutAndChangeNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(context.Background(), f.dsn, m, testKey, WithTimeouts(time.Second, 10*time.Second))
+	s, err := New(context.Background(), f.dsn, m, testKey, testdb.Loopback, WithTimeouts(time.Second, 10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -253,7 +253,7 @@ func newStore(t *testing.T, dsn string, spec privacyv1.DataStoreSpec, key []byte
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(context.Background(), dsn, m, key, WithTimeouts(2*time.Second, 10*time.Second))
+	s, err := New(context.Background(), dsn, m, key, testdb.Loopback, WithTimeouts(2*time.Second, 10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

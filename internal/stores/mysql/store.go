@@ -47,11 +47,6 @@ const (
 const (
 	// maxConns is small: requests run one transaction at a time per store.
 	maxConns = 4
-	// dialTimeout bounds connecting when the DSN does not say.
-	dialTimeout = 10 * time.Second
-	// sqlMode makes every session strict whatever the server's default, so a
-	// value that does not fit its column is refused rather than truncated.
-	sqlMode = "'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,ERROR_FOR_DIVISION_BY_ZERO'"
 )
 
 // Store is one MySQL or MariaDB database and its data map.
@@ -86,17 +81,18 @@ func WithSchemaTTL(ttl time.Duration) Option {
 }
 
 // New connects to the database of dsn, a go-sql-driver DSN
-// (user:password@tcp(host:3306)/database). Sessions are set to utf8mb4, UTC
-// and a strict sql_mode whatever the DSN says. maskingKey keys the hash and
+// (user:password@tcp(host:3306)/database), through network's dialer only. The
+// DSN may set only the parameters of allowedParameters; sessions are set to
+// utf8mb4, UTC and a strict sql_mode whatever it says. maskingKey keys the hash and
 // uniqueEmail strategies; it may be empty when the map uses neither.
-func New(ctx context.Context, dsn string, m *datamap.Map, maskingKey []byte, opts ...Option) (*Store, error) {
+func New(ctx context.Context, dsn string, m *datamap.Map, maskingKey []byte, network stores.Network, opts ...Option) (*Store, error) {
 	if m == nil {
 		return nil, fmt.Errorf("%w: no data map", stores.ErrInvalid)
 	}
 	if err := validateIdentifiers(m); err != nil {
 		return nil, err
 	}
-	cfg, err := connConfig(dsn)
+	cfg, err := connConfig(dsn, network)
 	if err != nil {
 		return nil, err
 	}
@@ -126,36 +122,14 @@ func New(ctx context.Context, dsn string, m *datamap.Map, maskingKey []byte, opt
 // (access denied, unknown database) is fixed by a change to the Secret or the
 // server, not to the data map, so it is unavailable: retried, never stalled.
 func connectError(err error) error {
+	if refused := stores.EgressRefusal(err); refused != nil {
+		return refused
+	}
 	var myErr *gomysql.MySQLError
 	if errors.As(err, &myErr) {
 		return fmt.Errorf("%w: connecting to MySQL: %s", stores.ErrUnavailable, describe(myErr))
 	}
 	return dbError("connecting to MySQL", err)
-}
-
-// connConfig parses dsn and pins the session settings the engine relies on.
-func connConfig(dsn string) (*gomysql.Config, error) {
-	cfg, err := gomysql.ParseDSN(strings.TrimSpace(dsn))
-	if err != nil {
-		// The parser's error may quote the DSN, password included.
-		return nil, fmt.Errorf("%w: the MySQL DSN cannot be parsed (want user:password@tcp(host:3306)/database)", stores.ErrInvalid)
-	}
-	if err := cfg.Apply(gomysql.Charset("utf8mb4", "")); err != nil {
-		return nil, fmt.Errorf("%w: setting the connection charset: %v", stores.ErrInvalid, err)
-	}
-	if cfg.Params == nil {
-		cfg.Params = map[string]string{}
-	}
-	cfg.Params["time_zone"] = "'+00:00'" // masking generalizes TIMESTAMPs in UTC
-	cfg.Params["sql_mode"] = sqlMode
-	cfg.ParseTime, cfg.Loc = true, time.UTC
-	// Values travel as parameters of server-side prepared statements; one
-	// statement per call; affected rows count the rows actually changed.
-	cfg.InterpolateParams, cfg.MultiStatements, cfg.ClientFoundRows = false, false, false
-	if cfg.Timeout == 0 {
-		cfg.Timeout = dialTimeout
-	}
-	return cfg, nil
 }
 
 // Close closes the connections.

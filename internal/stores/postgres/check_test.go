@@ -155,14 +155,14 @@ func TestRequestsRefusedBeforeAnyQuery(t *testing.T) {
 
 func TestNewClassifiesConnectionErrors(t *testing.T) {
 	m := fixtureMap(t)
-	if _, err := New(context.Background(), "postgres://user:secret@%zz", m, nil); !errors.Is(err, stores.ErrInvalid) || strings.Contains(err.Error(), "secret") {
+	if _, err := New(context.Background(), "postgres://user:secret@%zz", m, nil, testdb.Loopback); !errors.Is(err, stores.ErrInvalid) || strings.Contains(err.Error(), "secret") {
 		t.Errorf("New(bad DSN) error = %v, want ErrInvalid without the password", err)
 	}
-	if _, err := New(context.Background(), "postgres://postgres@127.0.0.1:1/x?sslmode=disable&connect_timeout=2", m, nil); !errors.Is(err, stores.ErrUnavailable) {
+	if _, err := New(context.Background(), "postgres://postgres@127.0.0.1:1/x?sslmode=disable&connect_timeout=2", m, nil, testdb.Loopback); !errors.Is(err, stores.ErrUnavailable) {
 		t.Errorf("New(closed port) error = %v, want ErrUnavailable", err)
 	}
 	dsn := testdb.NewPostgres(t)
-	s, err := New(context.Background(), dsn, m, nil)
+	s, err := New(context.Background(), dsn, m, nil, testdb.Loopback)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,16 +60,16 @@ func WithSchemaTTL(ttl time.Duration) Option {
 	return func(s *Store) { s.schema.TTL = ttl }
 }
 
-// New connects to the database of dsn. maskingKey keys the hash and
+// New connects to the database of dsn through network's dialer only; dsn may
+// set only the parameters of allowedParameters. maskingKey keys the hash and
 // uniqueEmail strategies; it may be empty when the map uses neither.
-func New(ctx context.Context, dsn string, m *datamap.Map, maskingKey []byte, opts ...Option) (*Store, error) {
+func New(ctx context.Context, dsn string, m *datamap.Map, maskingKey []byte, network stores.Network, opts ...Option) (*Store, error) {
 	if m == nil {
 		return nil, fmt.Errorf("%w: no data map", stores.ErrInvalid)
 	}
-	cfg, err := pgxpool.ParseConfig(dsn)
+	cfg, err := poolConfig(dsn, network)
 	if err != nil {
-		// The parser's error quotes the connection string, password included.
-		return nil, fmt.Errorf("%w: the PostgreSQL connection string cannot be parsed", stores.ErrInvalid)
+		return nil, err
 	}
 	cfg.MaxConns = maxConns
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -78,6 +78,9 @@ func New(ctx context.Context, dsn string, m *datamap.Map, maskingKey []byte, opt
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
+		if refused := stores.EgressRefusal(err); refused != nil {
+			return nil, refused
+		}
 		return nil, fmt.Errorf("%w: connecting to PostgreSQL: %v", stores.ErrUnavailable, err)
 	}
 	s := &Store{pool: pool, m: m, key: maskingKey, lockTimeout: DefaultLockTimeout, statementTimeout: DefaultStatementTimeout}

@@ -61,14 +61,13 @@ type Store struct {
 var _ stores.Store = (*Store)(nil)
 
 // New connects to the Redis URL (redis:// or rediss://, with the database
-// number as its path) and parses the key patterns of m. Pattern problems do
+// number as its path) through network's dialer only and parses the key patterns of m. Pattern problems do
 // not fail New: Check reports them, and Plan, Apply and Export refuse to act
 // while there are any. maskingKey is the key of the hash and uniqueEmail strategies.
-func New(ctx context.Context, url string, m *datamap.Map, maskingKey []byte) (*Store, error) {
-	opts, err := goredis.ParseURL(url)
+func New(ctx context.Context, url string, m *datamap.Map, maskingKey []byte, network stores.Network) (*Store, error) {
+	opts, err := clientOptions(url, network)
 	if err != nil {
-		// The URL may hold a password: it is never quoted.
-		return nil, fmt.Errorf("%w: the redis URL does not parse", stores.ErrInvalid)
+		return nil, err
 	}
 	s := &Store{rdb: goredis.NewClient(opts), m: m, maskingKey: maskingKey}
 	s.colls, s.problems, s.warnings = compile(m, maskingKey)
@@ -227,6 +226,9 @@ func (s *Store) Export(ctx context.Context, req stores.Request) (stores.Export, 
 func classify(op string, err error) error {
 	var netErr net.Error
 	var srvErr goredis.Error
+	if refused := stores.EgressRefusal(err); refused != nil {
+		return refused
+	}
 	switch {
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%w: redis %s: %w", stores.ErrUnavailable, op, err)

@@ -62,7 +62,7 @@ func newStore(t *testing.T, db *testdb.Redis, collections ...privacyv1.Collectio
 	if err != nil {
 		t.Fatalf("datamap: %v", err)
 	}
-	s, err := New(context.Background(), db.URL, m, testMaskingKey)
+	s, err := New(context.Background(), db.URL, m, testMaskingKey, testdb.Loopback)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -444,7 +444,7 @@ func TestCheckReportsPatternProblems(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(context.Background(), db.URL, m, nil)
+	s, err := New(context.Background(), db.URL, m, nil, testdb.Loopback)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -487,7 +487,7 @@ func TestConnectionErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = New(context.Background(), "http://user:s3cret@host", m, nil)
+	_, err = New(context.Background(), "http://user:s3cret@host", m, nil, testdb.Loopback)
 	if !errors.Is(err, stores.ErrInvalid) || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("bad URL: %v, want ErrInvalid without the password", err)
 	}
@@ -499,7 +499,7 @@ func TestConnectionErrors(t *testing.T) {
 	l.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err = New(ctx, "redis://:s3cret@"+addr+"/0?max_retries=-1", m, nil)
+	_, err = New(ctx, "redis://:s3cret@"+addr+"/0", m, nil, testdb.Loopback)
 	if !errors.Is(err, stores.ErrUnavailable) || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("unreachable server: %v, want ErrUnavailable without the password", err)
 	}
