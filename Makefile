@@ -65,8 +65,8 @@ build: ## Build the manager binary into bin/manager.
 	go build -o $(LOCALBIN)/manager .
 
 .PHONY: run
-run: ## Run the manager against the current kubeconfig.
-	go run . --leader-elect=false
+run: ## Run the manager against the current kubeconfig (databases on loopback allowed, as on a dev machine).
+	go run . --leader-elect=false --egress-allow=127.0.0.0/8,::1
 
 .PHONY: docker-build
 docker-build: ## Build the manager image (needs a Docker engine).

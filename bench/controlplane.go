@@ -427,6 +427,10 @@ func startManager(ctx context.Context, cfg Config, env *testenv.Env, kubeconfig,
 		}
 		m.args = append(m.args, fmt.Sprintf("--max-concurrent-reconciles=%d", cfg.Workers))
 	}
+	if managerHasFlag(cfg.ManagerBinary, "egress-allow") {
+		// The benchmark's databases listen on loopback, which the default egress policy refuses.
+		m.args = append(m.args, "--egress-allow=127.0.0.0/8")
+	}
 	m.args = append(m.args, cfg.ManagerArgs...)
 	m.cmd = exec.Command(cfg.ManagerBinary, m.args...)
 	m.cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)

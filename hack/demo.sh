@@ -121,6 +121,7 @@ start_manager() {
   # Own session, so it outlives make and this shell, like the control plane.
   KUBECONFIG="$KUBECONFIG_FILE" setsid "$MANAGER" \
     --leader-elect=false \
+    --egress-allow=127.0.0.0/8 \
     --operator-namespace="$OPERATOR_NS" \
     --metrics-bind-address="127.0.0.1:$metrics" \
     --health-probe-bind-address="127.0.0.1:$probe" \

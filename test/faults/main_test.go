@@ -163,7 +163,7 @@ func newManager(t *testing.T, name string, extra ...string) *manager {
 	// V(10) would include client-go's body dumps: the manager must cap it (internal/logging).
 	level := "10"
 	m := &manager{t: t, name: name, logDir: t.TempDir(), args: append([]string{
-		"--metrics-bind-address=0", "--health-probe-bind-address=0",
+		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--egress-allow=127.0.0.0/8",
 		"--operator-namespace=" + operatorNamespace, "--zap-log-level=" + level,
 	}, extra...)}
 	t.Cleanup(func() {
