@@ -130,7 +130,7 @@ func driftMessage(problems []stores.SchemaProblem) string {
 // retried every storeRetryInterval.
 func (r *DataStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Now == nil {
-		r.Now = time.Now
+		return errNoClock
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&privacyv1.DataStore{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).

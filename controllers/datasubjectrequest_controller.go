@@ -367,7 +367,7 @@ func findStoreOutcome(dsr *privacyv1.DataSubjectRequest, store string) *privacyv
 // not) wakes the unfinished requests that may use it; its periodic check does not.
 func (r *DataSubjectRequestReconciler) SetupWithManager(mgr manager.Manager) error {
 	if r.Now == nil {
-		r.Now = time.Now
+		return errNoClock
 	}
 	return builder.ControllerManagedBy(mgr).
 		// Status writes must not retrigger a reconcile: retries are paced by RequeueAfter.

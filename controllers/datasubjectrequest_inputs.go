@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -161,7 +160,7 @@ func (r *DataSubjectRequestReconciler) storeRequest(ctx context.Context, dsr *pr
 	if req.Exemptions, err = r.exemptions(ctx, ds); err != nil {
 		return req, err
 	}
-	if req.Holds, err = r.holds(ctx, ds, subject); err != nil {
+	if req.Holds, err = (holdResolver{r.APIReader}).forRequest(ctx, ds.Namespace, ds.Name, subject, r.Now()); err != nil {
 		return req, err
 	}
 	return req, nil
@@ -210,53 +209,4 @@ func (r *DataSubjectRequestReconciler) exemptions(ctx context.Context, ds *priva
 		}
 	}
 	return out, nil
-}
-
-// holds lists the active LegalHolds of the namespace that cover this store and,
-// for holds on a subject, this request's subject (any shared identity).
-func (r *DataSubjectRequestReconciler) holds(ctx context.Context, ds *privacyv1.DataStore, subject map[string]string) ([]stores.Hold, error) {
-	// Uncached: a hold created a moment before the erasure must count.
-	list := &privacyv1.LegalHoldList{}
-	if err := r.APIReader.List(ctx, list, client.InNamespace(ds.Namespace)); err != nil {
-		return nil, err
-	}
-	var out []stores.Hold
-	for _, h := range list.Items {
-		if !HoldActive(&h, r.Now()) {
-			continue
-		}
-		if h.Spec.Subject != nil {
-			held, err := resolveIdentities(ctx, r.APIReader, h.Namespace, *h.Spec.Subject)
-			if err != nil {
-				return nil, fmt.Errorf("LegalHold %q: %w", h.Name, err)
-			}
-			if !sharesIdentity(held, subject) {
-				continue
-			}
-		}
-		if len(h.Spec.Collections) == 0 {
-			out = append(out, stores.Hold{Reason: h.Spec.Reason, Name: h.Name})
-			continue
-		}
-		for _, hc := range h.Spec.Collections {
-			if string(hc.Store) == ds.Name {
-				out = append(out, stores.Hold{Collection: string(hc.Collection), Reason: h.Spec.Reason, Name: h.Name})
-			}
-		}
-	}
-	return out, nil
-}
-
-// HoldActive reports whether a LegalHold is in force at now.
-func HoldActive(h *privacyv1.LegalHold, now time.Time) bool {
-	return h.DeletionTimestamp == nil && (h.Spec.ExpiresAt == nil || now.Before(h.Spec.ExpiresAt.Time))
-}
-
-func sharesIdentity(a, b map[string]string) bool {
-	for k, v := range a {
-		if b[k] == v {
-			return true
-		}
-	}
-	return false
 }

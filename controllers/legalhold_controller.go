@@ -52,7 +52,7 @@ type LegalHoldReconciler struct {
 // wait on a hold update the holds of their namespace.
 func (r *LegalHoldReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Now == nil {
-		r.Now = time.Now
+		return errNoClock
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&privacyv1.LegalHold{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
@@ -120,10 +120,7 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 }
 
 func (r *LegalHoldReconciler) observe(ctx context.Context, h *privacyv1.LegalHold) (reconcile.Result, error) {
-	now := time.Now()
-	if r.Now != nil {
-		now = r.Now()
-	}
+	now := r.Now()
 	conds, gen := &h.Status.Conditions, h.Generation
 	h.Status.Active = HoldActive(h, now)
 
@@ -208,7 +205,7 @@ func (r *LegalHoldReconciler) blockedRequests(ctx context.Context, h *privacyv1.
 		}
 		if held != nil {
 			subject, err := resolveIdentities(ctx, r.APIReader, dsr.Namespace, dsr.Spec.Subject)
-			if err != nil || !sharesIdentity(held, subject) {
+			if err != nil || !(activeHold{LegalHold: h, subject: held}).holdsSubjectOf(subject) {
 				continue // a request whose subject cannot be read is not applied either
 			}
 		}

@@ -4,6 +4,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -19,9 +20,15 @@ type Options struct {
 	OtherDeadline   time.Duration
 	// RetryBase is the first retry wait for unavailable stores (default 5s).
 	RetryBase time.Duration
-	// Now is the clock; tests move it instead of sleeping. Default time.Now.
+	// Now is the one clock of every controller; tests move it instead of
+	// sleeping. SetupAll defaults it to time.Now.
 	Now func() time.Time
 }
+
+// errNoClock refuses a reconciler built without its clock: every controller
+// reads time from Options.Now, so tests can move it, and none falls back to
+// the wall clock on its own.
+var errNoClock = errors.New("controllers: the reconciler has no clock (Now); SetupAll sets it from Options.Now")
 
 // SetupAll registers every controller with the manager.
 func SetupAll(mgr ctrl.Manager, o Options) error {

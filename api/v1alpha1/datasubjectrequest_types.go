@@ -92,7 +92,6 @@ type StorePhase string
 
 const (
 	StorePending     StorePhase = "Pending"
-	StorePlanned     StorePhase = "Planned"
 	StoreCompleted   StorePhase = "Completed"
 	StoreFailed      StorePhase = "Failed"
 	StoreOnLegalHold StorePhase = "OnLegalHold"

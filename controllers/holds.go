@@ -1,0 +1,155 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/stores"
+)
+
+// holdResolver is the one place that decides which LegalHolds apply, for the
+// three controllers that need to know: requests (which holds an engine must
+// respect), sweeps (which rows of a collection to skip) and the LegalHold
+// controller (which waiting requests a hold blocks). Holds are read uncached:
+// a hold created a moment before an erasure or a sweep must hold already.
+type holdResolver struct {
+	reader client.Reader
+}
+
+// activeHold is a LegalHold in force, with its subject's identities read.
+type activeHold struct {
+	*privacyv1.LegalHold
+	// subject is nil for a hold on collections, whoever's rows they hold.
+	subject map[string]string
+}
+
+// HoldActive reports whether a LegalHold is in force at now.
+func HoldActive(h *privacyv1.LegalHold, now time.Time) bool {
+	return h.DeletionTimestamp == nil && (h.Spec.ExpiresAt == nil || now.Before(h.Spec.ExpiresAt.Time))
+}
+
+// active lists the holds of namespace in force at now, by name. A hold whose
+// subject cannot be read is an error naming the hold: whatever would act on
+// held data waits rather than act without knowing whom the hold protects.
+func (hr holdResolver) active(ctx context.Context, namespace string, now time.Time) ([]activeHold, error) {
+	list := &privacyv1.LegalHoldList{}
+	if err := hr.reader.List(ctx, list, client.InNamespace(namespace)); err != nil {
+		return nil, err
+	}
+	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
+	var out []activeHold
+	for i := range list.Items {
+		h := &list.Items[i]
+		if !HoldActive(h, now) {
+			continue
+		}
+		a := activeHold{LegalHold: h}
+		if h.Spec.Subject != nil {
+			ids, err := resolveIdentities(ctx, hr.reader, namespace, *h.Spec.Subject)
+			if err != nil {
+				return nil, fmt.Errorf("LegalHold %q: %w", h.Name, err)
+			}
+			a.subject = ids
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// covers reports whether the hold applies to collection of store ("" for
+// any collection of the store).
+func (a activeHold) covers(store, collection string) bool {
+	if len(a.Spec.Collections) == 0 {
+		return true
+	}
+	for _, hc := range a.Spec.Collections {
+		if string(hc.Store) == store && (hc.Collection == "" || collection == "" || string(hc.Collection) == collection) {
+			return true
+		}
+	}
+	return false
+}
+
+// holdsSubjectOf reports whether a hold applies to a request's subject: a
+// hold on collections holds everyone's rows; a hold on a subject, the rows of
+// a subject sharing an identity with it.
+func (a activeHold) holdsSubjectOf(subject map[string]string) bool {
+	if a.subject == nil {
+		return true
+	}
+	for k, v := range a.subject {
+		if subject[k] == v {
+			return true
+		}
+	}
+	return false
+}
+
+// storeHolds is the hold as the engine of store sees it: the whole store, or
+// the collections of it the hold names.
+func (a activeHold) storeHolds(store string) []stores.Hold {
+	if len(a.Spec.Collections) == 0 {
+		return []stores.Hold{{Reason: a.Spec.Reason, Name: a.Name}}
+	}
+	var out []stores.Hold
+	for _, hc := range a.Spec.Collections {
+		if string(hc.Store) == store {
+			out = append(out, stores.Hold{Collection: string(hc.Collection), Reason: a.Spec.Reason, Name: a.Name})
+		}
+	}
+	return out
+}
+
+// forRequest lists the holds an engine must respect for a request's subject in store.
+func (hr holdResolver) forRequest(ctx context.Context, namespace, store string, subject map[string]string, now time.Time) ([]stores.Hold, error) {
+	active, err := hr.active(ctx, namespace, now)
+	if err != nil {
+		return nil, err
+	}
+	var out []stores.Hold
+	for _, a := range active {
+		if a.holdsSubjectOf(subject) {
+			out = append(out, a.storeHolds(store)...)
+		}
+	}
+	return out, nil
+}
+
+// heldRows are the legal holds on one collection of one store.
+type heldRows struct {
+	whole []string // holds on every row of the collection
+	keys  []string // keys of held subjects' rows
+	names []string // holds on subjects
+}
+
+// forSweep finds the holds on a collection: a hold without subject holds the
+// whole collection; a hold with a subject holds that subject's rows, resolved
+// by the store as erasure would find them.
+func (hr holdResolver) forSweep(ctx context.Context, namespace, store, collection string, sweeper stores.Sweeper, now time.Time) (heldRows, error) {
+	var out heldRows
+	active, err := hr.active(ctx, namespace, now)
+	if err != nil {
+		return out, err
+	}
+	for _, a := range active {
+		if !a.covers(store, collection) {
+			continue
+		}
+		if a.subject == nil {
+			out.whole = append(out.whole, fmt.Sprintf("legal hold %s: %s", a.Name, a.Spec.Reason))
+			continue
+		}
+		keys, err := sweeper.SubjectKeys(ctx, a.subject, collection)
+		if err != nil {
+			return out, fmt.Errorf("LegalHold %q: %w", a.Name, err)
+		}
+		out.keys = append(out.keys, keys...)
+		out.names = append(out.names, a.Name)
+	}
+	return out, nil
+}
