@@ -1,7 +1,10 @@
 package redis
 
 import (
+	"context"
+	"crypto/tls"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 
@@ -58,9 +61,37 @@ func clientOptions(rawURL string, network stores.Network) (*goredis.Options, err
 	if opts.DialTimeout == 0 {
 		opts.DialTimeout = network.Timeout()
 	}
-	opts.Dialer = network.Dial
+	opts.Dialer = tlsDialer(network, opts.TLSConfig)
+	// A refused address stays refused: one attempt per connection, not five.
+	opts.DialerRetries = 1
 	// Maintenance notifications let the server push a new endpoint for the
 	// client to move to: the server would choose where the manager connects.
 	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	return opts, nil
 }
+
+// tlsDialer dials through network and, for rediss://, runs the TLS handshake
+// on that connection: go-redis applies its TLSConfig only in its own default
+// dialer, so a custom Dialer must do it, or rediss:// would travel in clear.
+func tlsDialer(network stores.Network, cfg *tls.Config) func(ctx context.Context, netw, addr string) (net.Conn, error) {
+	return func(ctx context.Context, netw, addr string) (net.Conn, error) {
+		conn, err := network.Dial(ctx, netw, addr)
+		if err != nil || cfg == nil {
+			return conn, err
+		}
+		tc := tls.Client(conn, cfg.Clone())
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
+}
+
+// quietLogger drops go-redis's own log lines: they quote the addresses it
+// dials, which come from a tenant's Secret. Errors reach Lethe as values.
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
+
+func init() { goredis.SetLogger(quietLogger{}) }
