@@ -253,7 +253,7 @@ func shopStore(ns, name string, engine privacyv1.Engine, secretName string) *pri
 			Engine:              engine,
 			Connection:          privacyv1.ConnectionSpec{SecretRef: privacyv1.SecretKeySelector{Name: secretName, Key: "dsn"}},
 			MaskingKeySecretRef: &privacyv1.SecretKeySelector{Name: secretName, Key: "maskingKey"},
-			CheckInterval:       &metav1.Duration{Duration: 3 * time.Second},
+			CheckInterval:       &metav1.Duration{Duration: privacyv1.MinCheckInterval}, // the floor: outages are noticed soon
 			Collections: []privacyv1.Collection{
 				{Name: "accounts", PrimaryKey: "id", OnErasure: privacyv1.ErasureAnonymize,
 					Identity: map[string]privacyv1.Identifier{"email": "email"},

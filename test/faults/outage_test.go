@@ -178,7 +178,7 @@ func TestStoreOutageWaitsAndRecovers(t *testing.T) {
 				apimeta.IsStatusConditionTrue(r.Status.Conditions, privacyv1.ConditionReconciling))
 		}
 	}
-	eventually(t, 30*time.Second, func() error {
+	eventually(t, 2*privacyv1.MinCheckInterval, func() error { // the next check sees the outage
 		ds := &privacyv1.DataStore{}
 		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "pg"}, ds); err != nil {
 			return err
