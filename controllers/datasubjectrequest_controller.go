@@ -35,8 +35,11 @@ const (
 	RequestLabel = "privacy.lethe.dev/request"
 
 	waitForStoreInterval = 30 * time.Second
-	recheckStalled       = 5 * time.Minute
-	maxRetryBackoff      = 5 * time.Minute
+	// heldRecheckInterval is the safety requeue of a request waiting on a
+	// hold; the hold's release or expiry wakes it first.
+	heldRecheckInterval = 10 * time.Minute
+	recheckStalled      = 5 * time.Minute
+	maxRetryBackoff     = 5 * time.Minute
 )
 
 // DataSubjectRequestReconciler carries out Access, Erasure and Rectification
@@ -138,7 +141,15 @@ func (run *requestRun) advance(ctx context.Context) (reconcile.Result, error) {
 		return run.subjectError(err)
 	}
 	run.subject = subject
-	dsr.Status.SubjectDigest = audit.SubjectDigest(run.r.DigestKey, subject)
+	digest := audit.SubjectDigest(run.r.DigestKey, subject)
+	if dsr.Status.SubjectDigest != "" && dsr.Status.SubjectDigest != digest {
+		// The Secret was edited mid-request: acting on it would erase (or
+		// export) someone else in the stores not done yet.
+		markStalled(run.conds(), run.gen(), privacyv1.ReasonSubjectChanged,
+			"the subject's identities are not those the request started with (its Secret was changed); nothing more is done: create a new request for the new subject")
+		return reconcile.Result{}, nil
+	}
+	dsr.Status.SubjectDigest = digest
 
 	targets, waiting, err := run.r.storesInScope(ctx, dsr)
 	if err != nil {
@@ -149,10 +160,14 @@ func (run *requestRun) advance(ctx context.Context) (reconcile.Result, error) {
 			fmt.Sprintf("waiting for DataStore(s) %s in namespace %q", strings.Join(waiting, ", "), dsr.Namespace))
 		return reconcile.Result{RequeueAfter: waitForStoreInterval}, nil
 	}
-	if len(targets) == 0 {
+	markRemovedStores(dsr, targets)
+	if len(targets) == 0 && len(dsr.Status.Stores) == 0 {
 		markStalled(run.conds(), run.gen(), privacyv1.ReasonNoStoresInScope,
 			fmt.Sprintf("no DataStore in namespace %q matches the request's scope", dsr.Namespace))
 		return reconcile.Result{RequeueAfter: recheckStalled}, nil
+	}
+	if len(targets) == 0 {
+		return run.conclude(0), nil // every store it had is gone: say so
 	}
 	if msg := unknownIdentityTypes(subject, targets); msg != "" {
 		markStalled(run.conds(), run.gen(), privacyv1.ReasonInvalidSubject, msg)
@@ -224,11 +239,17 @@ func (run *requestRun) applyOne(ctx context.Context, ds *privacyv1.DataStore, ou
 	if err != nil {
 		return run.storeError(out, err)
 	}
-	out.Collections = collectionOutcomes(res)
+	if run.dsr.Spec.DryRun {
+		out.Collections = collectionOutcomes(res)
+	} else {
+		out.Collections = accumulate(out.Collections, collectionOutcomes(res))
+	}
 	if res.Held && !run.dsr.Spec.DryRun {
 		out.Phase = privacyv1.StoreOnLegalHold
 		out.Message = "part of the subject's data is on legal hold; the rest is done, and it finishes when the hold ends"
-		return waitForStoreInterval
+		// A hold's release or expiry wakes the request (LegalHold watch);
+		// this is only the safety net.
+		return heldRecheckInterval
 	}
 	out.Phase = privacyv1.StoreCompleted
 	out.Message = ""
@@ -291,7 +312,7 @@ func (run *requestRun) storeError(out *privacyv1.StoreOutcome, err error) time.D
 // conclude sets the request's conditions from its stores' phases.
 func (run *requestRun) conclude(retryAfter time.Duration) reconcile.Result {
 	dsr := run.dsr
-	var pending, failed, held []string
+	var pending, failed, held, removed []string
 	pendingReason := privacyv1.ReasonStoreNotReady
 	for _, o := range dsr.Status.Stores {
 		switch o.Phase {
@@ -299,6 +320,8 @@ func (run *requestRun) conclude(retryAfter time.Duration) reconcile.Result {
 			failed = append(failed, o.Store+": "+o.Message)
 		case privacyv1.StoreOnLegalHold:
 			held = append(held, o.Store)
+		case privacyv1.StoreRemoved:
+			removed = append(removed, o.Store)
 		case privacyv1.StoreCompleted:
 		default:
 			pending = append(pending, o.Store+": "+o.Message)
@@ -318,6 +341,11 @@ func (run *requestRun) conclude(retryAfter time.Duration) reconcile.Result {
 	case len(failed) > 0:
 		markStalled(run.conds(), run.gen(), privacyv1.ReasonStoreFailed,
 			fmt.Sprintf("%d store(s) refused the request: %s", len(failed), strings.Join(failed, "; ")))
+		return reconcile.Result{RequeueAfter: recheckStalled}
+	case len(removed) > 0:
+		apimeta.RemoveStatusCondition(run.conds(), privacyv1.ConditionOnLegalHold)
+		markStalled(run.conds(), run.gen(), privacyv1.ReasonStoreRemoved,
+			fmt.Sprintf("DataStore(s) %s were deleted or left the request's scope before its part was done there; the request is not complete: recreate them to finish, or file a new request", strings.Join(removed, ", ")))
 		return reconcile.Result{RequeueAfter: recheckStalled}
 	case len(held) > 0:
 		msg := fmt.Sprintf("data in %s is on legal hold; everything else is done", strings.Join(held, ", "))
@@ -346,6 +374,23 @@ func (run *requestRun) complete() {
 		reason = privacyv1.ReasonDryRunCompleted
 	}
 	markReady(run.conds(), run.gen(), reason, msg)
+}
+
+// markRemovedStores ends the outcome of every store the request had begun
+// that is no longer in scope: it would otherwise stay Pending forever.
+func markRemovedStores(dsr *privacyv1.DataSubjectRequest, targets []privacyv1.DataStore) {
+	inScope := map[string]bool{}
+	for _, ds := range targets {
+		inScope[ds.Name] = true
+	}
+	for i := range dsr.Status.Stores {
+		o := &dsr.Status.Stores[i]
+		if inScope[o.Store] || o.Phase == privacyv1.StoreCompleted {
+			continue
+		}
+		o.Phase = privacyv1.StoreRemoved
+		o.Message = fmt.Sprintf("DataStore %q was deleted or left the request's scope before its part was done; nothing more was done there", o.Store)
+	}
 }
 
 func ensureStoreOutcome(dsr *privacyv1.DataSubjectRequest, store string) {

@@ -77,6 +77,14 @@ func TestHoldBlocksAnErasureUntilItIsDeleted(t *testing.T) {
 	if n := count(t, db, `SELECT count(*) FROM access_logs WHERE account_id = 1`); n != 0 {
 		t.Errorf("%d access logs left after the hold was released", n)
 	}
+	// The receipt adds up both passes: the billing profile the first pass
+	// deleted is not forgotten by the second, which found nothing left.
+	if o := outcome(dsr, "app-db", "billing_profiles"); o.Action != "delete" || o.Rows != 1 {
+		t.Errorf("billing_profiles in the receipt = %+v, want delete 1 (from the first pass)", o)
+	}
+	if o := outcome(dsr, "app-db", "access_logs"); o.Action != "delete" || o.Rows != 3 {
+		t.Errorf("access_logs in the receipt = %+v, want delete 3 (after the release)", o)
+	}
 	if c := apimeta.FindStatusCondition(dsr.Status.Conditions, privacyv1.ConditionOnLegalHold); c == nil || c.Status != metav1.ConditionFalse {
 		t.Errorf("OnLegalHold after completion: %+v", c)
 	}

@@ -95,6 +95,9 @@ const (
 	StoreCompleted   StorePhase = "Completed"
 	StoreFailed      StorePhase = "Failed"
 	StoreOnLegalHold StorePhase = "OnLegalHold"
+	// StoreRemoved: the DataStore was deleted, or left the request's scope,
+	// before its part was done; nothing more is done there unless it returns.
+	StoreRemoved StorePhase = "Removed"
 )
 
 // CollectionOutcome is what happened (or, for a dry run, would happen) in one collection.

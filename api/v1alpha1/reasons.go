@@ -33,6 +33,13 @@ const (
 	// policy refuses (loopback, link-local, cloud metadata, the API server,
 	// or an operator's --egress-deny); the message names the class of address.
 	ReasonEgressRefused = "EgressRefused"
+	// ReasonStoreRemoved: a DataStore in the request's scope was deleted (or
+	// left its scope) before its part was done; recreate it or file a new request.
+	ReasonStoreRemoved = "StoreRemoved"
+	// ReasonSubjectChanged: the subject's identities differ from those the
+	// request started with (its Secret was edited); a request never changes
+	// whose data it acts on: file a new one.
+	ReasonSubjectChanged = "SubjectChanged"
 	// ReasonTooFrequent: a schedule runs more often than the manager allows.
 	ReasonTooFrequent = "TooFrequent"
 	// ReasonStoreUnavailable: the store cannot be reached; retried with backoff.

@@ -1,0 +1,87 @@
+package controllers_test
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+)
+
+// A request never changes whose data it acts on: the subject Secret edited
+// while the request waits (here on a hold) stalls it, and the new person's
+// rows are untouched.
+func TestEditedSubjectSecretNeverChangesWhoIsErased(t *testing.T) {
+	ns := env.Namespace(t)
+	db, _ := readyStore(t, ns)
+	create(t, secret(ns, "held-subject", map[string]string{"email": "a_b@x.io"}))
+	hold := holdOn(ns, "case-1", "held-subject", privacyv1.HeldCollection{Store: "app-db", Collection: "access_logs"})
+	createCleaned(t, hold)
+	waitHold(t, hold, metav1.ConditionTrue, privacyv1.ReasonSucceeded)
+
+	create(t, secret(ns, "subject", map[string]string{"email": "a_b@x.io"}))
+	dsr := request(ns, "erase", privacyv1.RequestErasure, "subject")
+	create(t, dsr)
+	waitRequest(t, dsr, metav1.ConditionFalse, privacyv1.ReasonOnLegalHold)
+	before := fingerprint(t, db, "access_logs", 1)
+	otherBilling := count(t, db, `SELECT count(*) FROM billing_profiles WHERE account_id = 2`)
+
+	// Someone edits the Secret to another person, then the hold ends.
+	sec := &corev1.Secret{}
+	if err := k8s.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "subject"}, sec); err != nil {
+		t.Fatal(err)
+	}
+	sec.Data = map[string][]byte{"email": []byte("axb@x.io")}
+	if err := k8s.Update(t.Context(), sec); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Delete(t.Context(), hold); err != nil {
+		t.Fatal(err)
+	}
+	waitRequest(t, dsr, metav1.ConditionFalse, privacyv1.ReasonSubjectChanged)
+	if !apimeta.IsStatusConditionTrue(dsr.Status.Conditions, privacyv1.ConditionStalled) {
+		t.Error("a changed subject cannot be fixed by retrying: want Stalled")
+	}
+	if got := fingerprint(t, db, "access_logs", 1); got != before {
+		t.Error("another subject's access logs changed")
+	}
+	if n := count(t, db, `SELECT count(*) FROM billing_profiles WHERE account_id = 2`); n != otherBilling {
+		t.Errorf("the new subject's billing profiles went from %d to %d", otherBilling, n)
+	}
+	assertNoPersonalData(t, dsr, "axb@x.io")
+}
+
+// A DataStore deleted while a request still has work in it ends that
+// store's outcome (Removed) and stalls the request with a reason, instead of
+// leaving it Pending forever.
+func TestDataStoreRemovedMidRequestEndsItsOutcome(t *testing.T) {
+	ns := env.Namespace(t)
+	readyStore(t, ns)
+	// A second store that never becomes reachable: nothing listens on port 1.
+	create(t, secret(ns, "down", map[string]string{"dsn": "postgres://postgres@127.0.0.1:1/x?sslmode=disable&connect_timeout=2", "maskingKey": "k"}))
+	down := fixtureStore(ns, "down", "down")
+	create(t, down)
+
+	create(t, secret(ns, "subject", map[string]string{"email": "a_b@x.io"}))
+	dsr := request(ns, "erase", privacyv1.RequestErasure, "subject")
+	create(t, dsr)
+	waitRequest(t, dsr, metav1.ConditionFalse, privacyv1.ReasonStoreUnavailable)
+
+	if err := k8s.Delete(t.Context(), down); err != nil {
+		t.Fatal(err)
+	}
+	waitRequest(t, dsr, metav1.ConditionFalse, privacyv1.ReasonStoreRemoved)
+	phases := map[string]privacyv1.StorePhase{}
+	for _, o := range dsr.Status.Stores {
+		phases[o.Store] = o.Phase
+	}
+	if phases["app-db"] != privacyv1.StoreCompleted || phases["down"] != privacyv1.StoreRemoved {
+		t.Errorf("store phases = %v, want app-db Completed and down Removed", phases)
+	}
+	if !apimeta.IsStatusConditionTrue(dsr.Status.Conditions, privacyv1.ConditionStalled) || dsr.Status.CompletionTime != nil {
+		t.Errorf("a request with a removed store is neither complete nor waiting: conditions %+v", dsr.Status.Conditions)
+	}
+}
