@@ -1,7 +1,6 @@
 package mysql
 
 import (
-	"cmp"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,19 +13,6 @@ import (
 // array parameter, a prepared statement takes at most 65,535 parameters, and
 // the optimizer estimates long IN lists from statistics rather than the index.
 const keyChunk = 500
-
-// chunks splits keys into lists of at most keyChunk.
-func chunks(keys []string) [][]string {
-	var out [][]string
-	for len(keys) > keyChunk {
-		out = append(out, keys[:keyChunk])
-		keys = keys[keyChunk:]
-	}
-	if len(keys) > 0 {
-		out = append(out, keys)
-	}
-	return out
-}
 
 // Keys and values travel between statements as text: binary columns in hex,
 // everything else as its utf8mb4 text.
@@ -114,7 +100,7 @@ func matchValues(col column, ref string, values []string, hex bool, p *masking.P
 		return "", false // text read as utf8mb4 is valid UTF-8: nothing matches
 	}
 	var parts []string
-	if col.Kind == masking.KindText && !slices.ContainsFunc(valid, func(v string) bool { return !indexSafe(col.charset, v) }) {
+	if col.Kind == masking.KindText && !slices.ContainsFunc(valid, func(v string) bool { return !indexSafe(col.Charset, v) }) {
 		candidates, _ := inList(ref, valid, p, func(v string, p *masking.Params) string { return p.Add(v) })
 		parts = append(parts, candidates)
 	}
@@ -147,27 +133,11 @@ func indexSafe(charset, v string) bool {
 	return !strings.ContainsFunc(v, func(r rune) bool { return r >= utf8.RuneSelf })
 }
 
-// sortKeys orders keys as the primary key orders them for integers (keys
-// are canonical decimal text), and bytewise otherwise, so results are stable.
-func sortKeys(col column, keys []string) {
-	if col.Kind != masking.KindInteger {
-		slices.Sort(keys)
-		return
+// distinct is SQL's IS DISTINCT FROM, exact for text: a value differing only
+// in case, accents or trailing spaces is still a change to write.
+func distinct(col column, ref, value string) string {
+	if col.Kind == masking.KindText {
+		return "NOT (" + binaryText(ref) + " <=> " + binaryText(value) + ")"
 	}
-	slices.SortFunc(keys, compareIntegerText)
-}
-
-func compareIntegerText(a, b string) int {
-	negA, negB := strings.HasPrefix(a, "-"), strings.HasPrefix(b, "-")
-	if negA != negB {
-		if negA {
-			return -1
-		}
-		return 1
-	}
-	c := cmp.Or(cmp.Compare(len(a), len(b)), strings.Compare(a, b))
-	if negA {
-		return -c
-	}
-	return c
+	return "NOT (" + ref + " <=> " + value + ")"
 }

@@ -32,14 +32,8 @@ type table struct {
 	columns map[string]column
 }
 
-// column is what masking needs to know about a live column, plus what exact
-// matching and writing need.
-type column struct {
-	masking.ColumnInfo
-	// charset of a text column (utf8mb4, latin1...).
-	charset   string
-	generated bool
-}
+// column is a live column; its Charset decides exact matching.
+type column = sqlcore.Column
 
 type foreignKey struct {
 	name                string
@@ -50,8 +44,25 @@ type foreignKey struct {
 	display             string // referring table as messages show it
 }
 
+var _ sqlcore.Schema = (*liveSchema)(nil)
+
 func (l *liveSchema) column(c *datamap.Collection, name string) column {
 	return l.tables[c.Name].columns[strings.ToLower(name)]
+}
+
+// Column is c's column name; MySQL column names are case-insensitive.
+func (l *liveSchema) Column(c *datamap.Collection, name string) sqlcore.Column {
+	return l.column(c, name)
+}
+
+// Table is c's table as a retention rule's columns are looked up in: only
+// names admission would accept, since rules name columns the map may not.
+func (l *liveSchema) Table(c *datamap.Collection) sqlcore.Table {
+	t := l.tables[c.Name]
+	return sqlcore.Table{Name: c.Table, Column: func(name string) (masking.ColumnInfo, bool) {
+		col, ok := t.column(name)
+		return col.ColumnInfo, ok && identifierPattern.MatchString(name)
+	}}
 }
 
 func (t *table) column(name string) (column, bool) {
@@ -180,7 +191,7 @@ FROM information_schema.COLUMNS WHERE `
 		var schema, name, dataType string
 		var maxLength, precision, scale int64
 		var col column
-		if err := rows.Scan(&schema, &name, &col.Name, &dataType, &col.Type, &col.Nullable, &maxLength, &precision, &scale, &col.charset, &col.generated); err != nil {
+		if err := rows.Scan(&schema, &name, &col.Name, &dataType, &col.Type, &col.Nullable, &maxLength, &precision, &scale, &col.Charset, &col.Generated); err != nil {
 			return dbError("reading the mapped columns", err)
 		}
 		t, ok := byName[live.key(schema)+"."+live.key(name)]

@@ -2,7 +2,10 @@
 // the PostgreSQL engine's semantics: it checks the live schema against the
 // data map, resolves a subject's rows by walking the map from the identity
 // columns, and carries out requests by primary key, one statement per
-// collection and batch of keys, in one InnoDB transaction per store.
+// collection and batch of keys, in one InnoDB transaction per store. The
+// requests, exports, checks and sweeps are sqlcore's portable statements;
+// this package gives them MySQL's dialect (dialect.go, match.go), connections
+// and timeouts, schema introspection and checks, and error classification.
 //
 // Matching is exact whatever the column's collation. MySQL's default
 // collations are case-, accent- and trailing-space-insensitive (a_b@x.io,
@@ -36,49 +39,42 @@ import (
 	"github.com/lethe-dev/lethe/internal/stores/sqlcore"
 )
 
-// Default timeouts of the transactions a Store runs: waiting for a lock fails
-// fast (another writer holds the subject's rows: retry later), and no
-// statement may run for long.
+// Default timeouts of the transactions a Store runs (see sqlcore.Options).
 const (
-	DefaultLockTimeout      = 5 * time.Second
-	DefaultStatementTimeout = 60 * time.Second
+	DefaultLockTimeout      = sqlcore.DefaultLockTimeout
+	DefaultStatementTimeout = sqlcore.DefaultStatementTimeout
 )
 
-const (
-	// maxConns is small: requests run one transaction at a time per store.
-	maxConns = 4
-)
+// maxConns is small: requests run one transaction at a time per store.
+const maxConns = 4
 
-// Store is one MySQL or MariaDB database and its data map.
+// Store is one MySQL or MariaDB database and its data map. Requests,
+// exports, checks and sweeps are sqlcore's (Core), in MySQL's dialect.
 type Store struct {
-	db               *sql.DB
-	m                *datamap.Map
-	key              []byte
-	lockTimeout      time.Duration
-	statementTimeout time.Duration
+	*sqlcore.Core[liveSchema, *sql.Tx]
+	db   *sql.DB
+	m    *datamap.Map
+	key  []byte
+	opts sqlcore.Options
 	// mariaDB selects the statement timeout variable: MariaDB's
 	// max_statement_time (any statement) or MySQL's max_execution_time (SELECT only).
 	mariaDB bool
-	// schema is the live schema last found matching the map.
-	schema sqlcore.SchemaCache[liveSchema]
 }
 
-var _ stores.Store = (*Store)(nil)
+var (
+	_ stores.Store   = (*Store)(nil)
+	_ stores.Sweeper = (*Store)(nil)
+)
 
 // Option configures a Store.
-type Option func(*Store)
+type Option = sqlcore.Option
 
 // WithTimeouts sets the lock wait and statement timeouts of every transaction.
-func WithTimeouts(lock, statement time.Duration) Option {
-	return func(s *Store) { s.lockTimeout, s.statementTimeout = lock, statement }
-}
+func WithTimeouts(lock, statement time.Duration) Option { return sqlcore.WithTimeouts(lock, statement) }
 
-// WithSchemaTTL sets how long requests and sweeps trust the live schema last
-// found matching the map (default sqlcore.DefaultSchemaTTL); Check always
-// reads it again. Use the DataStore's check interval.
-func WithSchemaTTL(ttl time.Duration) Option {
-	return func(s *Store) { s.schema.TTL = ttl }
-}
+// WithSchemaTTL sets how long requests and sweeps trust the live schema (see
+// sqlcore.WithSchemaTTL).
+func WithSchemaTTL(ttl time.Duration) Option { return sqlcore.WithSchemaTTL(ttl) }
 
 // New connects to the database of dsn, a go-sql-driver DSN
 // (user:password@tcp(host:3306)/database), through network's dialer only. The
@@ -104,11 +100,8 @@ func New(ctx context.Context, dsn string, m *datamap.Map, maskingKey []byte, net
 	db.SetMaxOpenConns(maxConns)
 	db.SetMaxIdleConns(maxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	s := &Store{db: db, m: m, key: maskingKey, lockTimeout: DefaultLockTimeout, statementTimeout: DefaultStatementTimeout}
-	s.schema.TTL = sqlcore.DefaultSchemaTTL
-	for _, o := range opts {
-		o(s)
-	}
+	s := &Store{db: db, m: m, key: maskingKey, opts: sqlcore.NewOptions(opts)}
+	s.Core = sqlcore.NewCore[liveSchema, *sql.Tx](m, maskingKey, mySQL, engine{s}, s.opts.SchemaTTL)
 	var version string
 	if err := db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
 		db.Close()
@@ -144,7 +137,7 @@ var readWrite = &sql.TxOptions{Isolation: sql.LevelReadCommitted}
 
 // inTx runs fn in a transaction with the store's timeouts, and commits if fn succeeds.
 func (s *Store) inTx(ctx context.Context, opts *sql.TxOptions, fn func(*sql.Tx) error) error {
-	return s.inTxWithTimeouts(ctx, opts, s.lockTimeout, s.statementTimeout, fn)
+	return s.inTxWithTimeouts(ctx, opts, s.opts.LockTimeout, s.opts.StatementTimeout, fn)
 }
 
 func (s *Store) inTxWithTimeouts(ctx context.Context, opts *sql.TxOptions, lock, statement time.Duration, fn func(*sql.Tx) error) error {
@@ -219,16 +212,4 @@ func validateIdentifiers(m *datamap.Map) error {
 		return fmt.Errorf("%w: invalid SQL identifiers (letters, digits, _ and $, at most 64): %s", stores.ErrInvalid, strings.Join(bad, "; "))
 	}
 	return nil
-}
-
-// quote quotes one identifier with backticks, doubling any backtick in it.
-func quote(name string) string { return "`" + strings.ReplaceAll(name, "`", "``") + "`" }
-
-// tableRef quotes a collection's table, database-qualified or not.
-func tableRef(c *datamap.Collection) string {
-	parts := strings.Split(c.Table, ".")
-	for i, p := range parts {
-		parts[i] = quote(p)
-	}
-	return strings.Join(parts, ".")
 }

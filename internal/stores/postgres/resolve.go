@@ -3,11 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
-	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/masking"
@@ -15,14 +11,23 @@ import (
 	"github.com/lethe-dev/lethe/internal/stores/sqlcore"
 )
 
-// resolve finds the subject's rows, parents first: in each collection the
+// inDatabase finds rows with PostgreSQL's own statements rather than the
+// session's portable ones: the whole resolution in one statement, and
+// references compared by the database in subqueries (by the columns'
+// equality, so under their collation), never read back and matched in Go.
+// Exemptions are found by the session's statements.
+type inDatabase struct{ *sqlcore.Session }
+
+var _ sqlcore.Resolver = inDatabase{}
+
+// Resolve finds the subject's rows, parents first: in each collection the
 // rows where any mapped identity present in the subject equals its value
 // exactly, and the rows whose cascade reference points at a subject's row of
-// the parent. Keys are text, in key order. lock takes row locks (Apply), so
+// the parent. Keys are text, in key order. In Apply it takes row locks, so
 // the rows cannot change between resolution and the statements that act on
 // their keys.
-func (s *Store) resolve(ctx context.Context, tx pgx.Tx, live *liveSchema, subject map[string]string, lock bool) (sqlcore.Rows, error) {
-	q := s.resolution(live, subject, lock)
+func (r inDatabase) Resolve(ctx context.Context, subject map[string]string) (sqlcore.Rows, error) {
+	q := r.resolution(subject)
 	rows := sqlcore.Rows{}
 	if len(q.collections) == 0 {
 		return rows, nil
@@ -32,7 +37,7 @@ func (s *Store) resolve(ctx context.Context, tx pgx.Tx, live *liveSchema, subjec
 	for i := range keys {
 		dest[i] = &keys[i]
 	}
-	if err := tx.QueryRow(ctx, q.sql, q.args...).Scan(dest...); err != nil {
+	if err := r.Tx.Query(ctx, q.statement, dest, func() error { return nil }); err != nil {
 		return nil, dbError("finding the subject's rows", err)
 	}
 	for i, c := range q.collections {
@@ -41,10 +46,9 @@ func (s *Store) resolve(ctx context.Context, tx pgx.Tx, live *liveSchema, subjec
 	return rows, nil
 }
 
-// resolution is resolve's one statement, and the collection of each array it returns.
+// resolution is Resolve's one statement, and the collection of each array it returns.
 type resolution struct {
-	sql         string
-	args        []any
+	statement   sqlcore.Statement
 	collections []*datamap.Collection
 }
 
@@ -54,13 +58,13 @@ type resolution struct {
 // fields its children refer to; the result is one text array per collection.
 // A collection with neither an identity of the subject nor a parent with rows
 // has no CTE, and no rows.
-func (s *Store) resolution(live *liveSchema, subject map[string]string, lock bool) resolution {
-	p := masking.NewParams(masking.Postgres)
-	var r resolution
+func (r inDatabase) resolution(subject map[string]string) resolution {
+	p := r.Params()
+	var q resolution
 	ctes := map[*datamap.Collection]string{}
 	var withs, arrays []string
-	for _, c := range s.m.Collections {
-		conditions := identityConditions(live, c, subject, p)
+	for _, c := range r.Map.Collections {
+		conditions := r.identityConditions(c, subject, p)
 		for _, e := range c.Parents {
 			if parent, ok := ctes[e.Parent]; ok {
 				conditions = append(conditions, fmt.Sprintf("%s IN (SELECT %s.%s FROM %[2]s)", quote(e.ChildField), parent, quote(e.ParentField)))
@@ -70,20 +74,19 @@ func (s *Store) resolution(live *liveSchema, subject map[string]string, lock boo
 			continue
 		}
 		// Quoted names with a hyphen: no admitted table name can be shadowed.
-		name := quote(fmt.Sprintf("lethe-%d", len(r.collections)))
+		name := quote(fmt.Sprintf("lethe-%d", len(q.collections)))
 		ctes[c] = name
 		cte := fmt.Sprintf("%s AS (SELECT %s FROM %s WHERE (%s)", name, strings.Join(resolvedColumns(c), ", "), tableRef(c), strings.Join(conditions, ") OR ("))
-		if lock {
+		if r.Lock {
 			cte += " FOR UPDATE"
 		}
 		withs = append(withs, cte+")")
 		// ORDER BY the CTE's column: the bare name would be the text output column.
 		arrays = append(arrays, fmt.Sprintf("ARRAY(SELECT CAST(%[1]s.%[2]s AS text) FROM %[1]s ORDER BY %[1]s.%[2]s)", name, quote(c.PrimaryKey)))
-		r.collections = append(r.collections, c)
+		q.collections = append(q.collections, c)
 	}
-	r.sql = "WITH " + strings.Join(withs, ", ") + " SELECT " + strings.Join(arrays, ", ")
-	r.args = p.Values()
-	return r
+	q.statement = sqlcore.Statement{SQL: "WITH " + strings.Join(withs, ", ") + " SELECT " + strings.Join(arrays, ", "), Args: p.Values()}
+	return q
 }
 
 // resolvedColumns are the columns of c a resolution selects: the primary key,
@@ -101,72 +104,30 @@ func resolvedColumns(c *datamap.Collection) []string {
 }
 
 // identityConditions match c's identity columns against the subject's values.
-func identityConditions(live *liveSchema, c *datamap.Collection, subject map[string]string, p *masking.Params) []string {
+func (r inDatabase) identityConditions(c *datamap.Collection, subject map[string]string, p *masking.Params) []string {
 	var conditions []string
 	types, columns := c.IdentityColumns(subject)
 	for i, t := range types {
-		if cond, ok := identityCondition(live.column(c, columns[i]), subject[t], p); ok {
+		col := r.Schema.Column(c, columns[i])
+		if cond, ok := r.Dialect.Match(col, quote(col.Name), []string{subject[t]}, masking.KindText, p); ok {
 			conditions = append(conditions, cond)
 		}
 	}
 	return conditions
 }
 
-// identityCondition matches col exactly against an identity value, bound as
-// a parameter. Integer columns compare with the value parsed in Go (an index
-// still serves, and a value that is not a canonical integer matches nothing
-// rather than failing the cast); other non-text columns compare as text.
-func identityCondition(col column, value string, p *masking.Params) (string, bool) {
-	ref := quote(col.Name)
-	switch col.Kind {
-	case masking.KindText:
-		return ref + " = " + p.Add(value), true
-	case masking.KindInteger:
-		n, err := strconv.ParseInt(value, 10, 64)
-		if err != nil || strconv.FormatInt(n, 10) != value {
-			return "", false
-		}
-		return ref + " = " + p.Add(n), true
-	default:
-		return "CAST(" + ref + " AS text) = " + p.Add(value), true
-	}
-}
-
 // referencesRows selects the child rows of e that refer to the given parent rows.
-func referencesRows(live *liveSchema, e *datamap.Edge, parentKeys []string, p *masking.Params) string {
+func (r inDatabase) referencesRows(e *datamap.Edge, parentKeys []string, p *masking.Params) string {
 	return fmt.Sprintf("%s IN (SELECT %s FROM %s WHERE %s)",
-		quote(e.ChildField), quote(e.ParentField), tableRef(e.Parent), keyIn(live, e.Parent, parentKeys, p))
+		quote(e.ChildField), quote(e.ParentField), tableRef(e.Parent), r.KeyIn(e.Parent, parentKeys, p))
 }
-
-// keyIn selects c's rows by primary key: the keys are bound as one text array
-// and cast to the key's type, so the primary key index serves.
-func keyIn(live *liveSchema, c *datamap.Collection, keys []string, p *masking.Params) string {
-	return fmt.Sprintf("%s = ANY (CAST(CAST(%s AS text[]) AS %s[]))",
-		quote(c.PrimaryKey), p.Add(keys), live.column(c, c.PrimaryKey).castType)
-}
-
-func queryKeys(ctx context.Context, tx pgx.Tx, sql string, args []any) ([]string, error) {
-	rows, err := tx.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
-}
-
-// finder answers sqlcore's questions about the subject's rows in one transaction.
-type finder struct {
-	tx   pgx.Tx
-	live *liveSchema
-}
-
-var _ sqlcore.Finder = finder{}
 
 // ChildrenOf returns which of the child keys among refer through e to the parent keys.
-func (f finder) ChildrenOf(ctx context.Context, e *datamap.Edge, parentKeys, among []string) ([]string, error) {
-	p := masking.NewParams(masking.Postgres)
+func (r inDatabase) ChildrenOf(ctx context.Context, e *datamap.Edge, parentKeys, among []string) ([]string, error) {
+	p := r.Params()
 	sql := fmt.Sprintf("SELECT CAST(t.%[1]s AS text) FROM %[2]s AS t WHERE %[3]s AND %[4]s ORDER BY t.%[1]s",
-		quote(e.Child.PrimaryKey), tableRef(e.Child), keyIn(f.live, e.Child, among, p), referencesRows(f.live, e, parentKeys, p))
-	keys, err := queryKeys(ctx, f.tx, sql, p.Values())
+		quote(e.Child.PrimaryKey), tableRef(e.Child), r.KeyIn(e.Child, among, p), r.referencesRows(e, parentKeys, p))
+	keys, err := r.QueryKeys(ctx, sqlcore.Statement{SQL: sql, Args: p.Values()})
 	if err != nil {
 		return nil, dbError(fmt.Sprintf("finding rows of collection %q kept with %q", e.Child.Name, e.Parent.Name), err)
 	}
@@ -174,44 +135,34 @@ func (f finder) ChildrenOf(ctx context.Context, e *datamap.Edge, parentKeys, amo
 }
 
 // ParentsOf returns which of the parent keys among the child keys refer to through e.
-func (f finder) ParentsOf(ctx context.Context, e *datamap.Edge, childKeys, among []string) ([]string, error) {
-	p := masking.NewParams(masking.Postgres)
+func (r inDatabase) ParentsOf(ctx context.Context, e *datamap.Edge, childKeys, among []string) ([]string, error) {
+	p := r.Params()
 	sql := fmt.Sprintf("SELECT CAST(t.%[1]s AS text) FROM %[2]s AS t WHERE %[3]s AND t.%[4]s IN (SELECT %[5]s FROM %[6]s WHERE %[7]s) ORDER BY t.%[1]s",
-		quote(e.Parent.PrimaryKey), tableRef(e.Parent), keyIn(f.live, e.Parent, among, p),
-		quote(e.ParentField), quote(e.ChildField), tableRef(e.Child), keyIn(f.live, e.Child, childKeys, p))
-	keys, err := queryKeys(ctx, f.tx, sql, p.Values())
+		quote(e.Parent.PrimaryKey), tableRef(e.Parent), r.KeyIn(e.Parent, among, p),
+		quote(e.ParentField), quote(e.ChildField), tableRef(e.Child), r.KeyIn(e.Child, childKeys, p))
+	keys, err := r.QueryKeys(ctx, sqlcore.Statement{SQL: sql, Args: p.Values()})
 	if err != nil {
 		return nil, dbError(fmt.Sprintf("finding the rows of collection %q that held rows of %q are found through", e.Parent.Name, e.Child.Name), err)
 	}
 	return keys, nil
 }
 
-// Exempted returns the rows among whose exemption field is after the cutoff,
-// and the newest of those times.
-func (f finder) Exempted(ctx context.Context, c *datamap.Collection, ex stores.Exemption, among []string) ([]string, time.Time, error) {
-	col, ok := f.live.tables[c.Name].columns[ex.Field]
-	if !ok || !sqlcore.IsTemporal(col.Kind) {
-		return nil, time.Time{}, fmt.Errorf("%w: retention rule %s: collection %q has no date or timestamp column %q", stores.ErrInvalid, ex.Rule, c.Name, ex.Field)
-	}
-	p := masking.NewParams(masking.Postgres)
-	sql := fmt.Sprintf("SELECT CAST(t.%[1]s AS text), t.%[2]s FROM %[3]s AS t WHERE %[4]s AND t.%[2]s > %[5]s ORDER BY t.%[1]s",
-		quote(c.PrimaryKey), quote(ex.Field), tableRef(c), keyIn(f.live, c, among, p), p.Add(ex.Cutoff.UTC()))
-	rows, err := f.tx.Query(ctx, sql, p.Values()...)
-	if err != nil {
-		return nil, time.Time{}, dbError(fmt.Sprintf("finding exempted rows of collection %q", c.Name), err)
-	}
-	var keys []string
-	var key string
-	var newest, at time.Time
-	_, err = pgx.ForEachRow(rows, []any{&key, &at}, func() error {
-		keys = append(keys, key)
-		if at.After(newest) {
-			newest = at
+// ClearReferences sets ref's field to NULL in the rows referring to parent
+// rows about to be deleted (those rows belong to others), except in the
+// spared rows, with one UPDATE whose subquery finds them.
+func (r inDatabase) ClearReferences(_ context.Context, ref *datamap.Edge, parentKeys, spared []string) (sqlcore.Step, error) {
+	where := func(p *masking.Params) string {
+		w := r.referencesRows(ref, parentKeys, p)
+		if len(spared) > 0 {
+			w += " AND NOT (" + r.KeyIn(ref.Child, spared, p) + ")"
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, time.Time{}, dbError(fmt.Sprintf("finding exempted rows of collection %q", c.Name), err)
+		return w
 	}
-	return keys, newest, nil
+	p, cp := r.Params(), r.Params()
+	return sqlcore.Step{
+		Result: stores.CollectionResult{Collection: ref.Child.Name, Action: stores.ActionSetNull,
+			Reason: sqlcore.SetNullReason(ref)},
+		Exec:  []sqlcore.Statement{{SQL: fmt.Sprintf("UPDATE %s SET %s = NULL WHERE %s", tableRef(ref.Child), quote(ref.ChildField), where(p)), Args: p.Values()}},
+		Count: []sqlcore.Statement{{SQL: fmt.Sprintf("SELECT count(*) FROM %s WHERE %s", tableRef(ref.Child), where(cp)), Args: cp.Values()}},
+	}, nil
 }

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"slices"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -27,15 +26,8 @@ type table struct {
 	columns map[string]column
 }
 
-// column is what masking needs to know about a live column, plus the type to
-// cast text to.
-type column struct {
-	masking.ColumnInfo
-	// castType is the column's type quoted, schema-qualified and without
-	// modifiers: a cast to it never truncates (as varchar(8) would) nor means
-	// char(1) (as "character" does).
-	castType string
-}
+// column is a live column; its CastType is what text is cast to.
+type column = sqlcore.Column
 
 type foreignKey struct {
 	name     string
@@ -46,16 +38,20 @@ type foreignKey struct {
 	onDelete string // pg_constraint.confdeltype (see onDelete)
 }
 
+var _ sqlcore.Schema = (*liveSchema)(nil)
+
 func (l *liveSchema) column(c *datamap.Collection, name string) column {
 	return l.tables[c.Name].columns[name]
 }
 
-// quote quotes one identifier.
-func quote(name string) string { return pgx.Identifier{name}.Sanitize() }
+// Column is c's column name (names are exact: the map's are quoted).
+func (l *liveSchema) Column(c *datamap.Collection, name string) sqlcore.Column {
+	return l.column(c, name)
+}
 
-// tableRef quotes a collection's table, schema-qualified or not.
-func tableRef(c *datamap.Collection) string {
-	return pgx.Identifier(strings.Split(c.Table, ".")).Sanitize()
+// Table is c's table as the shared checks see it.
+func (l *liveSchema) Table(c *datamap.Collection) sqlcore.Table {
+	return l.tables[c.Name].sqlcoreTable()
 }
 
 // introspect reads the mapped tables, their columns and the foreign keys
@@ -137,7 +133,7 @@ WHERE a.attrelid = ANY ($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped`
 		info := columnInfo(baseType, typmod)
 		info.Name, info.Type, info.Nullable, info.Unique = name, sqlType, nullable, unique
 		for _, t := range byOID[oid] {
-			t.columns[name] = column{ColumnInfo: info, castType: castType}
+			t.columns[name] = column{ColumnInfo: info, CastType: castType}
 		}
 		return nil
 	})
@@ -213,36 +209,6 @@ ORDER BY 3, 1`
 		return nil, dbError("reading foreign keys", err)
 	}
 	return fks, nil
-}
-
-// matchingSchema introspects the schema and refuses to go on when it does not
-// match the data map: a request never acts on a schema that drifted.
-func (s *Store) matchingSchema(ctx context.Context, tx pgx.Tx) (*liveSchema, error) {
-	live, err := s.introspect(ctx, tx)
-	if err != nil {
-		return nil, err
-	}
-	if problems := s.problems(live); len(problems) > 0 {
-		return nil, sqlcore.SchemaError(problems)
-	}
-	return live, nil
-}
-
-// inTxWithSchema runs fn in a transaction with the live schema: the cached
-// one, or one read and checked in that transaction (see sqlcore.SchemaCache).
-func (s *Store) inTxWithSchema(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx, *liveSchema) error) error {
-	inTx := func(fn func(pgx.Tx) error) error { return s.inTx(ctx, opts, fn) }
-	read := func(tx pgx.Tx) (*liveSchema, error) { return s.matchingSchema(ctx, tx) }
-	return sqlcore.InTxWithSchema(&s.schema, inTx, read, fn)
-}
-
-// readSchema reads and checks the live schema in a transaction of its own.
-func (s *Store) readSchema(ctx context.Context) (live *liveSchema, err error) {
-	err = s.inTx(ctx, readOnly, func(tx pgx.Tx) error {
-		live, err = s.matchingSchema(ctx, tx)
-		return err
-	})
-	return live, err
 }
 
 // sqlcoreTable is t as the shared checks see it.

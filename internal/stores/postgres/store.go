@@ -4,6 +4,14 @@
 // collection) in one transaction per store. Identity values, keys and masking
 // keys are always bound parameters, identifiers always quoted, and no error it
 // returns repeats a value from the database.
+//
+// The requests, exports, checks and sweeps are sqlcore's; this package gives
+// them PostgreSQL's dialect (dialect.go), connections and timeouts (store.go,
+// connection.go), schema introspection and checks (schema.go, check.go) and
+// error classification (errors.go), and what only PostgreSQL does: the whole
+// resolution in one statement, references compared in the database
+// (resolve.go), a request's statements in one round trip (engine.go), a
+// sweep range locked and changed in one statement (dialect.go).
 package postgres
 
 import (
@@ -21,44 +29,40 @@ import (
 	"github.com/lethe-dev/lethe/internal/stores/sqlcore"
 )
 
-// Default timeouts of the transactions a Store runs: waiting for a lock fails
-// fast (another writer holds the subject's rows: retry later), and no
-// statement may run for long.
+// Default timeouts of the transactions a Store runs (see sqlcore.Options).
 const (
-	DefaultLockTimeout      = 5 * time.Second
-	DefaultStatementTimeout = 60 * time.Second
+	DefaultLockTimeout      = sqlcore.DefaultLockTimeout
+	DefaultStatementTimeout = sqlcore.DefaultStatementTimeout
 )
 
 // maxConns is small: requests run one transaction at a time per store.
 const maxConns = 4
 
-// Store is one PostgreSQL database and its data map.
+// Store is one PostgreSQL database and its data map. Requests, exports,
+// checks and sweeps are sqlcore's (Core), in PostgreSQL's dialect, with its
+// own resolution (inDatabase) and one round trip per request (pgTx.Batch).
 type Store struct {
-	pool             *pgxpool.Pool
-	m                *datamap.Map
-	key              []byte
-	lockTimeout      time.Duration
-	statementTimeout time.Duration
-	// schema is the live schema last found matching the map.
-	schema sqlcore.SchemaCache[liveSchema]
+	*sqlcore.Core[liveSchema, pgx.Tx]
+	pool *pgxpool.Pool
+	m    *datamap.Map
+	key  []byte
+	opts sqlcore.Options
 }
 
-var _ stores.Store = (*Store)(nil)
+var (
+	_ stores.Store   = (*Store)(nil)
+	_ stores.Sweeper = (*Store)(nil)
+)
 
 // Option configures a Store.
-type Option func(*Store)
+type Option = sqlcore.Option
 
 // WithTimeouts sets the lock_timeout and statement_timeout of every transaction.
-func WithTimeouts(lock, statement time.Duration) Option {
-	return func(s *Store) { s.lockTimeout, s.statementTimeout = lock, statement }
-}
+func WithTimeouts(lock, statement time.Duration) Option { return sqlcore.WithTimeouts(lock, statement) }
 
-// WithSchemaTTL sets how long requests and sweeps trust the live schema last
-// found matching the map (default sqlcore.DefaultSchemaTTL); Check always
-// reads it again. Use the DataStore's check interval.
-func WithSchemaTTL(ttl time.Duration) Option {
-	return func(s *Store) { s.schema.TTL = ttl }
-}
+// WithSchemaTTL sets how long requests and sweeps trust the live schema (see
+// sqlcore.WithSchemaTTL).
+func WithSchemaTTL(ttl time.Duration) Option { return sqlcore.WithSchemaTTL(ttl) }
 
 // New connects to the database of dsn through network's dialer only; dsn may
 // set only the parameters of allowedParameters. maskingKey keys the hash and
@@ -83,11 +87,8 @@ func New(ctx context.Context, dsn string, m *datamap.Map, maskingKey []byte, net
 		}
 		return nil, fmt.Errorf("%w: connecting to PostgreSQL: %v", stores.ErrUnavailable, err)
 	}
-	s := &Store{pool: pool, m: m, key: maskingKey, lockTimeout: DefaultLockTimeout, statementTimeout: DefaultStatementTimeout}
-	s.schema.TTL = sqlcore.DefaultSchemaTTL
-	for _, o := range opts {
-		o(s)
-	}
+	s := &Store{pool: pool, m: m, key: maskingKey, opts: sqlcore.NewOptions(opts)}
+	s.Core = sqlcore.NewCore[liveSchema, pgx.Tx](m, maskingKey, pgSQL, engine{s}, s.opts.SchemaTTL)
 	return s, nil
 }
 
@@ -103,7 +104,7 @@ var readWrite = pgx.TxOptions{IsoLevel: pgx.ReadCommitted}
 
 // inTx runs fn in a transaction with the store's timeouts, and commits if fn succeeds.
 func (s *Store) inTx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
-	return s.inTxWithTimeouts(ctx, opts, s.lockTimeout, s.statementTimeout, "", fn)
+	return s.inTxWithTimeouts(ctx, opts, s.opts.LockTimeout, s.opts.StatementTimeout, "", fn)
 }
 
 // inTxWithTimeouts runs fn in a transaction whose lock_timeout and

@@ -133,6 +133,38 @@ type ForeignKey struct {
 	Table    string
 	Columns  []string
 	OnDelete OnDelete
+	// RefersTo reports whether the key refers to c's table, as the engine
+	// identifies tables.
+	RefersTo func(c *datamap.Collection) bool
+	// Implements reports whether the key implements e, a reference of the
+	// map: it is on e's child table, and e's field is one of its columns.
+	Implements func(e *datamap.Edge) bool
+}
+
+// ForeignKeyWarnings reports the foreign keys to collections whose rows
+// erasure deletes, when the data map does not account for them: undeclared
+// ones (erasure fails, or the database cascades into rows no plan counted),
+// and declared ones from a collection that keeps its rows (erasure fails).
+func ForeignKeyWarnings(m *datamap.Map, fks []ForeignKey) []string {
+	var out []string
+	for _, fk := range fks {
+		for _, parent := range m.Collections {
+			if !fk.RefersTo(parent) || parent.OnErasure != privacyv1.ErasureDelete {
+				continue
+			}
+			var declared *datamap.Edge
+			for _, e := range append(slices.Clone(parent.Children), parent.Referrers...) {
+				if fk.Implements(e) {
+					declared = e
+					break
+				}
+			}
+			if w := ForeignKeyWarning(fk, parent, declared); w != "" {
+				out = append(out, w)
+			}
+		}
+	}
+	return out
 }
 
 // ForeignKeyWarning explains how fk, referring to parent (whose onErasure is

@@ -1,9 +1,23 @@
-// Package sqlcore is what the SQL engines (postgres, mysql) share beyond SQL:
-// request validation, the decision of what erasure does to each collection,
-// which of a subject's rows are kept (holds, legal minimums, and the rows that
-// belong to kept rows), the order steps run in, and the schema checks that only
-// need the introspected columns. Engines supply the queries; nothing here
-// talks to a database or sees a row's data.
+// Package sqlcore is the SQL engines' (postgres, mysql) one implementation of
+// a store: request validation, the decision of what erasure does to each
+// collection, which of a subject's rows are kept (holds, legal minimums, and
+// the rows that belong to kept rows), the order steps run in, the schema
+// checks that only need the introspected columns, and the statements that
+// resolve, erase, rectify, export and sweep (Core).
+//
+// An engine supplies only what differs between databases: a Dialect (how SQL
+// is spelt: quoting, placeholders, binding and comparing keys and values,
+// masking expressions), an Engine (its connections and transactions, its
+// schema introspection and checks, its error classification) and a Tx (its
+// driver). What only one database can do is an optional capability, each
+// named for what it does: ResolvingEngine (PostgreSQL resolves in one
+// statement, comparing references in the database), Batcher (PostgreSQL sends
+// a request's statements in one round trip), SkipLockedChanger (PostgreSQL
+// locks and changes a sweep range in one statement).
+//
+// Identity values, keys and masking keys are always bound parameters, and
+// identifiers always quoted by the dialect; rows' values pass through only
+// to an export.
 package sqlcore
 
 import (

@@ -1,12 +1,45 @@
 package sqlcore
 
 import (
+	"context"
 	"fmt"
+	"strings"
 
+	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/masking"
 	"github.com/lethe-dev/lethe/internal/stores"
 )
+
+// Retention sweeps. Each batch is one short transaction. It finds the key of
+// the BatchSize-th expired row after the cursor in primary-key order (keyset
+// pagination, as pt-archiver --bulk-delete does: the primary key index
+// serves, and no batch examines again the rows earlier batches passed), then
+// deletes or masks the expired rows of that key range with one statement that
+// states the whole condition again, so a row another transaction changed in
+// between is judged on its new version:
+//
+//	SELECT pk FROM t WHERE pk > :cursor AND field < :cutoff [AND where...] [AND pk NOT IN (:held)]
+//		ORDER BY pk LIMIT 1 OFFSET n-1                                   -- :last; none: the final batch
+//	DELETE FROM t WHERE pk > :cursor AND pk <= :last AND field < :cutoff [AND where...] [AND pk NOT IN (:held)]
+//
+// Two statements rather than one: with the bound a constant, each batch is
+// planned as the index range scan it is. On this project's machine a
+// PostgreSQL sweep of 1,000,000 rows in batches of 5000 runs at about 0.6
+// times the speed of one DELETE of the same rows, and 20 times the speed of
+// repeated DELETE ... WHERE pk IN (SELECT pk ... LIMIT n), which scans again
+// every row earlier batches passed (measured by make bench).
+//
+// A batch that meets a row locked by another transaction does not queue
+// behind it: after a short lock timeout it is redone locking the range's rows
+// with FOR UPDATE SKIP LOCKED (in one statement where the dialect can, see
+// SkipLockedChanger), which leaves the locked rows for the next run (they are
+// counted in the compliance gap meanwhile). Locking every row up front would
+// be safe too, but it writes each row twice and makes the sweep three times
+// slower.
+//
+// The cursor is the last key of the batch, sealed (SealCursor) so that the
+// status it is kept in never holds a value from the database.
 
 // Sweep is a retention rule checked against the data map and the live table.
 type Sweep struct {
@@ -65,4 +98,356 @@ func CheckSweep(m *datamap.Map, rule stores.SweepRule, table func(*datamap.Colle
 // IsTemporal reports whether a column of kind k holds a date or a timestamp.
 func IsTemporal(k masking.Kind) bool {
 	return k == masking.KindDate || k == masking.KindTimestamp || k == masking.KindTimestampTZ
+}
+
+// SweepBatch deletes or anonymizes at most rule.BatchSize rows past their
+// period after cursor ("" to start).
+func (c *Core[L, T]) SweepBatch(ctx context.Context, rule stores.SweepRule, cursor string) (stores.SweepBatch, error) {
+	var out stores.SweepBatch
+	err := c.withCheckedSchema(ctx, func(live *L) error {
+		q, err := c.sweepQuery(live, rule)
+		if err != nil {
+			return err
+		}
+		if q.heldByKey() {
+			out, err = c.sweepByKeys(ctx, live, q, cursor)
+		} else {
+			out, err = c.sweepRange(ctx, live, q, cursor)
+		}
+		return err
+	})
+	if err != nil {
+		return stores.SweepBatch{}, err
+	}
+	return out, nil
+}
+
+// sweepRange changes the expired rows of the batch's key range in one statement.
+func (c *Core[L, T]) sweepRange(ctx context.Context, live *L, q *sweepQuery, cursor string) (stores.SweepBatch, error) {
+	after := OpenCursor(c.key, q.C.Name, cursor)
+	out := stores.SweepBatch{Cursor: cursor}
+	var last string
+	found, locked := false, false // locked: a row of the batch's range is locked by another transaction
+	err := c.inTx(ctx, SweepRange, live, func(s *Session) error {
+		var err error
+		if last, found, err = q.lastKey(ctx, s, after); err != nil {
+			return err
+		}
+		out.Rows, locked, err = q.changeRange(ctx, s, after, last, found)
+		return err
+	})
+	if locked {
+		// Redo the range without waiting for the locked rows.
+		err = c.inTx(ctx, SweepLocking, live, func(s *Session) error {
+			var err error
+			out.Rows, err = q.changeUnlocked(ctx, s, after, last, found)
+			return err
+		})
+	}
+	if err != nil {
+		return stores.SweepBatch{}, err
+	}
+	// Fewer than BatchSize expired rows were left: this batch took them all.
+	out.Done = !found
+	if found {
+		if out.Cursor, err = SealCursor(c.key, q.C.Name, last); err != nil {
+			return stores.SweepBatch{}, err
+		}
+	}
+	return out, nil
+}
+
+// sweepByKeys picks at most BatchSize expired rows after the cursor (locking
+// them, skipping locked ones) and changes those not held, by key. Held rows
+// are picked, so the cursor moves past them.
+func (c *Core[L, T]) sweepByKeys(ctx context.Context, live *L, q *sweepQuery, cursor string) (stores.SweepBatch, error) {
+	out := stores.SweepBatch{Cursor: cursor}
+	err := c.inTx(ctx, SweepLocking, live, func(s *Session) error {
+		picked, err := q.pick(ctx, s, OpenCursor(c.key, q.C.Name, cursor), "", false)
+		if err != nil {
+			return err
+		}
+		if out.Rows, err = q.change(ctx, s, Without(picked, q.Rule.HeldKeys)); err != nil {
+			return err
+		}
+		out.Done = len(picked) < q.BatchSize
+		if len(picked) > 0 {
+			out.Cursor, err = SealCursor(c.key, q.C.Name, picked[len(picked)-1])
+		}
+		return err
+	})
+	if err != nil {
+		return stores.SweepBatch{}, err
+	}
+	return out, nil
+}
+
+// CountPastPeriod counts the rows the rule would still act on: past their
+// period, meeting every where condition, not held, and (anonymize) not masked
+// yet. Held keys the dialect binds in batches are counted per batch and
+// subtracted.
+func (c *Core[L, T]) CountPastPeriod(ctx context.Context, rule stores.SweepRule) (int64, error) {
+	var n int64
+	err := c.withCheckedSchema(ctx, func(live *L) error {
+		q, err := c.sweepQuery(live, rule)
+		if err != nil {
+			return err
+		}
+		inline := q.d.Batching().Keys == 0
+		return c.inTx(ctx, SweepCount, live, func(s *Session) error {
+			var err error
+			if n, err = q.count(ctx, s, inline, nil); err != nil || inline {
+				return err
+			}
+			for _, batch := range KeyBatches(q.d, rule.HeldKeys) {
+				held, err := q.count(ctx, s, false, func(p *masking.Params) string { return s.KeyIn(q.C, batch, p) })
+				if err != nil {
+					return err
+				}
+				n -= held
+			}
+			return nil
+		})
+	})
+	return n, err
+}
+
+// sweepQuery is a rule checked against the live schema, ready to render.
+type sweepQuery struct {
+	Sweep
+	d  Dialect
+	pk Column
+}
+
+func (c *Core[L, T]) sweepQuery(live *L, rule stores.SweepRule) (*sweepQuery, error) {
+	schema := c.engine.Schema(live)
+	sw, err := CheckSweep(c.m, rule, schema.Table)
+	if err != nil {
+		return nil, err
+	}
+	return &sweepQuery{Sweep: sw, d: c.dialect, pk: schema.Column(sw.C, sw.C.PrimaryKey)}, nil
+}
+
+// heldByKey reports whether the rule holds more keys than one statement
+// leaves out: the batch is then swept by key.
+func (q *sweepQuery) heldByKey() bool {
+	limit := q.d.Batching().HeldKeys
+	return limit > 0 && len(q.Rule.HeldKeys) > limit
+}
+
+func (q *sweepQuery) table() string { return TableRef(q.d, q.C) }
+
+func (q *sweepQuery) what() string { return fmt.Sprintf("sweeping collection %q", q.C.Name) }
+
+// expired renders the condition on the rows the rule acts on (the cursor
+// aside), held keys included when inline.
+func (q *sweepQuery) expired(s *Session, p *masking.Params, held bool) (string, error) {
+	conds := []string{q.d.Quote(q.Rule.Field) + " < " + p.Add(q.Rule.Cutoff.UTC())}
+	for _, w := range q.Rule.Where {
+		if w.IsNull {
+			conds = append(conds, q.d.Quote(w.Field)+" IS NULL")
+		} else {
+			conds = append(conds, q.d.Quote(w.Field)+" IS NOT NULL")
+		}
+	}
+	if held && len(q.Rule.HeldKeys) > 0 {
+		conds = append(conds, "NOT ("+s.KeyIn(q.C, q.Rule.HeldKeys, p)+")")
+	}
+	if q.Rule.Action == stores.ActionAnonymize {
+		masked, err := q.masked(s, p)
+		if err != nil {
+			return "", err
+		}
+		if masked != "" {
+			conds = append(conds, "NOT ("+masked+")")
+		}
+	}
+	return strings.Join(conds, " AND "), nil
+}
+
+// masked tests whether a row's fields already hold their masked values, so a
+// sweep anonymizes each row once and the compliance gap reaches zero. Values
+// masked by hash are recognised by their shape (a 64-character hex digest);
+// randomize leaves nothing to recognise, so it does not take part: a rule
+// whose fields are all randomized masks its expired rows again on every run.
+func (q *sweepQuery) masked(s *Session, p *masking.Params) (string, error) {
+	var tests []string
+	for _, f := range q.Fields {
+		ref := q.d.Quote(f.Name)
+		switch f.Masking.Strategy {
+		case privacyv1.MaskRandomize:
+			continue
+		case privacyv1.MaskHash:
+			tests = append(tests, fmt.Sprintf("(%s IS NULL OR %s)", ref, q.d.HexDigest(ref)))
+		default:
+			exprs, err := s.maskExpressions(q.C, []datamap.Field{f}, p)
+			if err != nil {
+				return "", err
+			}
+			tests = append(tests, "NOT ("+q.d.Distinct(s.Schema.Column(q.C, f.Name), ref, exprs[0])+")")
+		}
+	}
+	return strings.Join(tests, " AND "), nil
+}
+
+// inRange renders the key range (after, last] ("" after: from the start;
+// not bounded: to the end) followed by " AND ", or "".
+func (q *sweepQuery) inRange(after, last string, bounded bool, p *masking.Params) string {
+	pk := q.d.Quote(q.C.PrimaryKey)
+	var conds []string
+	if after != "" {
+		conds = append(conds, pk+" > "+q.d.BindKey(q.pk, after, p))
+	}
+	if bounded {
+		conds = append(conds, pk+" <= "+q.d.BindKey(q.pk, last, p))
+	}
+	if len(conds) == 0 {
+		return ""
+	}
+	return strings.Join(conds, " AND ") + " AND "
+}
+
+// lastKey finds the key of the batch's last row: the BatchSize-th expired row
+// after the key after. found is false when fewer are left.
+func (q *sweepQuery) lastKey(ctx context.Context, s *Session, after string) (last string, found bool, err error) {
+	p := s.Params()
+	from := q.inRange(after, "", false, p)
+	expired, err := q.expired(s, p, true)
+	if err != nil {
+		return "", false, err
+	}
+	pk := q.d.Quote(q.C.PrimaryKey)
+	// ORDER BY names the table's column: the bare name may be the text output column.
+	sql := fmt.Sprintf("SELECT %s FROM %s AS swept WHERE %s%s ORDER BY swept.%s LIMIT 1 OFFSET %d",
+		q.d.KeyText(q.pk, "swept."+pk), q.table(), from, expired, pk, q.BatchSize-1)
+	err = s.Tx.Query(ctx, Statement{sql, p.Values()}, []any{&last}, func() error {
+		found = true
+		return nil
+	})
+	if err != nil {
+		return "", false, s.dbError(q.what(), err)
+	}
+	return last, found, nil
+}
+
+// changeRange deletes or masks the expired rows of the key range (after,
+// last], or after "after" when not bounded (the final batch). locked reports
+// that it failed waiting for a row another transaction holds.
+func (q *sweepQuery) changeRange(ctx context.Context, s *Session, after, last string, bounded bool) (n int64, locked bool, err error) {
+	p := s.Params()
+	var set string
+	if q.Rule.Action == stores.ActionAnonymize {
+		if set, err = s.assignments(q.C, q.Fields, p); err != nil {
+			return 0, false, err
+		}
+	}
+	where := q.inRange(after, last, bounded, p)
+	expired, err := q.expired(s, p, true)
+	if err != nil {
+		return 0, false, err
+	}
+	if n, err = s.Tx.Exec(ctx, Statement{q.changeSQL(set, where+expired), p.Values()}); err != nil {
+		return 0, s.Errors.LockTimedOut(err), s.dbError(q.what(), err)
+	}
+	return n, false, nil
+}
+
+// changeSQL is the DELETE, or the UPDATE setting set, of the rows meeting where.
+func (q *sweepQuery) changeSQL(set, where string) string {
+	if q.Rule.Action == stores.ActionDelete {
+		return "DELETE FROM " + q.table() + " WHERE " + where
+	}
+	return fmt.Sprintf("UPDATE %s SET %s WHERE %s", q.table(), set, where)
+}
+
+// changeUnlocked changes the expired rows of the key range that no other
+// transaction has locked, locking them first.
+func (q *sweepQuery) changeUnlocked(ctx context.Context, s *Session, after, last string, bounded bool) (int64, error) {
+	one, ok := q.d.(SkipLockedChanger)
+	if !ok {
+		keys, err := q.pick(ctx, s, after, last, bounded)
+		if err != nil {
+			return 0, err
+		}
+		return q.change(ctx, s, keys)
+	}
+	p := s.Params()
+	var set string
+	if q.Rule.Action == stores.ActionAnonymize {
+		var err error
+		if set, err = s.assignments(q.C, q.Fields, p); err != nil {
+			return 0, err
+		}
+	}
+	where := q.inRange(after, last, bounded, p)
+	expired, err := q.expired(s, p, true)
+	if err != nil {
+		return 0, err
+	}
+	n, err := s.queryCount(ctx, Statement{one.SkipLockedChange(q.table(), q.d.Quote(q.C.PrimaryKey), set, where+expired), p.Values()})
+	return n, s.dbError(q.what(), err)
+}
+
+// pick locks and returns the keys of at most BatchSize expired rows after the
+// key after (up to last when bounded), skipping rows others have locked.
+// Held keys are left out only when inline.
+func (q *sweepQuery) pick(ctx context.Context, s *Session, after, last string, bounded bool) ([]string, error) {
+	p := s.Params()
+	where := q.inRange(after, last, bounded, p)
+	expired, err := q.expired(s, p, !q.heldByKey())
+	if err != nil {
+		return nil, err
+	}
+	pk := q.d.Quote(q.C.PrimaryKey)
+	sql := fmt.Sprintf("SELECT %s FROM %s AS swept WHERE %s%s ORDER BY swept.%s LIMIT %d FOR UPDATE SKIP LOCKED",
+		q.d.KeyText(q.pk, "swept."+pk), q.table(), where, expired, pk, q.BatchSize)
+	keys, err := s.QueryKeys(ctx, Statement{sql, p.Values()})
+	if err != nil {
+		return nil, s.dbError(q.what(), err)
+	}
+	return keys, nil
+}
+
+// change deletes or masks the rows of keys, by primary key.
+func (q *sweepQuery) change(ctx context.Context, s *Session, keys []string) (int64, error) {
+	statements, err := s.changeByKeys(q.C, keys, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
+		var set string
+		if q.Rule.Action == stores.ActionAnonymize {
+			var err error
+			if set, err = s.assignments(q.C, q.Fields, p); err != nil {
+				return "", err
+			}
+		}
+		return q.changeSQL(set, keyCond(p)), nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	var rows int64
+	for _, stmt := range statements {
+		n, err := s.Tx.Exec(ctx, stmt)
+		if err != nil {
+			return 0, s.dbError(q.what(), err)
+		}
+		rows += n
+	}
+	return rows, nil
+}
+
+// count counts the expired rows (held keys left out when held), narrowed by
+// the extra condition when given.
+func (q *sweepQuery) count(ctx context.Context, s *Session, held bool, extra func(*masking.Params) string) (int64, error) {
+	p := s.Params()
+	where, err := q.expired(s, p, held)
+	if err != nil {
+		return 0, err
+	}
+	if extra != nil {
+		where += " AND " + extra(p)
+	}
+	n, err := s.queryCount(ctx, Statement{"SELECT count(*) FROM " + q.table() + " WHERE " + where, p.Values()})
+	if err != nil {
+		return 0, s.dbError(fmt.Sprintf("counting expired rows of collection %q", q.C.Name), err)
+	}
+	return n, nil
 }

@@ -1,0 +1,67 @@
+package mysql
+
+import (
+	"strings"
+
+	"github.com/lethe-dev/lethe/internal/datamap"
+	"github.com/lethe-dev/lethe/internal/masking"
+	"github.com/lethe-dev/lethe/internal/stores/sqlcore"
+)
+
+// dialect is MySQL's and MariaDB's SQL: backtick quoting, keys bound one by
+// one in batches (there is no array parameter), and text compared exactly
+// whatever the collation (see match.go).
+type dialect struct{ masking.Dialect }
+
+var mySQL = dialect{masking.MySQL}
+
+// Quote quotes one identifier.
+func (dialect) Quote(name string) string { return quote(name) }
+
+// quote quotes one identifier with backticks, doubling any backtick in it.
+func quote(name string) string { return "`" + strings.ReplaceAll(name, "`", "``") + "`" }
+
+// tableRef quotes a collection's table, database-qualified or not.
+func tableRef(c *datamap.Collection) string { return sqlcore.TableRef(mySQL, c) }
+
+func (dialect) KeyText(col column, ref string) string { return textOf(col, ref) }
+
+func (dialect) BindKey(col column, key string, p *masking.Params) string {
+	return keyParam(col, key, p)
+}
+
+func (dialect) KeyIn(col column, ref string, keys []string, p *masking.Params) string {
+	return keyIn(col, ref, keys, p)
+}
+
+func (dialect) Match(col column, ref string, values []string, from masking.Kind, p *masking.Params) (string, bool) {
+	return matchValues(col, ref, values, from == masking.KindBytes, p)
+}
+
+// BindValue binds the value as it is: MySQL converts it to the column's
+// type, and the strict session refuses a value that does not fit rather than
+// truncating it.
+func (dialect) BindValue(_ column, value string, p *masking.Params) string { return p.Add(value) }
+
+func (dialect) Distinct(col column, ref, value string) string { return distinct(col, ref, value) }
+
+// HexDigest compares a binary string: REGEXP is then case-sensitive, so only
+// lower-case hex passes.
+func (dialect) HexDigest(ref string) string { return binaryText(ref) + " REGEXP '^[0-9a-f]{64}$'" }
+
+// ExportColumn reads types without a plain JSON form (decimal, uuid, enum,
+// set, time, json...) as their MySQL text, which loses nothing.
+func (dialect) ExportColumn(col column, ref string) string {
+	switch col.Kind {
+	case masking.KindText, masking.KindInteger, masking.KindFloat, masking.KindDate,
+		masking.KindTimestamp, masking.KindTimestampTZ, masking.KindBytes:
+		return ref
+	}
+	return "CAST(" + ref + " AS CHAR CHARACTER SET utf8mb4)"
+}
+
+// Batching bounds the keys of a statement (keyChunk) and the held keys a
+// sweep statement leaves out (maxInlineHeld), and orders changes by key.
+func (dialect) Batching() sqlcore.Batching {
+	return sqlcore.Batching{Keys: keyChunk, HeldKeys: maxInlineHeld, OrderChanges: true}
+}

@@ -1,0 +1,111 @@
+package postgres
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/lethe-dev/lethe/internal/datamap"
+	"github.com/lethe-dev/lethe/internal/masking"
+	"github.com/lethe-dev/lethe/internal/stores/sqlcore"
+)
+
+// dialect is PostgreSQL's SQL. Keys are bound as one text array cast to the
+// key's type, so any number fit one statement and the primary key index
+// serves; text compares by the column's own equality (its collation).
+type dialect struct{ masking.Dialect }
+
+var pgSQL = dialect{masking.Postgres}
+
+var _ sqlcore.SkipLockedChanger = dialect{}
+
+// Quote quotes one identifier.
+func (dialect) Quote(name string) string { return quote(name) }
+
+// quote quotes one identifier.
+func quote(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+// tableRef quotes a collection's table, schema-qualified or not.
+func tableRef(c *datamap.Collection) string { return sqlcore.TableRef(pgSQL, c) }
+
+func (dialect) KeyText(_ column, ref string) string { return "CAST(" + ref + " AS text)" }
+
+func (dialect) BindKey(col column, key string, p *masking.Params) string {
+	return fmt.Sprintf("CAST(%s AS %s)", p.Add(key), col.CastType)
+}
+
+func (dialect) KeyIn(col column, ref string, keys []string, p *masking.Params) string {
+	return fmt.Sprintf("%s = ANY (CAST(CAST(%s AS text[]) AS %s[]))", ref, p.Add(keys), col.CastType)
+}
+
+// Match compares exactly by the column's equality. Integer columns compare
+// with the values parsed in Go (an index still serves, and a value that is
+// not a canonical integer matches nothing rather than failing the cast);
+// other non-text columns compare as text.
+func (dialect) Match(col column, ref string, values []string, _ masking.Kind, p *masking.Params) (string, bool) {
+	var items []string
+	switch col.Kind {
+	case masking.KindText:
+		for _, v := range values {
+			items = append(items, p.Add(v))
+		}
+	case masking.KindInteger:
+		for _, v := range values {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && strconv.FormatInt(n, 10) == v {
+				items = append(items, p.Add(n))
+			}
+		}
+	default:
+		ref = "CAST(" + ref + " AS text)"
+		for _, v := range values {
+			items = append(items, p.Add(v))
+		}
+	}
+	switch len(items) {
+	case 0:
+		return "", false
+	case 1:
+		return ref + " = " + items[0], true
+	}
+	return ref + " IN (" + strings.Join(items, ", ") + ")", true
+}
+
+// BindValue binds the value as text and casts it to the column's type;
+// PostgreSQL refuses a value that does not fit (too long, not a date) rather
+// than truncating it.
+func (dialect) BindValue(col column, value string, p *masking.Params) string {
+	return fmt.Sprintf("CAST(CAST(%s AS text) AS %s)", p.Add(value), col.CastType)
+}
+
+func (dialect) Distinct(_ column, ref, value string) string {
+	return ref + " IS DISTINCT FROM " + value
+}
+
+func (dialect) HexDigest(ref string) string { return "CAST(" + ref + " AS text) ~ '^[0-9a-f]{64}$'" }
+
+// ExportColumn reads types without a plain JSON form (numeric, uuid, json,
+// network addresses...) as their PostgreSQL text, which loses nothing.
+func (dialect) ExportColumn(col column, ref string) string {
+	switch col.Kind {
+	case masking.KindText, masking.KindInteger, masking.KindFloat, masking.KindBoolean,
+		masking.KindDate, masking.KindTimestamp, masking.KindTimestampTZ, masking.KindBytes:
+		return ref
+	}
+	return "CAST(" + ref + " AS text)"
+}
+
+// Batching: keys travel as one array parameter, any number of them.
+func (dialect) Batching() sqlcore.Batching { return sqlcore.Batching{} }
+
+// SkipLockedChange locks the range's rows in a subquery and changes them in
+// the same statement, counting them with RETURNING.
+func (dialect) SkipLockedChange(table, pk, set, where string) string {
+	where = fmt.Sprintf("%[1]s = ANY (ARRAY(SELECT %[1]s FROM %[2]s WHERE %[3]s FOR UPDATE SKIP LOCKED))", pk, table, where)
+	sql := "DELETE FROM " + table + " WHERE " + where
+	if set != "" {
+		sql = fmt.Sprintf("UPDATE %s SET %s WHERE %s", table, set, where)
+	}
+	return fmt.Sprintf("WITH changed AS (%s RETURNING 1) SELECT count(*) FROM changed", sql)
+}

@@ -1,0 +1,215 @@
+package sqlcore
+
+import (
+	"context"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/datamap"
+	"github.com/lethe-dev/lethe/internal/stores"
+)
+
+// TxKind is what a transaction is for; each engine gives each kind its
+// isolation, access mode and timeouts.
+type TxKind int
+
+const (
+	// ReadOnly is a snapshot that cannot write: planning, checking and
+	// exporting are safe by construction, and see one consistent state.
+	ReadOnly TxKind = iota
+	// ReadWrite is Apply's transaction; it locks the subject's rows as it
+	// resolves them.
+	ReadWrite
+	// SweepRange is a sweep batch's first attempt: short, and failing fast
+	// when a row of its range is locked.
+	SweepRange
+	// SweepLocking is a sweep batch that locks the rows it changes, skipping
+	// the locked ones, after a lock timeout or by key.
+	SweepLocking
+	// SweepCount counts the rows still past their period.
+	SweepCount
+)
+
+// Engine is what a SQL engine supplies to Core besides its Dialect: its
+// transactions (the connection and its timeouts), its schema introspection
+// and checks, and its error classification. L is its live schema, T its
+// transaction.
+type Engine[L, T any] interface {
+	Errors
+	// InTx runs fn in a transaction of kind, and commits if fn succeeds.
+	InTx(ctx context.Context, kind TxKind, fn func(T) error) error
+	// Introspect reads what the database says about the mapped tables.
+	Introspect(ctx context.Context, tx T) (*L, error)
+	// Problems lists every difference between the data map and live; a
+	// request never acts on a schema with problems.
+	Problems(live *L) []stores.SchemaProblem
+	// Warnings lists what in live makes some erasures fail or delete rows
+	// outside the plan (foreign keys the map does not account for).
+	Warnings(live *L) []string
+	// Schema is live as the shared statements look it up.
+	Schema(live *L) Schema
+	// Tx is tx as the shared statements run in it.
+	Tx(tx T) Tx
+}
+
+// ResolvingEngine is an engine with its own way of finding a subject's rows
+// (PostgreSQL: one statement, references compared in the database), used
+// instead of the session's portable statements.
+type ResolvingEngine interface {
+	Resolver(s *Session) Resolver
+}
+
+// Core carries out requests, exports, checks and retention sweeps on a SQL
+// engine, which supplies only what differs (Dialect and Engine). An engine's
+// Store embeds it, so its methods are the Store's.
+type Core[L, T any] struct {
+	m       *datamap.Map
+	key     []byte
+	dialect Dialect
+	engine  Engine[L, T]
+	// schema is the live schema last found matching the map.
+	schema SchemaCache[L]
+}
+
+// NewCore returns the core of a store of m in the dialect d, keyed by
+// maskingKey, that trusts the live schema it last found matching the map for
+// schemaTTL.
+func NewCore[L, T any](m *datamap.Map, maskingKey []byte, d Dialect, engine Engine[L, T], schemaTTL time.Duration) *Core[L, T] {
+	return &Core[L, T]{m: m, key: maskingKey, dialect: d, engine: engine, schema: SchemaCache[L]{TTL: schemaTTL}}
+}
+
+// session is tx over live.
+func (c *Core[L, T]) session(tx T, live *L) *Session {
+	s := &Session{Map: c.m, Dialect: c.dialect, Schema: c.engine.Schema(live), Tx: c.engine.Tx(tx), Errors: c.engine, Key: c.key}
+	if r, ok := any(c.engine).(ResolvingEngine); ok {
+		s.Resolver = r.Resolver(s)
+	}
+	return s
+}
+
+// Plan resolves the subject's rows and reports, per collection, what Apply
+// would do, in a read-only snapshot. Apply counts with the same statements'
+// conditions, so the numbers agree when nothing changed in between.
+func (c *Core[L, T]) Plan(ctx context.Context, req stores.Request) (stores.Result, error) {
+	if err := Validate(c.m, req); err != nil {
+		return stores.Result{}, err
+	}
+	var res stores.Result
+	err := c.inTxWithSchema(ctx, ReadOnly, func(s *Session) error {
+		var err error
+		res, err = s.run(ctx, req, false)
+		return err
+	})
+	return res, err
+}
+
+// Apply carries out an Erasure or a Rectification in one transaction: the
+// subject's rows are locked as they are resolved, then changed children
+// first, by primary key. Any failure rolls everything back.
+func (c *Core[L, T]) Apply(ctx context.Context, req stores.Request) (stores.Result, error) {
+	if err := ValidateApply(c.m, req); err != nil {
+		return stores.Result{}, err
+	}
+	var res stores.Result
+	err := c.inTxWithSchema(ctx, ReadWrite, func(s *Session) error {
+		s.Lock = true
+		var err error
+		res, err = s.run(ctx, req, true)
+		return err
+	})
+	if err != nil {
+		return stores.Result{}, err
+	}
+	return res, nil
+}
+
+// Export returns the subject's rows of every collection in scope: the primary
+// key and the mapped fields in scope, as JSON-friendly values, keyed by their
+// names in the data map. Collections where the subject has no row are left
+// out of the export.
+func (c *Core[L, T]) Export(ctx context.Context, req stores.Request) (stores.Export, stores.Result, error) {
+	if err := ValidateSubject(c.m, req.Subject); err != nil {
+		return nil, stores.Result{}, err
+	}
+	var exp stores.Export
+	var res stores.Result
+	err := c.inTxWithSchema(ctx, ReadOnly, func(s *Session) error {
+		var err error
+		exp, res.Collections, err = s.export(ctx, req.Subject, req.Scope)
+		return err
+	})
+	if err != nil {
+		return nil, stores.Result{}, err
+	}
+	return exp, res, nil
+}
+
+// Check compares the data map with the live schema. Problems make requests
+// refuse to run; warnings are foreign keys that would make some erasures fail
+// or delete rows outside the plan. It always reads the schema, and renews
+// (or drops) the one requests and sweeps use.
+func (c *Core[L, T]) Check(ctx context.Context) (stores.CheckResult, error) {
+	var res stores.CheckResult
+	err := c.engine.InTx(ctx, ReadOnly, func(tx T) error {
+		live, err := c.engine.Introspect(ctx, tx)
+		if err != nil {
+			return err
+		}
+		res = stores.CheckResult{Problems: c.engine.Problems(live), Warnings: c.engine.Warnings(live)}
+		c.schema.Checked(live, res.Problems)
+		return nil
+	})
+	return res, err
+}
+
+// SubjectKeys returns the primary keys (as text) of the subject's rows in a
+// collection, found as erasure finds them: through the identity columns and
+// down the cascade references. A subject none of whose identity types this
+// store maps has no rows here.
+func (c *Core[L, T]) SubjectKeys(ctx context.Context, subject map[string]string, collection string) ([]string, error) {
+	return SubjectKeys(c.m, subject, collection, func() (rows Rows, err error) {
+		err = c.inTxWithSchema(ctx, ReadOnly, func(s *Session) error {
+			rows, err = s.resolver().Resolve(ctx, subject)
+			return err
+		})
+		return rows, err
+	})
+}
+
+// matchingSchema introspects the schema and refuses to go on when it does not
+// match the data map: a request never acts on a schema that drifted.
+func (c *Core[L, T]) matchingSchema(ctx context.Context, tx T) (*L, error) {
+	live, err := c.engine.Introspect(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	if problems := c.engine.Problems(live); len(problems) > 0 {
+		return nil, SchemaError(problems)
+	}
+	return live, nil
+}
+
+// inTxWithSchema runs fn in a transaction of kind with the live schema: the
+// cached one, or one read and checked in that transaction (see SchemaCache).
+func (c *Core[L, T]) inTxWithSchema(ctx context.Context, kind TxKind, fn func(*Session) error) error {
+	inTx := func(fn func(T) error) error { return c.engine.InTx(ctx, kind, fn) }
+	read := func(tx T) (*L, error) { return c.matchingSchema(ctx, tx) }
+	return InTxWithSchema(&c.schema, inTx, read, func(tx T, live *L) error { return fn(c.session(tx, live)) })
+}
+
+// inTx runs fn in a transaction of kind over live, a schema already checked.
+func (c *Core[L, T]) inTx(ctx context.Context, kind TxKind, live *L, fn func(*Session) error) error {
+	return c.engine.InTx(ctx, kind, func(tx T) error { return fn(c.session(tx, live)) })
+}
+
+// withCheckedSchema calls fn with the live schema checked against the data
+// map: the cached one, or one read in a transaction of its own (fn may run
+// several, as a sweep batch does).
+func (c *Core[L, T]) withCheckedSchema(ctx context.Context, fn func(*L) error) error {
+	return c.schema.With(func() (live *L, err error) {
+		err = c.engine.InTx(ctx, ReadOnly, func(tx T) error {
+			live, err = c.matchingSchema(ctx, tx)
+			return err
+		})
+		return live, err
+	}, fn)
+}

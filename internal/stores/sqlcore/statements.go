@@ -1,0 +1,354 @@
+package sqlcore
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/datamap"
+	"github.com/lethe-dev/lethe/internal/masking"
+	"github.com/lethe-dev/lethe/internal/stores"
+)
+
+// run resolves the subject's rows, and counts (plan) or carries out (apply)
+// the request's steps.
+func (s *Session) run(ctx context.Context, req stores.Request, apply bool) (stores.Result, error) {
+	r := s.resolver()
+	rows, err := r.Resolve(ctx, req.Subject)
+	if err != nil {
+		return stores.Result{}, err
+	}
+	var steps []Step
+	var res stores.Result
+	switch req.Kind {
+	case stores.KindErasure:
+		steps, res.Held, err = s.erasureSteps(ctx, r, rows, req)
+	case stores.KindRectification:
+		steps = s.rectificationSteps(rows, req)
+	default:
+		for _, cr := range AccessResults(s.Map, rows, req.Scope) {
+			steps = append(steps, ReportStep(cr))
+		}
+	}
+	if err != nil {
+		return stores.Result{}, err
+	}
+	if err := s.perform(ctx, steps, apply); err != nil {
+		return stores.Result{}, err
+	}
+	for _, st := range steps {
+		res.Collections = append(res.Collections, st.Result)
+	}
+	return res, nil
+}
+
+// perform carries out (apply) or counts (plan) the steps' statements, in
+// order; in one round trip when the transaction batches. A step's rows are
+// the sum of its statements' rows; a step without statements keeps the rows
+// its keys gave it. Changed rows are the rows actually changed, so a row
+// already in its final state counts as nothing.
+func (s *Session) perform(ctx context.Context, steps []Step, apply bool) error {
+	var statements []Statement
+	var owners []*Step // the step of each statement
+	for i := range steps {
+		st := &steps[i]
+		own := st.Count
+		if apply {
+			own = st.Exec
+		}
+		if len(own) > 0 {
+			st.Result.Rows = 0
+		}
+		for _, stmt := range own {
+			statements = append(statements, stmt)
+			owners = append(owners, st)
+		}
+	}
+	failed := func(st *Step, err error) error {
+		return s.Errors.DBError(fmt.Sprintf("%s in collection %q", st.Result.Action, st.Result.Collection), err)
+	}
+	if b, ok := s.Tx.(Batcher); ok && len(statements) > 0 {
+		rows, i, err := b.Batch(ctx, statements, apply)
+		switch {
+		case err != nil && i < len(owners):
+			return failed(owners[i], err)
+		case err != nil:
+			return s.Errors.DBError("finishing the request's statements", err)
+		}
+		for i, n := range rows {
+			owners[i].Result.Rows += n
+		}
+		return nil
+	}
+	for i, stmt := range statements {
+		n, err := s.runStatement(ctx, stmt, apply)
+		if err != nil {
+			return failed(owners[i], err)
+		}
+		owners[i].Result.Rows += n
+	}
+	return nil
+}
+
+// runStatement carries out a statement (exec), or runs a count.
+func (s *Session) runStatement(ctx context.Context, st Statement, exec bool) (int64, error) {
+	if exec {
+		return s.Tx.Exec(ctx, st)
+	}
+	return s.queryCount(ctx, st)
+}
+
+// erasureSteps lists an erasure's steps children first. In every collection in
+// scope: retained rows are reported with their reason; the other rows are
+// deleted or anonymized as mapped; before deleting rows, setNull references to
+// them from other rows are cleared.
+func (s *Session) erasureSteps(ctx context.Context, r Resolver, rows Rows, req stores.Request) ([]Step, bool, error) {
+	own := func(c *datamap.Collection, e Erasure, spared map[*datamap.Collection][]string) ([]Step, error) {
+		switch e.Action {
+		case stores.ActionRetain:
+			return []Step{{Result: RetainResult(c, len(rows[c]))}}, nil
+		case stores.ActionDelete:
+			var steps []Step
+			if len(e.Keys) > 0 {
+				for _, ref := range c.Referrers {
+					st, err := r.ClearReferences(ctx, ref, e.Keys, spared[ref.Child])
+					if err != nil {
+						return nil, err
+					}
+					steps = append(steps, st)
+				}
+			}
+			return append(steps, s.deleteRows(c, e.Keys)), nil
+		default:
+			st, err := s.anonymizeRows(c, e)
+			return []Step{st}, err
+		}
+	}
+	return EraseSteps(ctx, s.Map, rows, req, r, own, ReportStep)
+}
+
+// keyRenderer writes a statement around a batch's key condition, binding its
+// parameters in the order of the text (positional placeholders line up).
+type keyRenderer func(keyCond func(*masking.Params) string, p *masking.Params) (string, error)
+
+// changeByKeys renders a DELETE or UPDATE of c's rows of keys per batch of
+// keys (see Batching.OrderChanges).
+func (s *Session) changeByKeys(c *datamap.Collection, keys []string, render keyRenderer) ([]Statement, error) {
+	return s.byKeys(c, keys, s.Dialect.Batching().OrderChanges, render)
+}
+
+// countByKeys renders a SELECT count(*) per batch of keys.
+func (s *Session) countByKeys(c *datamap.Collection, keys []string, render keyRenderer) ([]Statement, error) {
+	return s.byKeys(c, keys, false, render)
+}
+
+func (s *Session) byKeys(c *datamap.Collection, keys []string, ordered bool, render keyRenderer) ([]Statement, error) {
+	var out []Statement
+	for _, batch := range KeyBatches(s.Dialect, keys) {
+		p := s.Params()
+		sql, err := render(func(p *masking.Params) string { return s.KeyIn(c, batch, p) }, p)
+		if err != nil {
+			return nil, err
+		}
+		if ordered {
+			sql += fmt.Sprintf(" ORDER BY %s LIMIT %d", s.quote(c.PrimaryKey), len(batch))
+		}
+		out = append(out, Statement{sql, p.Values()})
+	}
+	return out, nil
+}
+
+func (s *Session) deleteRows(c *datamap.Collection, keys []string) Step {
+	st := Step{Result: stores.CollectionResult{Collection: c.Name, Action: stores.ActionDelete, Rows: int64(len(keys))}}
+	st.Exec, _ = s.changeByKeys(c, keys, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
+		return "DELETE FROM " + s.tableRef(c) + " WHERE " + keyCond(p), nil
+	})
+	return st
+}
+
+// anonymizeRows masks the erasure's fields in its rows, one UPDATE per batch
+// of keys (and per set of fields, when some rows keep the columns held rows
+// are found by). When every strategy is deterministic, rows whose fields
+// already hold their masked values are skipped, so running an erasure again
+// changes (and counts) nothing. hash is the exception: a digest differs from
+// the digest of itself, so rows still found after anonymization (through an
+// identity column that is not masked) are hashed again.
+func (s *Session) anonymizeRows(c *datamap.Collection, e Erasure) (Step, error) {
+	st := Step{Result: stores.CollectionResult{Collection: c.Name, Action: stores.ActionAnonymize, Reason: e.PathReason}}
+	for _, m := range e.Masks() {
+		if len(m.Keys) == 0 || len(m.Fields) == 0 {
+			continue
+		}
+		exec, count, err := s.maskStatements(c, m.Fields, m.Keys)
+		if err != nil {
+			return Step{}, err
+		}
+		st.Exec, st.Count = append(st.Exec, exec...), append(st.Count, count...)
+	}
+	return st, nil
+}
+
+// maskStatements render the UPDATEs that mask fields in the rows of keys, and
+// the counts of the rows they would change.
+func (s *Session) maskStatements(c *datamap.Collection, fields []datamap.Field, keys []string) (exec, count []Statement, err error) {
+	exec, err = s.changeByKeys(c, keys, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
+		sets, err := s.assignments(c, fields, p)
+		if err != nil {
+			return "", err
+		}
+		where, err := s.rowsToMask(c, fields, keyCond(p), p)
+		return fmt.Sprintf("UPDATE %s SET %s WHERE %s", s.tableRef(c), sets, where), err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	count, err = s.countByKeys(c, keys, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
+		where, err := s.rowsToMask(c, fields, keyCond(p), p)
+		return fmt.Sprintf("SELECT count(*) FROM %s WHERE %s", s.tableRef(c), where), err
+	})
+	return exec, count, err
+}
+
+// rowsToMask narrows keyCond to the rows some field of which would change.
+func (s *Session) rowsToMask(c *datamap.Collection, fields []datamap.Field, keyCond string, p *masking.Params) (string, error) {
+	for _, f := range fields {
+		if !masking.Deterministic(f.Masking) {
+			return keyCond, nil
+		}
+	}
+	exprs, err := s.maskExpressions(c, fields, p)
+	if err != nil {
+		return "", err
+	}
+	changes := make([]string, len(fields))
+	for i, f := range fields {
+		changes[i] = s.Dialect.Distinct(s.Schema.Column(c, f.Name), s.quote(f.Name), exprs[i])
+	}
+	return keyCond + " AND (" + strings.Join(changes, " OR ") + ")", nil
+}
+
+// assignments renders the SET list that masks fields.
+func (s *Session) assignments(c *datamap.Collection, fields []datamap.Field, p *masking.Params) (string, error) {
+	sets, err := s.maskExpressions(c, fields, p)
+	if err != nil {
+		return "", err
+	}
+	for i, f := range fields {
+		sets[i] = s.quote(f.Name) + " = " + sets[i]
+	}
+	return strings.Join(sets, ", "), nil
+}
+
+// maskExpressions renders the expressions that mask fields of c's rows.
+func (s *Session) maskExpressions(c *datamap.Collection, fields []datamap.Field, p *masking.Params) ([]string, error) {
+	exprs := make([]string, len(fields))
+	for i, f := range fields {
+		target := masking.Target{Column: s.Schema.Column(c, f.Name).ColumnInfo, Ref: s.quote(f.Name), PrimaryKey: s.quote(c.PrimaryKey)}
+		expr, err := s.Dialect.Expr(f.Masking, target, s.Key, p)
+		if err != nil {
+			return nil, fmt.Errorf("%w: collection %q: %v", stores.ErrInvalid, c.Name, err)
+		}
+		exprs[i] = expr
+	}
+	return exprs, nil
+}
+
+// rectificationSteps sets, in the subject's rows, the fields
+// RectificationSteps names. Rows already holding the value are skipped, so
+// running it again changes nothing.
+func (s *Session) rectificationSteps(rows Rows, req stores.Request) []Step {
+	return RectificationSteps(s.Map, rows, req, func(c *datamap.Collection, fields []datamap.Field, keys []string) Step {
+		return s.rectifyRows(c, fields, keys, req)
+	}, ReportStep)
+}
+
+func (s *Session) rectifyRows(c *datamap.Collection, fields []datamap.Field, keys []string, req stores.Request) Step {
+	st := Step{Result: stores.CollectionResult{Collection: c.Name, Action: stores.ActionRectify}}
+	value := func(f datamap.Field, p *masking.Params) string {
+		return s.Dialect.BindValue(s.Schema.Column(c, f.Name), req.Rectification[f.Category], p)
+	}
+	changed := func(keyCond string, p *masking.Params) string {
+		changes := make([]string, len(fields))
+		for i, f := range fields {
+			changes[i] = s.Dialect.Distinct(s.Schema.Column(c, f.Name), s.quote(f.Name), value(f, p))
+		}
+		return keyCond + " AND (" + strings.Join(changes, " OR ") + ")"
+	}
+	st.Exec, _ = s.changeByKeys(c, keys, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
+		sets := make([]string, len(fields))
+		for i, f := range fields {
+			sets[i] = s.quote(f.Name) + " = " + value(f, p)
+		}
+		return fmt.Sprintf("UPDATE %s SET %s WHERE %s", s.tableRef(c), strings.Join(sets, ", "), changed(keyCond(p), p)), nil
+	})
+	st.Count, _ = s.countByKeys(c, keys, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
+		return fmt.Sprintf("SELECT count(*) FROM %s WHERE %s", s.tableRef(c), changed(keyCond(p), p)), nil
+	})
+	return st
+}
+
+// export collects the subject's rows of every collection in scope (see Export).
+func (s *Session) export(ctx context.Context, subject map[string]string, scope datamap.Scope) (stores.Export, []stores.CollectionResult, error) {
+	rows, err := s.resolver().Resolve(ctx, subject)
+	if err != nil {
+		return nil, nil, err
+	}
+	return Export(s.Map, rows, scope, func(c *datamap.Collection, keys []string) ([]map[string]any, error) {
+		return s.exportRows(ctx, c, keys, scope)
+	})
+}
+
+// exportRows reads the primary key and the mapped fields in scope of c's rows
+// of keys, keyed by their names in the data map.
+func (s *Session) exportRows(ctx context.Context, c *datamap.Collection, keys []string, scope datamap.Scope) ([]map[string]any, error) {
+	pk := s.primaryKey(c)
+	names, selects, kinds := []string{c.PrimaryKey}, []string{s.Dialect.ExportColumn(pk, s.quote(c.PrimaryKey))}, []masking.Kind{pk.Kind}
+	for _, f := range c.Fields {
+		// A field that is the primary key column, as the database compares names, is exported once.
+		if col := s.Schema.Column(c, f.Name); col.Name != pk.Name && scope.Covers(f.Category) {
+			names, selects, kinds = append(names, f.Name), append(selects, s.Dialect.ExportColumn(col, s.quote(f.Name))), append(kinds, col.Kind)
+		}
+	}
+	var data []map[string]any
+	for _, batch := range KeyBatches(s.Dialect, keys) {
+		p := s.Params()
+		// ORDER BY names the table's column: the bare name may be a text output column.
+		q := fmt.Sprintf("SELECT %s FROM %s AS t WHERE %s ORDER BY t.%s", strings.Join(selects, ", "), s.tableRef(c), s.KeyIn(c, batch, p), s.quote(c.PrimaryKey))
+		err := s.Tx.ExportRows(ctx, Statement{q, p.Values()}, kinds, func(values []any) error {
+			row := make(map[string]any, len(names))
+			for i, name := range names {
+				row[name] = values[i]
+			}
+			data = append(data, row)
+			return nil
+		})
+		if err != nil {
+			return nil, s.dbError(fmt.Sprintf("exporting collection %q", c.Name), err)
+		}
+	}
+	return data, nil
+}
+
+// JSONValue makes a value a driver scanned JSON-friendly: dates as
+// YYYY-MM-DD, timestamps as RFC 3339 in UTC, non-finite floats and anything
+// unusual as text. Engines convert their drivers' other types first.
+func JSONValue(kind masking.Kind, v any) any {
+	switch v := v.(type) {
+	case nil, string, bool, int64, uint64:
+		return v
+	case float64:
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return strconv.FormatFloat(v, 'g', -1, 64)
+		}
+		return v
+	case time.Time:
+		if kind == masking.KindDate {
+			return v.Format(time.DateOnly)
+		}
+		return v.UTC().Format(time.RFC3339Nano)
+	}
+	return fmt.Sprint(v)
+}
