@@ -370,8 +370,14 @@ func (run *requestRun) complete() {
 		dsr.Status.ReceiptDigest = digest
 	}
 	reason, msg := privacyv1.ReasonCompleted, completionMessage(dsr)
-	if dsr.Spec.DryRun {
+	switch {
+	case dsr.Spec.DryRun:
 		reason = privacyv1.ReasonDryRunCompleted
+	case !subjectFound(dsr):
+		// Done, but worth a look: a typo, a stray space or another e-mail
+		// would end the same way, and the person's data would remain.
+		reason = privacyv1.ReasonSubjectNotFound
+		msg = fmt.Sprintf("no data of this subject in the %d store(s) in scope: nothing was %s; check the identities if the person should be known", len(dsr.Status.Stores), verbOf(dsr.Spec.Type))
 	}
 	markReady(run.conds(), run.gen(), reason, msg)
 }

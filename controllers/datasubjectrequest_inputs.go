@@ -27,6 +27,15 @@ func (r *DataSubjectRequestReconciler) resolveSubject(ctx context.Context, dsr *
 	return resolveIdentities(ctx, r.APIReader, dsr.Namespace, dsr.Spec.Subject)
 }
 
+// secretValue is an identity as written in a Secret, less one trailing line
+// break: `kubectl create secret --from-file` and `echo >` add one, and with it
+// the identity matches nobody. Nothing else is changed (inline identities are
+// taken exactly): "a@x.io " and "A@x.io" stay other people.
+func secretValue(v []byte) string {
+	s := strings.TrimSuffix(string(v), "\n")
+	return strings.TrimSuffix(s, "\r")
+}
+
 func resolveIdentities(ctx context.Context, reader client.Reader, namespace string, s privacyv1.Subject) (map[string]string, error) {
 	ids := map[string]string{}
 	if s.IdentitiesFrom != nil {
@@ -35,7 +44,7 @@ func resolveIdentities(ctx context.Context, reader client.Reader, namespace stri
 			return nil, err
 		}
 		for k, v := range data {
-			ids[k] = string(v)
+			ids[k] = secretValue(v)
 		}
 	} else {
 		for k, v := range s.Identities {

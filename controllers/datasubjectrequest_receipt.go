@@ -19,13 +19,30 @@ func completionMessage(dsr *privacyv1.DataSubjectRequest) string {
 			}
 		}
 	}
-	verb := map[privacyv1.RequestType]string{
-		privacyv1.RequestAccess: "exported", privacyv1.RequestErasure: "erased", privacyv1.RequestRectification: "rectified",
-	}[dsr.Spec.Type]
+	verb := verbOf(dsr.Spec.Type)
 	if dsr.Spec.DryRun {
 		return fmt.Sprintf("dry run: %d row(s) would be %s in %d store(s); nothing was changed", rows, verb, len(dsr.Status.Stores))
 	}
 	return fmt.Sprintf("%d row(s) %s in %d store(s)", rows, verb, len(dsr.Status.Stores))
+}
+
+func verbOf(t privacyv1.RequestType) string {
+	return map[privacyv1.RequestType]string{
+		privacyv1.RequestAccess: "exported", privacyv1.RequestErasure: "erased", privacyv1.RequestRectification: "rectified",
+	}[t]
+}
+
+// subjectFound is true when some store held data of the subject: rows acted
+// on, retained or held, or a processor that acted.
+func subjectFound(dsr *privacyv1.DataSubjectRequest) bool {
+	for _, o := range dsr.Status.Stores {
+		for _, c := range o.Collections {
+			if c.Rows != 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // receipt is what the receipt digest covers.

@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"fmt"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -9,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/audit"
 )
 
 // A request never changes whose data it acts on: the subject Secret edited
@@ -84,4 +86,37 @@ func TestDataStoreRemovedMidRequestEndsItsOutcome(t *testing.T) {
 	if !apimeta.IsStatusConditionTrue(dsr.Status.Conditions, privacyv1.ConditionStalled) || dsr.Status.CompletionTime != nil {
 		t.Errorf("a request with a removed store is neither complete nor waiting: conditions %+v", dsr.Status.Conditions)
 	}
+}
+
+// A Secret written with `kubectl create secret --from-file` ends its value
+// with a line break: it is the person all the same. A subject that matches
+// nothing anywhere completes, but says so (SubjectNotFound, a Warning Event)
+// rather than looking like a successful erasure.
+func TestTrailingNewlineAndUnknownSubjects(t *testing.T) {
+	ns := env.Namespace(t)
+	db, _ := readyStore(t, ns)
+	create(t, secret(ns, "from-file", map[string]string{"email": "a_b@x.io\n"}))
+	dsr := request(ns, "erase", privacyv1.RequestErasure, "from-file")
+	create(t, dsr)
+	waitRequest(t, dsr, metav1.ConditionTrue, privacyv1.ReasonCompleted)
+	if n := count(t, db, `SELECT count(*) FROM billing_profiles WHERE account_id = 1`); n != 0 {
+		t.Errorf("the subject of a Secret value with a trailing newline was not erased (%d billing profiles left)", n)
+	}
+	if dsr.Status.SubjectDigest != audit.SubjectDigest(digestKey, map[string]string{"email": "a_b@x.io"}) {
+		t.Error("the digest is not the digest of the identity without its line break")
+	}
+
+	before := allFingerprints(t, db)
+	create(t, secret(ns, "nobody", map[string]string{"email": "nobody@x.io"}))
+	unknown := request(ns, "erase-nobody", privacyv1.RequestErasure, "nobody")
+	create(t, unknown)
+	waitRequest(t, unknown, metav1.ConditionTrue, privacyv1.ReasonSubjectNotFound)
+	if unknown.Status.CompletionTime == nil {
+		t.Error("SubjectNotFound is a completion: want a completion time")
+	}
+	if fmt.Sprint(allFingerprints(t, db)) != fmt.Sprint(before) {
+		t.Error("a subject nobody has changed the database")
+	}
+	assertEvent(t, unknown, privacyv1.ReasonSubjectNotFound)
+	assertNoPersonalData(t, unknown, "nobody@x.io")
 }

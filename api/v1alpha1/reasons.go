@@ -33,6 +33,10 @@ const (
 	// policy refuses (loopback, link-local, cloud metadata, the API server,
 	// or an operator's --egress-deny); the message names the class of address.
 	ReasonEgressRefused = "EgressRefused"
+	// ReasonSubjectNotFound: the request is complete, but no store in scope
+	// held any data of the subject (Ready=True, with a Warning Event): check
+	// the identities if the person should be known.
+	ReasonSubjectNotFound = "SubjectNotFound"
 	// ReasonStoreRemoved: a DataStore in the request's scope was deleted (or
 	// left its scope) before its part was done; recreate it or file a new request.
 	ReasonStoreRemoved = "StoreRemoved"

@@ -93,7 +93,14 @@ func TestHostileIdentitiesInlineAreRefusedOrActOnlyOnTheirSubject(t *testing.T) 
 			counts["refused by the controller"]++
 			continue
 		}
-		waitReady(t, f.dsr, metav1.ConditionTrue, privacyv1.ReasonCompleted)
+		// A value nobody has completes as SubjectNotFound, never as an erasure.
+		want := privacyv1.ReasonSubjectNotFound
+		for id, e := range emails {
+			if (f.v.idType() == "email" && e == f.v.value) || (f.v.idType() == "userId" && fmt.Sprint(id) == f.v.value) {
+				want = privacyv1.ReasonCompleted
+			}
+		}
+		waitReady(t, f.dsr, metav1.ConditionTrue, want)
 		counts["completed"]++
 	}
 

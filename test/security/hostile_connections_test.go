@@ -941,3 +941,28 @@ func TestNothingRegistersMySQLLocalFiles(t *testing.T) {
 		t.Errorf("the manager's code registers MySQL local files or readers, which a hostile server could then read: %v", found)
 	}
 }
+
+// A store that cannot be reached is reported without the connection
+// string's user, database, host or port: the message goes to status.
+func TestUnreachableStoresAreReportedWithoutTheirConnectionString(t *testing.T) {
+	closed := listenLoopback(t, "127.0.0.1:0", blackhole)
+	port := closed.addr()[strings.LastIndex(closed.addr(), ":")+1:]
+	closed.ln.Close() // nothing listens there any more: connection refused
+	cases := map[string]string{
+		"postgres": "postgres://lethe_canary_user:s3cret-canary@127.0.0.1:" + port + "/lethe_canary_db?sslmode=disable",
+		"mysql":    "lethe_canary_user:s3cret-canary@tcp(127.0.0.1:" + port + ")/lethe_canary_db",
+		"redis":    "redis://lethe_canary_user:s3cret-canary@127.0.0.1:" + port + "/0",
+	}
+	for engine, dsn := range cases {
+		err := openEngine(t, engine, dsn, false)
+		if !errors.Is(err, stores.ErrUnavailable) {
+			t.Errorf("%s: %v, want ErrUnavailable", engine, err)
+			continue
+		}
+		for _, leak := range []string{"lethe_canary_user", "lethe_canary_db", "s3cret-canary", ":" + port} {
+			if strings.Contains(err.Error(), leak) {
+				t.Errorf("%s: the error repeats %q from the connection string: %v", engine, leak, err)
+			}
+		}
+	}
+}

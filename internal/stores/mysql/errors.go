@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 
 	gomysql "github.com/go-sql-driver/mysql"
 
@@ -86,7 +87,8 @@ func dbError(what string, err error) error {
 		return fmt.Errorf("%s: %s", what, describe(myErr))
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, driver.ErrBadConn), errors.Is(err, gomysql.ErrInvalidConn), errors.As(err, &netErr):
-		return fmt.Errorf("%w: %s: %v", stores.ErrUnavailable, what, err)
+		// Network errors name the address dialled: the tenant's DSN.
+		return fmt.Errorf("%w: %s: %s", stores.ErrUnavailable, what, describeUnavailable(err))
 	default:
 		return fmt.Errorf("%s: database error %T (its text is withheld: it may quote personal data)", what, err)
 	}
@@ -118,4 +120,21 @@ func describe(e *gomysql.MySQLError) string {
 		}
 	}
 	return b.String()
+}
+
+// describeUnavailable names the kind of a connection failure, never its text.
+func describeUnavailable(err error) string {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
+		return "timed out"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, driver.ErrBadConn) || errors.Is(err, gomysql.ErrInvalidConn) || errors.Is(err, syscall.ECONNRESET):
+		return "the connection broke"
+	default:
+		return "network error"
+	}
 }

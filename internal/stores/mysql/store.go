@@ -122,7 +122,13 @@ func connectError(err error) error {
 	if errors.As(err, &myErr) {
 		return fmt.Errorf("%w: connecting to MySQL: %s", stores.ErrUnavailable, describe(myErr))
 	}
-	return dbError("connecting to MySQL", err)
+	err = dbError("connecting to MySQL", err)
+	if !errors.Is(err, stores.ErrUnavailable) && !errors.Is(err, stores.ErrInvalid) {
+		// Whatever else ends a first connection (a server asking for a local
+		// file, a protocol error) is the server's doing: retried, not stalled.
+		return fmt.Errorf("%w: %w", stores.ErrUnavailable, err)
+	}
+	return err
 }
 
 // Close closes the connections.

@@ -1,11 +1,14 @@
 package postgres
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -186,4 +189,27 @@ func withParameter(dsn string, isURL bool, key, value string) string {
 		return dsn + sep + url.QueryEscape(key) + "=" + url.QueryEscape(value)
 	}
 	return dsn + " " + key + "=" + value
+}
+
+// describeConnectError says why a connection failed without pgx's text,
+// which repeats the connection string's user, database, host and port (a
+// tenant's Secret) into the DataStore's status.
+func describeConnectError(err error) string {
+	var pgErr *pgconn.PgError
+	var netErr net.Error
+	var dnsErr *net.DNSError
+	switch {
+	case errors.As(err, &pgErr):
+		return fmt.Sprintf("the server refused the connection (SQLSTATE %s)", pgErr.Code)
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
+		return "timed out"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.As(err, &dnsErr):
+		return "the host name does not resolve"
+	case strings.Contains(err.Error(), "tls") || strings.Contains(err.Error(), "TLS"):
+		return "the TLS handshake failed (or the server does not offer TLS)"
+	default:
+		return "the connection failed"
+	}
 }

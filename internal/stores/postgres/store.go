@@ -85,7 +85,7 @@ func New(ctx context.Context, dsn string, m *datamap.Map, maskingKey []byte, net
 		if refused := stores.EgressRefusal(err); refused != nil {
 			return nil, refused
 		}
-		return nil, fmt.Errorf("%w: connecting to PostgreSQL: %v", stores.ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: connecting to PostgreSQL: %s", stores.ErrUnavailable, describeConnectError(err))
 	}
 	s := &Store{pool: pool, m: m, key: maskingKey, opts: sqlcore.NewOptions(opts)}
 	s.Core = sqlcore.NewCore[liveSchema, pgx.Tx](m, maskingKey, pgSQL, engine{s}, s.opts.SchemaTTL)
