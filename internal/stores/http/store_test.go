@@ -454,20 +454,6 @@ func TestHoldsRetentionAndExemptionsAreNotSent(t *testing.T) {
 	}
 }
 
-func TestEmptyIdentityNeverReachesTheProcessor(t *testing.T) {
-	p := newProcessor(t)
-	s, _ := newStore(t, p.URL, spec(customers()))
-	for _, id := range []string{"", "  "} {
-		_, err := s.Apply(context.Background(), erasure(map[string]string{"customerId": id}))
-		if !errors.Is(err, stores.ErrInvalid) {
-			t.Errorf("identity %q: err = %v, want ErrInvalid", id, err)
-		}
-	}
-	if n := len(p.requests()); n != 0 {
-		t.Errorf("%d requests sent (DELETE /v1/customers/ would address every customer)", n)
-	}
-}
-
 func TestRectificationSendsOnlyCorrectedFields(t *testing.T) {
 	p := newProcessor(t)
 	s, _ := newStore(t, p.URL, spec(customers()))

@@ -15,7 +15,6 @@ import (
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/datamap"
-	"github.com/lethe-dev/lethe/internal/masking"
 	"github.com/lethe-dev/lethe/internal/stores"
 	"github.com/lethe-dev/lethe/internal/testdb"
 )
@@ -102,45 +101,6 @@ func rows(res stores.Result) map[string]int64 {
 	return out
 }
 
-func TestErasureUnlinksOnlyTheSubjectsKeys(t *testing.T) {
-	db := testdb.NewRedis(t)
-	s := newStore(t, db, sessions(db), users(db))
-	seed(t, db, "session:42:a", "session:42:b", "session:420:a", "session:4:a", "session:4:42",
-		"user:ada@example.com", "user:ada@example.com.au", "user:bob@example.com")
-	req := erasure(map[string]string{"userId": "42", "email": "ada@example.com"})
-	ctx := context.Background()
-
-	plan, err := s.Plan(ctx, req)
-	if err != nil {
-		t.Fatalf("Plan: %v", err)
-	}
-	want := map[string]int64{"sessions/delete": 2, "users/delete": 1}
-	if !reflect.DeepEqual(rows(plan), want) {
-		t.Errorf("plan %v, want %v", rows(plan), want)
-	}
-	if n := len(remaining(t, db)); n != 8 {
-		t.Fatalf("Plan changed keys: %d left", n)
-	}
-	res, err := s.Apply(ctx, req)
-	if err != nil {
-		t.Fatalf("Apply: %v", err)
-	}
-	if !reflect.DeepEqual(rows(res), want) {
-		t.Errorf("apply %v, want %v (same as plan)", rows(res), want)
-	}
-	if got, want := remaining(t, db), []string{"session:420:a", "session:4:42", "session:4:a", "user:ada@example.com.au", "user:bob@example.com"}; !slices.Equal(got, want) {
-		t.Errorf("keys left %v, want %v", got, want)
-	}
-	// Idempotent: the second run finds nothing and changes nothing.
-	res, err = s.Apply(ctx, req)
-	if err != nil || !reflect.DeepEqual(rows(res), map[string]int64{"sessions/delete": 0, "users/delete": 0}) {
-		t.Errorf("second Apply: %v, %v", rows(res), err)
-	}
-	if n := len(remaining(t, db)); n != 5 {
-		t.Errorf("second Apply changed keys: %d left", n)
-	}
-}
-
 func TestAdversarialIdentitiesEraseOnlyTheirOwnSubject(t *testing.T) {
 	db := testdb.NewRedis(t)
 	s := newStore(t, db, sessions(db), users(db))
@@ -204,74 +164,6 @@ func TestScanFollowsTheCursorOverManyKeys(t *testing.T) {
 	}
 }
 
-func TestAnonymizeMasksMappedHashFields(t *testing.T) {
-	db := testdb.NewRedis(t)
-	s := newStore(t, db, profiles(db))
-	ctx := context.Background()
-	key := db.Key("profile:42")
-	db.Client.HSet(ctx, key, "email", "ada@example.com", "phone", "+33612345689", "name", "Ada", "city", "Paris", "age", "37", "nickname", "ada", "plan", "pro")
-	db.Client.HSet(ctx, db.Key("profile:43"), "email", "bob@example.com", "name", "Bob")
-
-	res, err := s.Apply(ctx, erasure(map[string]string{"userId": "42"}))
-	if err != nil {
-		t.Fatalf("Apply: %v", err)
-	}
-	if want := map[string]int64{"profiles/anonymize": 1}; !reflect.DeepEqual(rows(res), want) {
-		t.Errorf("rows %v, want %v", rows(res), want)
-	}
-	email, _ := masking.MaskString(&privacyv1.Masking{Strategy: privacyv1.MaskUniqueEmail}, testMaskingKey, key, "ada@example.com")
-	want := map[string]string{"email": email, "phone": "**********89", "name": "[redacted]", "age": "30", "nickname": "ada", "plan": "pro"}
-	got := db.Client.HGetAll(ctx, key).Val()
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("profile %v, want %v", got, want)
-	}
-	if !strings.HasPrefix(email, "erased-") {
-		t.Errorf("uniqueEmail gave %q", email)
-	}
-	if bob := db.Client.HGetAll(ctx, db.Key("profile:43")).Val(); bob["email"] != "bob@example.com" || bob["name"] != "Bob" {
-		t.Errorf("another subject's profile changed: %v", bob)
-	}
-	// Deterministic strategies are stable: applying again changes nothing.
-	if _, err := s.Apply(ctx, erasure(map[string]string{"userId": "42"})); err != nil {
-		t.Fatal(err)
-	}
-	if again := db.Client.HGetAll(ctx, key).Val(); !reflect.DeepEqual(again, want) {
-		t.Errorf("second Apply changed the profile to %v", again)
-	}
-}
-
-func TestAnonymizeRespectsScope(t *testing.T) {
-	db := testdb.NewRedis(t)
-	s := newStore(t, db, profiles(db))
-	ctx := context.Background()
-	key := db.Key("profile:42")
-	db.Client.HSet(ctx, key, "email", "ada@example.com", "name", "Ada")
-	req := erasure(map[string]string{"userId": "42"})
-	req.Scope = datamap.Scope{Categories: []string{"user.identity"}}
-	if _, err := s.Apply(ctx, req); err != nil {
-		t.Fatal(err)
-	}
-	if got := db.Client.HGetAll(ctx, key).Val(); got["email"] != "ada@example.com" || got["name"] != "[redacted]" {
-		t.Errorf("scope user.identity: profile %v, want only name masked", got)
-	}
-}
-
-func TestApplyIsAllOrNothing(t *testing.T) {
-	db := testdb.NewRedis(t)
-	s := newStore(t, db, sessions(db), profiles(db))
-	seed(t, db, "session:42:a", "profile:42") // a string where a hash is mapped
-	_, err := s.Apply(context.Background(), erasure(map[string]string{"userId": "42"}))
-	if !errors.Is(err, stores.ErrInvalid) || !strings.Contains(err.Error(), "type string") {
-		t.Fatalf("err = %v, want ErrInvalid about the key type", err)
-	}
-	if strings.Contains(err.Error(), "profile:42") {
-		t.Errorf("error %q names the key", err)
-	}
-	if got := remaining(t, db); !slices.Equal(got, []string{"profile:42", "session:42:a"}) {
-		t.Errorf("a failed request changed keys: %v", got)
-	}
-}
-
 func TestConcurrentChangeRetriesTheTransaction(t *testing.T) {
 	db := testdb.NewRedis(t)
 	s := newStore(t, db, profiles(db))
@@ -293,33 +185,6 @@ func TestConcurrentChangeRetriesTheTransaction(t *testing.T) {
 	}
 	if got := db.Client.HGetAll(ctx, key).Val(); !reflect.DeepEqual(got, map[string]string{"name": "[redacted]"}) {
 		t.Errorf("profile %v: the concurrent write was not masked", got)
-	}
-}
-
-func TestRectificationSetsMappedFields(t *testing.T) {
-	db := testdb.NewRedis(t)
-	s := newStore(t, db, profiles(db), sessions(db))
-	ctx := context.Background()
-	key := db.Key("profile:42")
-	db.Client.HSet(ctx, key, "email", "old@example.com", "name", "Ada")
-	seed(t, db, "session:42:a")
-	req := stores.Request{
-		Kind: stores.KindRectification, Subject: map[string]string{"userId": "42"}, RequestID: "uid",
-		Rectification: map[string]string{"user.contact.email": "new@example.com", "user.contact.phone": "+33 6"},
-	}
-	res, err := s.Apply(ctx, req)
-	if err != nil {
-		t.Fatalf("Apply: %v", err)
-	}
-	if want := map[string]int64{"profiles/rectify": 1, "sessions/rectify": 0}; !reflect.DeepEqual(rows(res), want) {
-		t.Errorf("rows %v, want %v", rows(res), want)
-	}
-	want := map[string]string{"email": "new@example.com", "phone": "+33 6", "name": "Ada"}
-	if got := db.Client.HGetAll(ctx, key).Val(); !reflect.DeepEqual(got, want) {
-		t.Errorf("profile %v, want %v", got, want)
-	}
-	if db.Client.Get(ctx, db.Key("session:42:a")).Val() != "v" {
-		t.Error("a collection without mapped fields was changed")
 	}
 }
 
@@ -502,14 +367,5 @@ func TestConnectionErrors(t *testing.T) {
 	_, err = New(ctx, "redis://:s3cret@"+addr+"/0", m, nil, testdb.Loopback)
 	if !errors.Is(err, stores.ErrUnavailable) || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("unreachable server: %v, want ErrUnavailable without the password", err)
-	}
-}
-
-func TestApplyRefusesAccess(t *testing.T) {
-	db := testdb.NewRedis(t)
-	s := newStore(t, db, sessions(db))
-	_, err := s.Apply(context.Background(), stores.Request{Kind: stores.KindAccess, Subject: map[string]string{"userId": "1"}})
-	if !errors.Is(err, stores.ErrInvalid) {
-		t.Errorf("Apply(Access): %v, want ErrInvalid", err)
 	}
 }
