@@ -40,23 +40,23 @@ func TestConformance(t *testing.T) {
 // gaps are where redis disagrees with the SQL engines today (issue 12: the
 // engines drifted apart). Each is a behaviour of the engine, not of the test.
 var gaps = []storetest.KnownGap{
-	{Scenario: "erasure-twice-changes-nothing", Issue: 12, Fails: "profiles anonymize 1",
+	{Scenario: "erasure-twice-changes-nothing", Issue: 13, Fails: "profiles anonymize 1",
 		Why: "re-applying an erasure reports profiles anonymize 1 (the keys found) although it changes nothing; the SQL engines report 0"},
-	{Scenario: "partial-scope-anonymizes-only-fields-in-scope", Issue: 12, Fails: "contacts 1: no such row",
+	{Scenario: "partial-scope-anonymizes-only-fields-in-scope", Issue: 13, Fails: "contacts 1: no such row",
 		Why: "a scope covering only contacts.email deletes the whole contacts keys (contacts delete 2), name included, instead of masking the e-mail (anonymize 2)"},
-	{Scenario: "scope-without-masking-is-refused", Issue: 12, Fails: "Plan() error = <nil>",
+	{Scenario: "scope-without-masking-is-refused", Issue: 13, Fails: "Plan() error = <nil>",
 		Why: "a scope covering only orders.total, which has no masking, deletes the subject's orders keys (issued_at included) instead of refusing with ErrInvalid"},
-	{Scenario: "rectification-updates-only-the-subject", Issue: 12, Fails: "contacts rectify 2",
+	{Scenario: "rectification-updates-only-the-subject", Issue: 13, Fails: "contacts rectify 2",
 		Why: "rectifying the e-mail leaves it in the key names (contacts:a_b@x.io:1), so the old e-mail still finds the rows, and re-applying reports contacts rectify 2, profiles rectify 1 (keys found, not changed) instead of 0"},
-	{Scenario: "refuses-an-empty-identity", Issue: 12, Fails: "redis SCAN: connection failed",
+	{Scenario: "refuses-an-empty-identity", Issue: 13, Fails: "redis SCAN: connection failed",
 		Why: "an empty e-mail is refused only when resolution reaches contacts, after SCANs of orders and profiles: on a closed store Apply fails with ErrUnavailable (SCAN: connection failed), not ErrInvalid before any query"},
-	{Scenario: "refuses-a-request-without-identity", Issue: 12, Fails: "Apply() error = <nil>",
+	{Scenario: "refuses-a-request-without-identity", Issue: 13, Fails: "Apply() error = <nil>",
 		Why: "a subject without identities is not refused: every collection reports 0 rows (the subject has no userId identity) and Apply succeeds"},
-	{Scenario: "refuses-identities-the-store-does-not-map", Issue: 12, Fails: "Apply() error = <nil>",
+	{Scenario: "refuses-identities-the-store-does-not-map", Issue: 13, Fails: "Apply() error = <nil>",
 		Why: "a subject known only by stripeId is not refused: every collection reports 0 rows and Apply succeeds"},
-	{Scenario: "refuses-rectification-without-values", Issue: 12, Fails: "redis SCAN: connection failed",
+	{Scenario: "refuses-rectification-without-values", Issue: 13, Fails: "redis SCAN: connection failed",
 		Why: "a rectification without values is not refused: on a closed store Apply fails with ErrUnavailable (SCAN), on an open one every collection reports rectify 0"},
-	{Scenario: "refuses-a-hold-on-an-unknown-collection", Issue: 12, Fails: "redis SCAN: connection failed",
+	{Scenario: "refuses-a-hold-on-an-unknown-collection", Issue: 13, Fails: "redis SCAN: connection failed",
 		Why: "a hold naming a collection the store does not have is ignored: the erasure goes ahead (ErrUnavailable from SCAN on a closed store) instead of ErrInvalid naming the collection"},
 }
 
