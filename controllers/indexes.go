@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"maps"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -78,7 +79,7 @@ var storeReadinessChanged = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		o, ok1 := e.ObjectOld.(*privacyv1.DataStore)
 		n, ok2 := e.ObjectNew.(*privacyv1.DataStore)
-		if !ok1 || !ok2 || o.Generation != n.Generation || !equalLabels(o.Labels, n.Labels) {
+		if !ok1 || !ok2 || o.Generation != n.Generation || !maps.Equal(o.Labels, n.Labels) {
 			return true
 		}
 		before := apimeta.FindStatusCondition(o.Status.Conditions, privacyv1.ConditionReady)
@@ -89,16 +90,4 @@ var storeReadinessChanged = predicate.Funcs{
 		return before.Status != after.Status || before.Reason != after.Reason || before.ObservedGeneration != after.ObservedGeneration
 	},
 	GenericFunc: func(event.GenericEvent) bool { return false },
-}
-
-func equalLabels(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }

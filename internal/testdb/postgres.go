@@ -24,7 +24,19 @@ const DefaultPostgresDSN = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=
 // these tests are about the real server.
 func NewPostgres(t testing.TB) string {
 	t.Helper()
-	base := os.Getenv("LETHE_TEST_POSTGRES_DSN")
+	base, name, dsn := createPostgres(t, "lethe_")
+	t.Cleanup(func() {
+		adminExec(t, base, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+	})
+	return dsn
+}
+
+// createPostgres creates a database prefix<random> on the server of
+// LETHE_TEST_POSTGRES_DSN and returns that server's DSN, the name, and the
+// new database's DSN.
+func createPostgres(t testing.TB, prefix string) (base, name, dsn string) {
+	t.Helper()
+	base = os.Getenv("LETHE_TEST_POSTGRES_DSN")
 	if base == "" {
 		base = DefaultPostgresDSN
 	}
@@ -32,13 +44,10 @@ func NewPostgres(t testing.TB) string {
 	if err != nil || u.Scheme == "" {
 		t.Fatalf("LETHE_TEST_POSTGRES_DSN must be a postgres:// URL")
 	}
-	name := "lethe_" + randomSuffix()
+	name = prefix + randomSuffix()
 	adminExec(t, base, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	t.Cleanup(func() {
-		adminExec(t, base, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-	})
 	u.Path = "/" + name
-	return u.String()
+	return base, name, u.String()
 }
 
 // adminExec runs one statement on the server's maintenance database. It uses

@@ -2,7 +2,6 @@ package testdb
 
 import (
 	"context"
-	"net/url"
 	"os"
 	"sync"
 	"testing"
@@ -54,21 +53,11 @@ func ReusedPostgres(t testing.TB) string {
 
 func createReusable(t testing.TB) string {
 	t.Helper()
-	base := os.Getenv("LETHE_TEST_POSTGRES_DSN")
-	if base == "" {
-		base = DefaultPostgresDSN
-	}
-	u, err := url.Parse(base)
-	if err != nil || u.Scheme == "" {
-		t.Fatalf("LETHE_TEST_POSTGRES_DSN must be a postgres:// URL")
-	}
-	name := "lethe_reused_" + randomSuffix()
-	adminExec(t, base, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	_, name, dsn := createPostgres(t, "lethe_reused_")
 	postgresPool.Lock()
 	postgresPool.all = append(postgresPool.all, name)
 	postgresPool.Unlock()
-	u.Path = "/" + name
-	return u.String()
+	return dsn
 }
 
 // emptyDatabase drops every schema of the database but the system's, and
