@@ -38,6 +38,14 @@ generate: controller-gen ## Generate DeepCopy methods.
 docs: manifests ## Regenerate docs/reference.md from the CRDs (hack/gendocs).
 	go run ./hack/gendocs
 
+.PHONY: helm
+helm: manifests ## Regenerate the Helm chart's parts that come from config/ and its README values table (hack/helmgen).
+	go run ./hack/helmgen
+
+.PHONY: helm-check
+helm-check: ## Fail when the Helm chart's generated files are stale (run make helm).
+	go run ./hack/helmgen -check
+
 .PHONY: fmt
 fmt: ## go fmt.
 	go fmt ./...

@@ -43,6 +43,8 @@ func main() {
 	flag.DurationVar(&otherDeadline, "default-deadline", 30*24*time.Hour, "default deadline of Access and Rectification requests")
 	flag.StringVar(&operatorNS, "operator-namespace", envOr("POD_NAMESPACE", "default"), "namespace of the operator's own Secrets")
 	flag.StringVar(&digestKeySecret, "digest-key-secret", "lethe-digest-key", "Secret (in --operator-namespace) holding the key of subject digests; created if missing")
+	var discardIdentitiesAfter time.Duration
+	flag.DurationVar(&discardIdentitiesAfter, "discard-identities-after", 0, "how long after a request completes Lethe deletes the Secrets that handed it the subject's identities and rectified values (those labelled privacy.lethe.dev/consume=true or owned by the request); 0 deletes them at once")
 	var maxConcurrentReconciles int
 	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 16, "objects each controller reconciles at once (requests mostly wait on the API server and databases)")
 	var net networkFlags
@@ -65,7 +67,7 @@ func main() {
 		metricsAddr: metricsAddr, probeAddr: probeAddr, leaderElect: leaderElect,
 		erasureDeadline: erasureDeadline, otherDeadline: otherDeadline,
 		operatorNS: operatorNS, digestKeySecret: digestKeySecret, workers: maxConcurrentReconciles,
-		network: net, watchNamespaces: watchNamespaces,
+		network: net, watchNamespaces: watchNamespaces, discardIdentitiesAfter: discardIdentitiesAfter,
 	}); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
@@ -80,6 +82,7 @@ type runOptions struct {
 	workers                        int
 	network                        networkFlags
 	watchNamespaces                []string
+	discardIdentitiesAfter         time.Duration
 }
 
 func run(o runOptions) error {
@@ -130,6 +133,7 @@ func run(o runOptions) error {
 	defer conn.Close()
 	if err := controllers.SetupAll(mgr, controllers.Options{
 		Connector: conn, DigestKey: key, ErasureDeadline: o.erasureDeadline, OtherDeadline: o.otherDeadline,
+		DiscardIdentitiesAfter: o.discardIdentitiesAfter,
 	}); err != nil {
 		return err
 	}

@@ -239,10 +239,20 @@ func (run *requestRun) applyOne(ctx context.Context, ds *privacyv1.DataStore, ou
 	if err != nil {
 		return run.storeError(out, err)
 	}
-	if run.dsr.Spec.DryRun {
-		out.Collections = collectionOutcomes(res)
-	} else {
-		out.Collections = accumulate(out.Collections, collectionOutcomes(res))
+	out.HeldBy = res.HeldBy
+	switch {
+	case run.dsr.Spec.DryRun:
+		out.Collections = collectionOutcomes(res.Collections)
+	case res.Totals != nil:
+		// The store's journal says what every pass did: exact after a crash.
+		out.Collections, out.Journaled = collectionOutcomes(res.Totals), true
+	default:
+		out.Collections, out.Journaled = accumulate(out.Collections, collectionOutcomes(res.Collections)), false
+	}
+	if !run.dsr.Spec.DryRun {
+		if wait, done := run.verify(ctx, store, sreq, out); !done {
+			return wait
+		}
 	}
 	if res.Held && !run.dsr.Spec.DryRun {
 		out.Phase = privacyv1.StoreOnLegalHold
@@ -256,6 +266,38 @@ func (run *requestRun) applyOne(ctx context.Context, ds *privacyv1.DataStore, ou
 	now := metav1.NewTime(run.r.Now())
 	out.CompletionTime = &now
 	return 0
+}
+
+// verify checks a committed part where the engine can (stores.Verifier):
+// it records, per collection, what is left of the subject to change, and
+// whether nothing is. A part with rows left (written since by an application)
+// is not complete: it runs again after a short wait.
+func (run *requestRun) verify(ctx context.Context, store stores.Store, sreq stores.Request, out *privacyv1.StoreOutcome) (time.Duration, bool) {
+	v, ok := store.(stores.Verifier)
+	if !ok {
+		out.Verified = nil
+		return 0, true
+	}
+	found, err := v.Verify(ctx, sreq)
+	if err != nil {
+		return run.storeError(out, err), false
+	}
+	for i := range out.Collections {
+		c := &out.Collections[i]
+		if changesData(c.Action) {
+			n := found.Remaining[c.Collection]
+			c.Remaining = &n
+		}
+	}
+	verified := len(found.Left()) == 0
+	out.Verified = &verified
+	if verified {
+		return 0, true
+	}
+	out.Phase = privacyv1.StorePending
+	out.Message = fmt.Sprintf("%s: after the %s committed, the subject still had rows to change in %s; doing it again",
+		privacyv1.ReasonErasureNotVerified, strings.ToLower(verbOf(run.dsr.Spec.Type)), strings.Join(found.Left(), ", "))
+	return storeRetryInterval, false
 }
 
 // prepare connects to ds and builds the engine request, counting the attempt.

@@ -169,7 +169,7 @@ func (r *DataSubjectRequestReconciler) storeRequest(ctx context.Context, dsr *pr
 	if req.Exemptions, err = r.exemptions(ctx, ds); err != nil {
 		return req, err
 	}
-	if req.Holds, err = (holdResolver{r.APIReader}).forRequest(ctx, ds.Namespace, ds.Name, subject, r.Now()); err != nil {
+	if req.Holds, err = (holdResolver{r.APIReader}).forRequest(ctx, ds.Namespace, ds.Name, r.Now()); err != nil {
 		return req, err
 	}
 	return req, nil

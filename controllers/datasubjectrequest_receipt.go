@@ -66,28 +66,27 @@ func receiptOf(dsr *privacyv1.DataSubjectRequest) receipt {
 	}
 }
 
-func collectionOutcomes(res stores.Result) []privacyv1.CollectionOutcome {
-	out := make([]privacyv1.CollectionOutcome, 0, len(res.Collections))
-	for _, c := range res.Collections {
-		o := privacyv1.CollectionOutcome{Collection: c.Collection, Action: string(c.Action), Rows: c.Rows, Reason: c.Reason}
-		if c.RetainedUntil != nil {
-			t := metav1.NewTime(*c.RetainedUntil)
-			o.RetainedUntil = &t
-		}
+func collectionOutcomes(results []stores.CollectionResult) []privacyv1.CollectionOutcome {
+	out := make([]privacyv1.CollectionOutcome, 0, len(results))
+	for _, c := range results {
+		o := privacyv1.CollectionOutcome{Collection: c.Collection, Action: string(c.Action), Rows: c.Rows, Reason: c.Reason,
+			RetainedUntil: metaTime(c.RetainedUntil), RetainedUntilEarliest: metaTime(c.RetainedFrom)}
 		out = append(out, o)
 	}
 	return out
 }
 
+func metaTime(t *time.Time) *metav1.Time {
+	if t == nil {
+		return nil
+	}
+	m := metav1.NewTime(*t)
+	return &m
+}
+
 // changesData is true for the actions whose rows, once changed, are gone
 // from the next pass's resolution: their counts add up over passes.
-func changesData(action string) bool {
-	switch stores.Action(action) {
-	case stores.ActionDelete, stores.ActionAnonymize, stores.ActionSetNull, stores.ActionRectify:
-		return true
-	}
-	return false
-}
+func changesData(action string) bool { return stores.Action(action).ChangesRows() }
 
 // accumulate merges one pass's outcomes into the earlier passes' of the same
 // store. Rows a pass changed are added: a later pass (after a hold ends, or

@@ -12,10 +12,11 @@ import (
 	"github.com/lethe-dev/lethe/internal/stores"
 )
 
-// holdResolver is the one place that decides which LegalHolds apply, for the
-// three controllers that need to know: requests (which holds an engine must
-// respect), sweeps (which rows of a collection to skip) and the LegalHold
-// controller (which waiting requests a hold blocks). Holds are read uncached:
+// holdResolver is the one place that decides which LegalHolds are in force,
+// for the three controllers that need to know: requests (which holds an
+// engine must respect), sweeps (which rows of a collection to skip) and the
+// LegalHold controller (which waiting requests a hold blocks: those whose
+// engines reported it in heldBy). Holds are read uncached:
 // a hold created a moment before an erasure or a sweep must hold already.
 type holdResolver struct {
 	reader client.Reader
@@ -75,47 +76,33 @@ func (a activeHold) covers(store, collection string) bool {
 	return false
 }
 
-// holdsSubjectOf reports whether a hold applies to a request's subject: a
-// hold on collections holds everyone's rows; a hold on a subject, the rows of
-// a subject sharing an identity with it.
-func (a activeHold) holdsSubjectOf(subject map[string]string) bool {
-	if a.subject == nil {
-		return true
-	}
-	for k, v := range a.subject {
-		if subject[k] == v {
-			return true
-		}
-	}
-	return false
-}
-
 // storeHolds is the hold as the engine of store sees it: the whole store, or
-// the collections of it the hold names.
+// the collections of it the hold names, with the hold's subject.
 func (a activeHold) storeHolds(store string) []stores.Hold {
 	if len(a.Spec.Collections) == 0 {
-		return []stores.Hold{{Reason: a.Spec.Reason, Name: a.Name}}
+		return []stores.Hold{{Reason: a.Spec.Reason, Name: a.Name, Subject: a.subject}}
 	}
 	var out []stores.Hold
 	for _, hc := range a.Spec.Collections {
 		if string(hc.Store) == store {
-			out = append(out, stores.Hold{Collection: string(hc.Collection), Reason: a.Spec.Reason, Name: a.Name})
+			out = append(out, stores.Hold{Collection: string(hc.Collection), Reason: a.Spec.Reason, Name: a.Name, Subject: a.subject})
 		}
 	}
 	return out
 }
 
-// forRequest lists the holds an engine must respect for a request's subject in store.
-func (hr holdResolver) forRequest(ctx context.Context, namespace, store string, subject map[string]string, now time.Time) ([]stores.Hold, error) {
+// forRequest lists the holds an engine must respect in store: every active
+// hold covering it. Whether a subject hold holds the request's subject is the
+// engine's decision, by rows, in the request's own transaction (see
+// stores.Hold): a hold by e-mail then holds an erasure by account id.
+func (hr holdResolver) forRequest(ctx context.Context, namespace, store string, now time.Time) ([]stores.Hold, error) {
 	active, err := hr.active(ctx, namespace, now)
 	if err != nil {
 		return nil, err
 	}
 	var out []stores.Hold
 	for _, a := range active {
-		if a.holdsSubjectOf(subject) {
-			out = append(out, a.storeHolds(store)...)
-		}
+		out = append(out, a.storeHolds(store)...)
 	}
 	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -79,7 +80,7 @@ var waitingOnHoldChanged = predicate.Funcs{
 	CreateFunc: func(e event.CreateEvent) bool { return waitsOnHold(e.Object) },
 	DeleteFunc: func(event.DeleteEvent) bool { return true },
 	UpdateFunc: func(e event.UpdateEvent) bool {
-		return waitsOnHold(e.ObjectOld) != waitsOnHold(e.ObjectNew)
+		return waitsOnHold(e.ObjectOld) != waitsOnHold(e.ObjectNew) || !slices.Equal(holdsWaitedOn(e.ObjectOld), holdsWaitedOn(e.ObjectNew))
 	},
 	GenericFunc: func(event.GenericEvent) bool { return false },
 }
@@ -124,7 +125,6 @@ func (r *LegalHoldReconciler) observe(ctx context.Context, h *privacyv1.LegalHol
 	conds, gen := &h.Status.Conditions, h.Generation
 	h.Status.Active = HoldActive(h, now)
 
-	var held map[string]string
 	if h.Spec.Subject != nil {
 		ids, err := resolveIdentities(ctx, r.APIReader, h.Namespace, *h.Spec.Subject)
 		switch {
@@ -138,7 +138,6 @@ func (r *LegalHoldReconciler) observe(ctx context.Context, h *privacyv1.LegalHol
 		case err != nil:
 			return reconcile.Result{}, err
 		}
-		held = ids
 		h.Status.SubjectDigest = audit.SubjectDigest(r.DigestKey, ids)
 	} else {
 		h.Status.SubjectDigest = ""
@@ -146,7 +145,7 @@ func (r *LegalHoldReconciler) observe(ctx context.Context, h *privacyv1.LegalHol
 
 	h.Status.BlockedRequests = nil
 	if h.Status.Active {
-		blocked, err := r.blockedRequests(ctx, h, held)
+		blocked, err := r.blockedRequests(ctx, h)
 		if err != nil {
 			return reconcile.Result{}, err
 		}
@@ -190,43 +189,41 @@ func holdScope(h *privacyv1.LegalHold) string {
 }
 
 // blockedRequests names the unfinished requests of the hold's namespace that
-// wait on a legal hold (OnLegalHold=True) in a store this hold covers and,
-// for a hold on a subject, whose subject shares an identity with it.
-func (r *LegalHoldReconciler) blockedRequests(ctx context.Context, h *privacyv1.LegalHold, held map[string]string) ([]string, error) {
+// wait on it: a store's engine reported that this hold keeps some of the
+// subject's rows (status.stores[].heldBy), as it decided by rows.
+func (r *LegalHoldReconciler) blockedRequests(ctx context.Context, h *privacyv1.LegalHold) ([]string, error) {
 	list := &privacyv1.DataSubjectRequestList{}
 	if err := r.List(ctx, list, client.InNamespace(h.Namespace)); err != nil {
 		return nil, err
 	}
 	var out []string
 	for i := range list.Items {
-		dsr := &list.Items[i]
-		if !waitsOnHold(dsr) || !holdCoversAnyStore(h, dsr) {
-			continue
+		if dsr := &list.Items[i]; waitsOnHold(dsr) && heldBy(dsr, h.Name) {
+			out = append(out, dsr.Name)
 		}
-		if held != nil {
-			subject, err := resolveIdentities(ctx, r.APIReader, dsr.Namespace, dsr.Spec.Subject)
-			if err != nil || !(activeHold{LegalHold: h, subject: held}).holdsSubjectOf(subject) {
-				continue // a request whose subject cannot be read is not applied either
-			}
-		}
-		out = append(out, dsr.Name)
 	}
 	sort.Strings(out)
 	return out, nil
 }
 
-func holdCoversAnyStore(h *privacyv1.LegalHold, dsr *privacyv1.DataSubjectRequest) bool {
+// holdsWaitedOn lists the holds the stores of a request report, in store order.
+func holdsWaitedOn(obj client.Object) []string {
+	dsr, ok := obj.(*privacyv1.DataSubjectRequest)
+	if !ok {
+		return nil
+	}
+	var out []string
 	for _, s := range dsr.Status.Stores {
-		if s.Phase != privacyv1.StoreOnLegalHold {
-			continue
-		}
-		if len(h.Spec.Collections) == 0 {
+		out = append(out, s.HeldBy...)
+	}
+	return out
+}
+
+// heldBy reports whether a store of the request waits on the named hold.
+func heldBy(dsr *privacyv1.DataSubjectRequest, hold string) bool {
+	for _, s := range dsr.Status.Stores {
+		if s.Phase == privacyv1.StoreOnLegalHold && slices.Contains(s.HeldBy, hold) {
 			return true
-		}
-		for _, hc := range h.Spec.Collections {
-			if string(hc.Store) == s.Store {
-				return true
-			}
 		}
 	}
 	return false

@@ -199,3 +199,58 @@ func TestHeldRowsFoundOnlyThroughAMaskedIdentity(t *testing.T) {
 		t.Errorf("%d held access logs were never erased after the hold ended", n)
 	}
 }
+
+// A hold names the person by e-mail, the erasure by account id (and the
+// reverse): they share no identity value, yet the hold holds, because the
+// engine compares their rows. The hold reports the request it blocks, the
+// receipt names the hold, and releasing it completes the request with the
+// full counts, journaled and verified.
+func TestHoldByAnotherIdentityHoldsTheErasure(t *testing.T) {
+	for _, c := range []struct{ hold, request map[string]string }{
+		{map[string]string{"email": "a_b@x.io"}, map[string]string{"userId": "1"}},
+		{map[string]string{"userId": "1"}, map[string]string{"email": "a_b@x.io"}},
+	} {
+		ns := env.Namespace(t)
+		db, _ := readyStore(t, ns)
+		create(t, secret(ns, "held-subject", c.hold))
+		hold := holdOn(ns, "rg-26-01234", "held-subject", privacyv1.HeldCollection{Store: "app-db", Collection: "access_logs"})
+		createCleaned(t, hold)
+		waitHold(t, hold, metav1.ConditionTrue, privacyv1.ReasonSucceeded)
+
+		create(t, secret(ns, "subject", c.request))
+		dsr := request(ns, "erase", privacyv1.RequestErasure, "subject")
+		create(t, dsr)
+		waitRequest(t, dsr, metav1.ConditionFalse, privacyv1.ReasonOnLegalHold)
+		if n := count(t, db, `SELECT count(*) FROM access_logs WHERE account_id = 1`); n != 3 {
+			t.Fatalf("hold by %v, erasure by %v: %d held access logs left, want 3", c.hold, c.request, n)
+		}
+		if s := dsr.Status.Stores[0]; !slices.Equal(s.HeldBy, []string{"rg-26-01234"}) || !s.Journaled {
+			t.Errorf("store outcome while held: heldBy %v, journaled %v", s.HeldBy, s.Journaled)
+		}
+		eventually(t, 30*time.Second, func() error {
+			if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(hold), hold); err != nil {
+				return err
+			}
+			if !slices.Equal(hold.Status.BlockedRequests, []string{"erase"}) {
+				return fmt.Errorf("blockedRequests = %v", hold.Status.BlockedRequests)
+			}
+			return nil
+		})
+
+		if err := k8s.Delete(t.Context(), hold); err != nil {
+			t.Fatal(err)
+		}
+		waitRequest(t, dsr, metav1.ConditionTrue, privacyv1.ReasonCompleted)
+		s := dsr.Status.Stores[0]
+		if o := outcome(dsr, "app-db", "access_logs"); o.Action != "delete" || o.Rows != 3 || o.Remaining == nil || *o.Remaining != 0 {
+			t.Errorf("access_logs after the release = %+v, want delete 3 with 0 remaining", o)
+		}
+		if o := outcome(dsr, "app-db", "billing_profiles"); o.Action != "delete" || o.Rows != 1 {
+			t.Errorf("billing_profiles = %+v, want delete 1 (from the first pass)", o)
+		}
+		if s.Verified == nil || !*s.Verified || !s.Journaled || len(s.HeldBy) != 0 {
+			t.Errorf("store outcome after the release: verified %v, journaled %v, heldBy %v", s.Verified, s.Journaled, s.HeldBy)
+		}
+		assertNoPersonalData(t, dsr, "a_b@x.io")
+	}
+}

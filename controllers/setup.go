@@ -23,6 +23,10 @@ type Options struct {
 	// Now is the one clock of every controller; tests move it instead of
 	// sleeping. SetupAll defaults it to time.Now.
 	Now func() time.Time
+	// DiscardIdentitiesAfter is how long after a request completes the
+	// Secrets that handed it the subject's identities and rectified values
+	// are deleted (0: at once). See FootprintReconciler.
+	DiscardIdentitiesAfter time.Duration
 }
 
 // errNoClock refuses a reconciler built without its clock: every controller
@@ -43,6 +47,11 @@ func SetupAll(mgr ctrl.Manager, o Options) error {
 		return err
 	}
 	if err := setupRetentionAndHolds(mgr, o, rec); err != nil { // RetentionPolicy and LegalHold controllers
+		return err
+	}
+	if err := (&FootprintReconciler{ // what a completed request leaves of the subject: input Secrets, the export
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec, Now: o.Now, DiscardAfter: o.DiscardIdentitiesAfter,
+	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	return (&DataSubjectRequestReconciler{

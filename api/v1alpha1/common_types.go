@@ -65,12 +65,19 @@ type IdentityValue string
 // +kubebuilder:validation:XValidation:rule="has(self.identities) != has(self.identitiesFrom)",message="set exactly one of subject.identities and subject.identitiesFrom"
 type Subject struct {
 	// Identities of the subject, inline. Visible to anyone who can read the object;
-	// prefer identitiesFrom for real requests.
+	// prefer identitiesFrom for real requests. Refused for Erasure requests by
+	// default (admission policy lethe-inline-identities): inline identities would
+	// stay in the request, in etcd and in Git, after the person is erased.
+	// Operators can allow them (config/components/allow-inline-identities, or
+	// the Helm value admission.allowInlineIdentities, leaves out the binding).
 	// +optional
 	Identities Identities `json:"identities,omitempty"`
 
 	// IdentitiesFrom reads the identities from a Secret of the same namespace:
 	// each data key is an identity type, each value the subject's identity.
+	// Label the Secret privacy.lethe.dev/consume=true (or give it an owner
+	// reference to the request) and Lethe deletes it once the request is
+	// complete; status.inputSecrets says what became of it.
 	// +optional
 	IdentitiesFrom *IdentitiesSource `json:"identitiesFrom,omitempty"`
 }

@@ -255,6 +255,45 @@ type DataStoreSpec struct {
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('30s')",message="checkInterval must be at least 30s"
 	CheckInterval *metav1.Duration `json:"checkInterval,omitempty"`
+
+	// Journal is the table Lethe keeps in a SQL store to record what each
+	// request changed, written in the request's own transaction (see
+	// docs/concepts.md, "The journal"). It holds no personal data.
+	// +optional
+	Journal *JournalSpec `json:"journal,omitempty"`
+
+	// WeakeningJustification explains a change that decreases protection. The
+	// admission policy lethe-datastore-protection refuses such an update unless
+	// it also sets this field to a new, non-empty text: removing a collection, a
+	// field or an identity from the map; moving a collection to another table or
+	// key pattern; onErasure delete to anonymize or retain, or anonymize to
+	// retain; a masking strategy replaced by a weaker one (nullify > redact =
+	// randomize > hash = uniqueEmail > partial > generalize > none), partial
+	// keeping more characters, generalize coarsening less; a field's category
+	// changed to one that is not a sub-category of it (requests scoped by
+	// category would no longer reach it); a reference removed or turned from
+	// cascade into setNull.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	WeakeningJustification string `json:"weakeningJustification,omitempty"`
+}
+
+// JournalSpec names or disables a SQL store's journal table.
+type JournalSpec struct {
+	// Table is the journal's table name. Default lethe_journal.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_]{0,62}$`
+	Table string `json:"table,omitempty"`
+	// Schema (PostgreSQL) or database (MySQL) of the table; default the
+	// connection's own (search_path, or the DSN's database).
+	// +optional
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_]{0,62}$`
+	Schema string `json:"schema,omitempty"`
+	// Disabled keeps no journal, for a store Lethe may not create tables in:
+	// receipts then add up the counts of each pass as the manager saw them,
+	// which a crash between the store's commit and the status write loses.
+	// +optional
+	Disabled bool `json:"disabled,omitempty"`
 }
 
 // SchemaProblem is one difference between the data map and the live schema.

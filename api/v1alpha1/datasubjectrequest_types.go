@@ -60,6 +60,7 @@ type Rectification struct {
 // a running erasure cannot change its subject; a new request is a new object.
 // +kubebuilder:validation:XValidation:rule="self == oldSelf",message="a DataSubjectRequest is immutable; create a new request instead"
 // +kubebuilder:validation:XValidation:rule="self.type == 'Rectification' ? has(self.rectification) : !has(self.rectification)",message="rectification is required for, and only for, type Rectification"
+// +kubebuilder:validation:XValidation:rule="!has(self.export) || self.type == 'Access'",message="export applies only to type Access"
 type DataSubjectRequestSpec struct {
 	// Type of the request: Access, Erasure or Rectification.
 	Type RequestType `json:"type"`
@@ -85,7 +86,44 @@ type DataSubjectRequestSpec struct {
 	// Rectification carries the corrected values (only for type Rectification).
 	// +optional
 	Rectification *Rectification `json:"rectification,omitempty"`
+
+	// Export says how long an Access export is kept and to whom it is
+	// encrypted (only for type Access). Without it the export is kept 30 days,
+	// in clear.
+	// +optional
+	Export *ExportSpec `json:"export,omitempty"`
 }
+
+// DefaultExportTTL is how long an Access export is kept when spec.export.ttl
+// is not set: the month GDPR gives a controller to answer an access request.
+const DefaultExportTTL Period = "30d"
+
+// ExportSpec says how long an Access export is kept and to whom it is encrypted.
+type ExportSpec struct {
+	// TTL is how long the export Secret is kept once it is written, such as 7d
+	// or 30d. When it has passed, Lethe deletes the Secret and
+	// status.exportDeletedAt says when. Default 30d.
+	// +optional
+	TTL Period `json:"ttl,omitempty"`
+
+	// Recipients are the requester's age public keys (age1..., or age1pq1...
+	// for post-quantum keys). With recipients, the export Secret holds only
+	// the export encrypted to them (key export.json.age), never the data in
+	// clear; the requester decrypts it with `age -d -i key.txt`. A key that
+	// cannot be parsed stops the request (InvalidExportRecipient) before
+	// anything is read from the stores.
+	// +optional
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=set
+	Recipients []AgeRecipient `json:"recipients,omitempty"`
+}
+
+// AgeRecipient is an age public key: age1... (X25519) or age1pq1... (hybrid
+// post-quantum), as printed by age-keygen.
+// +kubebuilder:validation:MinLength=62
+// +kubebuilder:validation:MaxLength=2048
+// +kubebuilder:validation:Pattern=`^age1(pq1)?[02-9ac-hj-np-z]+$`
+type AgeRecipient string
 
 // StorePhase is the progress of a request in one store.
 type StorePhase string
@@ -111,9 +149,18 @@ type CollectionOutcome struct {
 	// Reason for rows retained or skipped.
 	// +optional
 	Reason string `json:"reason,omitempty"`
-	// RetainedUntil is when retained rows become erasable, if known.
+	// RetainedUntil is when the last of the retained rows becomes erasable, if known.
 	// +optional
 	RetainedUntil *metav1.Time `json:"retainedUntil,omitempty"`
+	// RetainedUntilEarliest is when the first of them does, when the rows end
+	// their periods on different dates.
+	// +optional
+	RetainedUntilEarliest *metav1.Time `json:"retainedUntilEarliest,omitempty"`
+	// Remaining is what checking the erasure found, after the store's part
+	// committed: the subject's rows of this collection that the action would
+	// still change (0: none is left). Absent when the store cannot be checked.
+	// +optional
+	Remaining *int64 `json:"remaining,omitempty"`
 }
 
 // StoreOutcome is the progress of a request in one DataStore.
@@ -131,6 +178,21 @@ type StoreOutcome struct {
 	// CompletionTime of this store's part.
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	// HeldBy names the LegalHolds that keep some of the subject's rows in this store.
+	// +optional
+	// +listType=atomic
+	HeldBy []string `json:"heldBy,omitempty"`
+	// Journaled is true when the counts were read back from the store's own
+	// journal (a Lethe table written in the erasure's transaction): they are
+	// exact after any crash or retry.
+	// +optional
+	Journaled bool `json:"journaled,omitempty"`
+	// Verified is the check made after the store's part committed: the
+	// subject was resolved again and nothing that should be erased was left
+	// (each collection's remaining is 0). False: something was left, and the
+	// part is done again. Absent when the store cannot be checked (processors).
+	// +optional
+	Verified *bool `json:"verified,omitempty"`
 	// Collections outcomes.
 	// +optional
 	// +listType=atomic
@@ -172,6 +234,94 @@ type DataSubjectRequestStatus struct {
 	// subject digest), so a copy of the receipt kept elsewhere can be verified.
 	// +optional
 	ReceiptDigest string `json:"receiptDigest,omitempty"`
+
+	// ExportEncrypted is true when the export is encrypted (age) to
+	// spec.export.recipients: its Secret never held the data in clear.
+	// +optional
+	ExportEncrypted bool `json:"exportEncrypted,omitempty"`
+
+	// ExportExpiresAt is when the export Secret is deleted: spec.export.ttl
+	// after it was written.
+	// +optional
+	ExportExpiresAt *metav1.Time `json:"exportExpiresAt,omitempty"`
+
+	// ExportDeletedAt is when Lethe deleted the export Secret, its TTL having passed.
+	// +optional
+	ExportDeletedAt *metav1.Time `json:"exportDeletedAt,omitempty"`
+
+	// InputSecrets says what became of each Secret that handed personal data
+	// to the request (the subject's identities, the rectified values) once it
+	// was complete: Deleted, Kept (Lethe may not delete it: the message says
+	// why), Waiting (another object still reads it) or Gone (deleted by
+	// someone else first). Dry runs keep their Secrets.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	InputSecrets []InputSecretOutcome `json:"inputSecrets,omitempty"`
+
+	// IdentitiesDiscardAfter is when Lethe deletes the input Secrets: the
+	// completion time plus the operator's --discard-identities-after window.
+	// +optional
+	IdentitiesDiscardAfter *metav1.Time `json:"identitiesDiscardAfter,omitempty"`
+
+	// IdentitiesDiscardedAt is when the last input Secret was deleted: from
+	// then on no Secret handed to this request holds the subject's identities.
+	// Unset while one waits, and when one is kept or the identities are inline
+	// in the spec (they stay until the request is deleted).
+	// +optional
+	IdentitiesDiscardedAt *metav1.Time `json:"identitiesDiscardedAt,omitempty"`
+}
+
+// ConsumeLabel, set to "true" on a Secret that hands identities or rectified
+// values to a request, lets Lethe delete the Secret once the request is
+// complete. Lethe never deletes a Secret without it, unless the Secret has an
+// owner reference to the request.
+const ConsumeLabel = "privacy.lethe.dev/consume"
+
+// InputPurpose is what an input Secret handed to the request.
+// +kubebuilder:validation:Enum=Subject;Rectification
+type InputPurpose string
+
+const (
+	// InputSubject: the subject's identities (spec.subject.identitiesFrom).
+	InputSubject InputPurpose = "Subject"
+	// InputRectification: the corrected values (spec.rectification.valuesFrom).
+	InputRectification InputPurpose = "Rectification"
+)
+
+// InputSecretState is what became of an input Secret.
+// +kubebuilder:validation:Enum=Deleted;Kept;Waiting;Gone
+type InputSecretState string
+
+const (
+	// InputDeleted: Lethe deleted the Secret.
+	InputDeleted InputSecretState = "Deleted"
+	// InputKept: Lethe may not delete the Secret (it has neither the
+	// privacy.lethe.dev/consume=true label nor an owner reference to the
+	// request) or it also serves a DataStore; it is left alone.
+	InputKept InputSecretState = "Kept"
+	// InputWaiting: another unfinished request or a LegalHold still reads the
+	// Secret; Lethe deletes it once none does.
+	InputWaiting InputSecretState = "Waiting"
+	// InputGone: the Secret was deleted before Lethe did (by the last request
+	// that read it, or by someone else).
+	InputGone InputSecretState = "Gone"
+)
+
+// InputSecretOutcome is what became of one Secret that handed personal data to a request.
+type InputSecretOutcome struct {
+	// Name of the Secret, in the request's namespace.
+	Name string `json:"name"`
+	// Purpose: Subject (identities) or Rectification (corrected values).
+	Purpose InputPurpose `json:"purpose"`
+	// State of the Secret: Deleted, Kept, Waiting or Gone.
+	State InputSecretState `json:"state"`
+	// Message explains Kept and Waiting; never contains personal data.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Time the state was reached.
+	// +optional
+	Time *metav1.Time `json:"time,omitempty"`
 }
 
 // +kubebuilder:object:root=true

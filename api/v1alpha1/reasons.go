@@ -6,6 +6,9 @@ const (
 	ConditionDeadlineExceeded = "DeadlineExceeded"
 	// ConditionOnLegalHold is True while part of a request waits for a legal hold to end.
 	ConditionOnLegalHold = "OnLegalHold"
+	// ConditionJournal is True on a SQL DataStore whose journal requests
+	// write to, False (with a reason) when they cannot.
+	ConditionJournal = "Journal"
 )
 
 // Reasons, shared by conditions and Events. Messages say the rest, for humans,
@@ -40,6 +43,17 @@ const (
 	// ReasonStoreRemoved: a DataStore in the request's scope was deleted (or
 	// left its scope) before its part was done; recreate it or file a new request.
 	ReasonStoreRemoved = "StoreRemoved"
+	// ReasonJournalReady: the journal table exists and requests write to it.
+	ReasonJournalReady = "JournalReady"
+	// ReasonJournalUnavailable: the journal table cannot be created or written
+	// (a read-only user); requests work without it.
+	ReasonJournalUnavailable = "JournalUnavailable"
+	// ReasonJournalDisabled: spec.journal.disabled.
+	ReasonJournalDisabled = "JournalDisabled"
+	// ReasonErasureNotVerified: after a store's part committed, the subject
+	// was resolved again and rows that should have been erased were found
+	// (written meanwhile by an application); the part is done again.
+	ReasonErasureNotVerified = "ErasureNotVerified"
 	// ReasonSubjectChanged: the subject's identities differ from those the
 	// request started with (its Secret was edited); a request never changes
 	// whose data it acts on: file a new one.
@@ -83,4 +97,16 @@ const (
 	ReasonProtectionWeakened = "ProtectionWeakened"
 	// ReasonExpired: a legal hold's expiresAt has passed; it holds nothing any more.
 	ReasonExpired = "Expired"
+	// ReasonInvalidExportRecipient: an Access request's spec.export.recipients
+	// holds a key age cannot encrypt to; nothing was read from the stores.
+	ReasonInvalidExportRecipient = "InvalidExportRecipient"
+	// ReasonIdentitiesDiscarded: a completed request's input Secrets (the
+	// subject's identities, rectified values) were deleted (an Event).
+	ReasonIdentitiesDiscarded = "IdentitiesDiscarded"
+	// ReasonSecretKept: an input Secret was left alone because Lethe may not
+	// delete it (no opt-in label, no owner reference to the request) or a
+	// DataStore also uses it (a Warning Event).
+	ReasonSecretKept = "SecretKept"
+	// ReasonExportExpired: an Access export's TTL passed and its Secret was deleted (an Event).
+	ReasonExportExpired = "ExportExpired"
 )

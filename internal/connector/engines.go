@@ -11,6 +11,7 @@ import (
 	mysqlstore "github.com/lethe-dev/lethe/internal/stores/mysql"
 	"github.com/lethe-dev/lethe/internal/stores/postgres"
 	redisstore "github.com/lethe-dev/lethe/internal/stores/redis"
+	"github.com/lethe-dev/lethe/internal/stores/sqlcore"
 )
 
 // Engines opens the engine a DataStore names. Every engine reaches its server
@@ -23,9 +24,9 @@ type Engines struct {
 func (e Engines) Open(ctx context.Context, ds *privacyv1.DataStore, m *datamap.Map, s Secrets) (stores.Store, error) {
 	switch ds.Spec.Engine {
 	case privacyv1.EnginePostgres:
-		return postgres.New(ctx, s.Connection, m, s.MaskingKey, e.Network, postgres.WithSchemaTTL(ds.Spec.CheckEvery()))
+		return postgres.New(ctx, s.Connection, m, s.MaskingKey, e.Network, postgres.WithSchemaTTL(ds.Spec.CheckEvery()), sqlcore.WithJournal(journalOf(ds)))
 	case privacyv1.EngineMySQL:
-		return mysqlstore.New(ctx, s.Connection, m, s.MaskingKey, e.Network, mysqlstore.WithSchemaTTL(ds.Spec.CheckEvery()))
+		return mysqlstore.New(ctx, s.Connection, m, s.MaskingKey, e.Network, mysqlstore.WithSchemaTTL(ds.Spec.CheckEvery()), sqlcore.WithJournal(journalOf(ds)))
 	case privacyv1.EngineRedis:
 		return redisstore.New(ctx, s.Connection, m, s.MaskingKey, e.Network)
 	case privacyv1.EngineHTTP:
@@ -35,4 +36,12 @@ func (e Engines) Open(ctx context.Context, ds *privacyv1.DataStore, m *datamap.M
 	default:
 		return nil, fmt.Errorf("%w: engine %q is not supported by this build", stores.ErrInvalid, ds.Spec.Engine)
 	}
+}
+
+// journalOf is the journal table a SQL DataStore names.
+func journalOf(ds *privacyv1.DataStore) sqlcore.JournalTable {
+	if j := ds.Spec.Journal; j != nil {
+		return sqlcore.JournalTable{Schema: j.Schema, Table: j.Table, Disabled: j.Disabled}
+	}
+	return sqlcore.JournalTable{}
 }

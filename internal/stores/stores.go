@@ -7,6 +7,8 @@ package stores
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sort"
 	"time"
 
 	"github.com/lethe-dev/lethe/internal/datamap"
@@ -24,6 +26,16 @@ const (
 	// ActionSetNull clears references from other subjects' rows to deleted rows.
 	ActionSetNull Action = "setNull"
 )
+
+// ChangesRows reports whether the action changes the rows it counts (rather
+// than keeping or reading them).
+func (a Action) ChangesRows() bool {
+	switch a {
+	case ActionDelete, ActionAnonymize, ActionRectify, ActionSetNull:
+		return true
+	}
+	return false
+}
 
 // Kind is the kind of request an engine carries out.
 type Kind string
@@ -48,11 +60,44 @@ type Exemption struct {
 	Rule       string
 }
 
-// Hold keeps a collection (all of it, or only the subject's rows) from erasure.
+// Hold keeps a collection (or every collection of the store) from erasure:
+// everyone's rows of it, or, with a Subject, the rows of the hold's subject.
 type Hold struct {
 	Collection string // empty: every collection of the store
 	Reason     string
 	Name       string // the LegalHold's name
+	// Subject is the held person's identities (personal data, like a
+	// request's); nil holds everyone's rows. An engine keeps the request's
+	// rows that are also rows of this subject, found with the same traversal
+	// as the request's own, in the same transaction: a hold by e-mail holds
+	// the person's rows whichever identity the request names them by.
+	Subject map[string]string
+}
+
+// Covers reports whether the hold applies to collection.
+func (h Hold) Covers(collection string) bool {
+	return h.Collection == "" || h.Collection == collection
+}
+
+// HoldsByIdentity decides a subject hold where rows cannot be compared (a
+// processor's API, a key pattern the hold's identities cannot fill): the hold
+// applies when it shares an identity value with the request's subject and,
+// failing safe, when the two share no identity type at all, so nothing tells
+// them apart. A hold without a subject always applies.
+func (h Hold) HoldsByIdentity(subject map[string]string) bool {
+	if h.Subject == nil {
+		return true
+	}
+	sharedType := false
+	for t, v := range h.Subject {
+		if w, ok := subject[t]; ok {
+			if w == v {
+				return true
+			}
+			sharedType = true
+		}
+	}
+	return !sharedType
 }
 
 // Request is one data-subject request as an engine sees it. Subject values are
@@ -75,8 +120,11 @@ type CollectionResult struct {
 	Action     Action
 	Rows       int64
 	// Reason explains retained or held rows; never contains personal data.
-	Reason        string
+	Reason string
+	// RetainedUntil is when the last retained row becomes erasable;
+	// RetainedFrom when the first does, if that is earlier.
 	RetainedUntil *time.Time
+	RetainedFrom  *time.Time
 }
 
 // Result lists collection results in the order the engine acts (children first for erasure).
@@ -84,6 +132,39 @@ type Result struct {
 	Collections []CollectionResult
 	// Held is true when some rows were left because of a legal hold.
 	Held bool
+	// HeldBy names, sorted, the legal holds that kept some of the rows.
+	HeldBy []string
+	// Totals is, for a store that keeps a journal, the receipt of every pass
+	// of this request (Request.RequestID) so far: the rows each pass changed,
+	// summed from the journal read and written in this pass's transaction
+	// (exact after any crash or retry), and this pass's retained rows. Nil
+	// without a journal: Collections are this pass's changes only.
+	Totals []CollectionResult
+}
+
+// Verification is what checking an applied request found: per collection,
+// the subject's rows its action would still change.
+type Verification struct {
+	Remaining map[string]int64
+}
+
+// Left reports the collections with rows left, sorted, as "name (n)".
+func (v Verification) Left() []string {
+	var out []string
+	for c, n := range v.Remaining {
+		if n > 0 {
+			out = append(out, fmt.Sprintf("%s (%d)", c, n))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Verifier is implemented by engines that can check an applied request:
+// after the transaction committed, resolve the subject again in a fresh
+// snapshot and count what is left to change.
+type Verifier interface {
+	Verify(ctx context.Context, req Request) (Verification, error)
 }
 
 // Export is a subject's data: collection -> rows -> column -> value, only the
@@ -101,6 +182,19 @@ type SchemaProblem struct {
 type CheckResult struct {
 	Problems []SchemaProblem
 	Warnings []string
+	// Journal is the state of the store's journal; nil for engines that keep none.
+	Journal *JournalStatus
+}
+
+// JournalStatus is whether a store's journal (a Lethe table recording each
+// request's changes in the request's own transaction) can be used.
+type JournalStatus struct {
+	// Available: the table exists (or was created) and requests write to it.
+	Available bool
+	// Disabled by the DataStore.
+	Disabled bool
+	// Reason says why it is not available; never contains a value.
+	Reason string
 }
 
 // Store is one connected engine for one DataStore.

@@ -121,13 +121,18 @@ func TestInstallationIsWhatItClaims(t *testing.T) {
 	if n := len(byKind(objs, "CustomResourceDefinition")); n != 4 {
 		t.Errorf("%d CRDs, want 4", n)
 	}
+	// config/admission: inline identities, DataStore weakening, the manager's Secret deletions.
+	if p, b := len(byKind(objs, "ValidatingAdmissionPolicy")), len(byKind(objs, "ValidatingAdmissionPolicyBinding")); p != 3 || b != 3 {
+		t.Errorf("%d admission policies and %d bindings, want 3 and 3", p, b)
+	}
 	ns := one[corev1.Namespace](t, objs, "Namespace")
 	if ns.Name != "lethe-system" || ns.Labels["pod-security.kubernetes.io/enforce"] != "restricted" {
 		t.Errorf("namespace %s with labels %v, want lethe-system enforcing the restricted Pod Security Standard", ns.Name, ns.Labels)
 	}
 	for _, o := range objs {
 		switch o.GetKind() {
-		case "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "Namespace":
+		case "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "Namespace",
+			"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding": // cluster-scoped
 		default:
 			if o.GetNamespace() != "lethe-system" {
 				t.Errorf("%s %s is in namespace %q, want lethe-system", o.GetKind(), o.GetName(), o.GetNamespace())
@@ -247,11 +252,15 @@ func TestInstallationIsAcceptedAndItsRBACIsLeastPrivilege(t *testing.T) {
 			{"get", "", "secrets", "", tenant, true},
 			{"create", "", "secrets", "", tenant, true},
 			{"update", "", "secrets", "", tenant, true},
-			// ... but Secrets are never listed, watched or deleted, anywhere.
+			// Completed requests' input Secrets and expired exports are deleted
+			// (RBAC cannot narrow delete by label: the lethe-manager-secret-deletion
+			// admission policy does, see test/security) ...
+			{"delete", "", "secrets", "", tenant, true},
+			// ... but Secrets are never listed or watched, anywhere.
 			{"list", "", "secrets", "", "", false},
 			{"list", "", "secrets", "", tenant, false},
 			{"watch", "", "secrets", "", "lethe-system", false},
-			{"delete", "", "secrets", "", tenant, false},
+			{"deletecollection", "", "secrets", "", tenant, false},
 			// Lethe's objects: read everywhere, only their status written.
 			{"list", privacy, "datastores", "", "", true},
 			{"watch", privacy, "datasubjectrequests", "", "", true},

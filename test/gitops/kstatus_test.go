@@ -67,9 +67,10 @@ func newRequest(ns, name string, dryRun bool) *privacyv1.DataSubjectRequest {
 	return &privacyv1.DataSubjectRequest{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: privacyv1.DataSubjectRequestSpec{
-			Type:    privacyv1.RequestErasure,
-			DryRun:  dryRun,
-			Subject: privacyv1.Subject{Identities: privacyv1.Identities{"email": "subject@example.com"}},
+			Type:   privacyv1.RequestErasure,
+			DryRun: dryRun,
+			// A Secret no controller reads here: the installation refuses inline identities for erasure.
+			Subject: privacyv1.Subject{IdentitiesFrom: &privacyv1.IdentitiesSource{SecretRef: privacyv1.SecretReference{Name: "subject"}}},
 		},
 	}
 }

@@ -313,15 +313,19 @@ func TestLiveStatesHealthAndMetrics(t *testing.T) {
 		}
 		onHold := q("lethe_datasubjectrequests_open", "type", "Erasure", "state", "on_legal_hold")
 		baseline := metricValue(t, onHold.name, onHold.labels)
+		// The account id too: anonymization rewrites the e-mail, and a
+		// request finds its subject again when the hold ends. (In a Secret:
+		// the installation refuses inline identities for erasure.)
+		if err := k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: liveNS, Name: "ali-subject"}, StringData: map[string]string{
+			"email": "ali.martin@example.com", "userId": "0b6f3c2e-9d41-4e7a-8c25-6a1f2e3d4c5b",
+		}}); err != nil {
+			t.Fatal(err)
+		}
 		dsr := &privacyv1.DataSubjectRequest{
 			ObjectMeta: metav1.ObjectMeta{Namespace: liveNS, Name: "ali-erasure"},
 			Spec: privacyv1.DataSubjectRequestSpec{
-				Type: privacyv1.RequestErasure,
-				// The account id too: anonymization rewrites the e-mail, and a
-				// request finds its subject again when the hold ends.
-				Subject: privacyv1.Subject{Identities: privacyv1.Identities{
-					"email": "ali.martin@example.com", "userId": "0b6f3c2e-9d41-4e7a-8c25-6a1f2e3d4c5b",
-				}},
+				Type:    privacyv1.RequestErasure,
+				Subject: privacyv1.Subject{IdentitiesFrom: &privacyv1.IdentitiesSource{SecretRef: privacyv1.SecretReference{Name: "ali-subject"}}},
 			},
 		}
 		if err := k8s.Create(ctx, dsr); err != nil {
@@ -344,11 +348,15 @@ func TestLiveStatesHealthAndMetrics(t *testing.T) {
 	t.Run("a request no store can serve: Failed, Degraded", func(t *testing.T) {
 		stalledOpen := q("lethe_datasubjectrequests_open", "type", "Erasure", "state", "stalled")
 		baseline := metricValue(t, stalledOpen.name, stalledOpen.labels)
+		if err := k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: liveNS, Name: "nobody-subject"},
+			StringData: map[string]string{"email": "nobody@example.net"}}); err != nil {
+			t.Fatal(err)
+		}
 		dsr := &privacyv1.DataSubjectRequest{
 			ObjectMeta: metav1.ObjectMeta{Namespace: liveNS, Name: "nowhere-erasure"},
 			Spec: privacyv1.DataSubjectRequestSpec{
 				Type:    privacyv1.RequestErasure,
-				Subject: privacyv1.Subject{Identities: privacyv1.Identities{"email": "nobody@example.net"}},
+				Subject: privacyv1.Subject{IdentitiesFrom: &privacyv1.IdentitiesSource{SecretRef: privacyv1.SecretReference{Name: "nobody-subject"}}},
 				Scope: privacyv1.RequestScope{StoreSelector: &metav1.LabelSelector{
 					MatchLabels: map[string]string{"privacy.lethe.dev/system": "none"},
 				}},

@@ -24,6 +24,9 @@ func TestConformance(t *testing.T) {
 		Name: "http",
 		Open: openRecords,
 		Unsupported: storetest.Features{
+			storetest.HoldsByRows:  "a processor's records cannot be compared with a hold's: a subject hold keeps the collection whenever it may be the same person (stores.Hold.HoldsByIdentity)",
+			storetest.Journal:      "a processor keeps no Lethe journal: each call's result is kept in the request's status as it happens",
+			storetest.Verification: "Lethe cannot read a processor's records back to check them: the receipt counts the calls that acted",
 			storetest.References:   "a processor's records are found by the identities a request sends: its endpoints have no references between them",
 			storetest.AnyIdentity:  "a request template sends every identity it names: a call needs all of them, never one of several",
 			storetest.RowCounts:    "a processor is not a database: Plan cannot count its records (-1), Apply reports 1 per call that acted and 0 for a 404",

@@ -43,6 +43,7 @@ import (
 	"net"
 	nethttp "net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -241,86 +242,94 @@ type step struct {
 
 // steps resolves a request per collection in scope, in the order it acts
 // (erasure: children first). It never calls the processor.
-func (s *Store) steps(req stores.Request) ([]step, bool, error) {
+func (s *Store) steps(req stores.Request) ([]step, []string, error) {
 	if len(s.problems) > 0 {
-		return nil, false, fmt.Errorf("%w: the data map does not fit the processor (%d problems, see the DataStore status)", stores.ErrInvalid, len(s.problems))
+		return nil, nil, fmt.Errorf("%w: the data map does not fit the processor (%d problems, see the DataStore status)", stores.ErrInvalid, len(s.problems))
 	}
 	order := s.m.Collections
 	if req.Kind == stores.KindErasure {
 		order = reversed(order)
 	}
 	var out []step
-	held := false
+	var heldBy []string
 	for _, c := range order {
 		if !req.Scope.InScope(c) {
 			continue
 		}
-		st, isHeld, err := s.step(s.colls[c.Name], req)
+		st, hold, err := s.step(s.colls[c.Name], req)
 		if err != nil {
-			return nil, false, err
+			return nil, nil, err
 		}
-		held = held || isHeld
+		if hold != "" && !slices.Contains(heldBy, hold) {
+			heldBy = append(heldBy, hold)
+		}
 		out = append(out, st)
 	}
-	return out, held, nil
+	slices.Sort(heldBy)
+	return out, heldBy, nil
 }
 
-func (s *Store) step(coll *collection, req stores.Request) (step, bool, error) {
+// step decides one collection's call, or the result that needs none; hold
+// names the legal hold that keeps the collection.
+func (s *Store) step(coll *collection, req stores.Request) (st step, hold string, err error) {
 	res := stores.CollectionResult{Collection: coll.Name, Action: actionFor(req.Kind, coll)}
-	st := step{coll: coll, result: res}
+	st = step{coll: coll, result: res}
 	if req.Kind == stores.KindErasure {
-		if r, ok, held := retained(coll, req); ok {
+		if r, ok, hold := retained(coll, req); ok {
 			st.result = r
-			return st, held, nil
+			return st, hold, nil
 		}
 	}
 	op := coll.ops[req.Kind]
 	if op == nil {
 		st.result.Reason = fmt.Sprintf("no %s request is configured for this processor", strings.ToLower(string(req.Kind)))
-		return st, false, nil
+		return st, "", nil
 	}
 	vals, missing, err := requestValues(op, coll.Collection, req)
 	if err != nil {
-		return step{}, false, err
+		return step{}, "", err
 	}
 	if missing != "" {
 		st.result.Reason = fmt.Sprintf("the subject has no %s identity; processor not called", missing)
-		return st, false, nil
+		return st, "", nil
 	}
 	if op.body != nil && req.Kind == stores.KindRectification {
 		if _, filled, _ := op.body.render(vals); filled == 0 {
 			st.result.Reason = "no corrected value for the fields this processor maps; processor not called"
-			return st, false, nil
+			return st, "", nil
 		}
 	}
 	st.op, st.vals = op, vals
 	st.result.Rows = -1
 	st.result.Reason = "processor: " + op.String()
-	return st, false, nil
+	return st, "", nil
 }
 
-// retained decides erasure results that need no call: a legal hold, onErasure
-// retain, or a retention exemption. Rows is -1: the processor's rows are not counted.
-func retained(coll *collection, req stores.Request) (res stores.CollectionResult, ok, held bool) {
+// retained decides erasure results that need no call: a legal hold (hold
+// names it), onErasure retain, or a retention exemption. Rows is -1: the
+// processor's rows are not counted. A processor's rows cannot be compared
+// with a hold's subject's: a subject hold keeps the collection when it may be
+// the same person (stores.Hold.HoldsByIdentity).
+func retained(coll *collection, req stores.Request) (res stores.CollectionResult, ok bool, hold string) {
 	res = stores.CollectionResult{Collection: coll.Name, Action: stores.ActionRetain, Rows: -1}
 	for _, h := range req.Holds {
-		if h.Collection == "" || h.Collection == coll.Name {
+		if h.Covers(coll.Name) && h.HoldsByIdentity(req.Subject) {
 			res.Reason = fmt.Sprintf("legal hold %s: %s", h.Name, h.Reason)
-			return res, true, true
+			return res, true, h.Name
 		}
 	}
 	if coll.OnErasure == privacyv1.ErasureRetain {
 		res.Reason = coll.RetainReason
-		return res, true, false
+		return res, true, ""
 	}
 	for _, e := range req.Exemptions {
 		// A processor's rows cannot be filtered by date: the whole collection is kept.
 		if e.Collection == coll.Name {
 			res.Reason = fmt.Sprintf("exempt from erasure for %s (%s, rule %s); the processor is not asked", e.Period, e.LegalBasis, e.Rule)
-			return res, true, false
+			return res, true, ""
 		}
 	}
-	return res, false, false
+	return res, false, ""
 }
 
 func actionFor(kind stores.Kind, coll *collection) stores.Action {
@@ -368,11 +377,11 @@ func requestValues(op *operation, c *datamap.Collection, req stores.Request) (va
 
 // Plan reports the request each collection would receive, without calling the processor.
 func (s *Store) Plan(_ context.Context, req stores.Request) (stores.Result, error) {
-	steps, held, err := s.steps(req)
+	steps, heldBy, err := s.steps(req)
 	if err != nil {
 		return stores.Result{}, err
 	}
-	res := stores.Result{Held: held}
+	res := stores.Result{Held: len(heldBy) > 0, HeldBy: heldBy}
 	for _, st := range steps {
 		res.Collections = append(res.Collections, st.result)
 	}
@@ -389,11 +398,11 @@ func (s *Store) Apply(ctx context.Context, req stores.Request) (stores.Result, e
 	if err := requireRequestID(req); err != nil {
 		return stores.Result{}, err
 	}
-	steps, held, err := s.steps(req)
+	steps, heldBy, err := s.steps(req)
 	if err != nil {
 		return stores.Result{}, err
 	}
-	res := stores.Result{Held: held}
+	res := stores.Result{Held: len(heldBy) > 0, HeldBy: heldBy}
 	for _, st := range steps {
 		if st.op != nil {
 			r, _, err := s.execute(ctx, req, st, false)

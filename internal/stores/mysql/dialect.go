@@ -65,3 +65,16 @@ func (dialect) ExportColumn(col column, ref string) string {
 func (dialect) Batching() sqlcore.Batching {
 	return sqlcore.Batching{Keys: keyChunk, HeldKeys: maxInlineHeld, OrderChanges: true}
 }
+
+var _ sqlcore.JournalDialect = dialect{}
+
+// CreateJournal creates the journal table with its request index.
+func (dialect) CreateJournal(ref, _ string) []string {
+	return []string{"CREATE TABLE IF NOT EXISTS " + ref + ` (
+	id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+	request_uid VARCHAR(64) CHARACTER SET ascii NOT NULL,
+	kind VARCHAR(32) CHARACTER SET ascii NOT NULL,
+	results MEDIUMTEXT CHARACTER SET utf8mb4 NOT NULL,
+	applied_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+	KEY request_uid (request_uid)) ENGINE=InnoDB`}
+}

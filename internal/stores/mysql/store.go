@@ -85,6 +85,9 @@ func New(ctx context.Context, dsn string, m *datamap.Map, maskingKey []byte, net
 	if m == nil {
 		return nil, fmt.Errorf("%w: no data map", stores.ErrInvalid)
 	}
+	if err := sqlcore.NewOptions(opts).Journal.Validate(); err != nil {
+		return nil, err
+	}
 	if err := validateIdentifiers(m); err != nil {
 		return nil, err
 	}
@@ -101,7 +104,7 @@ func New(ctx context.Context, dsn string, m *datamap.Map, maskingKey []byte, net
 	db.SetMaxIdleConns(maxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	s := &Store{db: db, m: m, key: maskingKey, opts: sqlcore.NewOptions(opts)}
-	s.Core = sqlcore.NewCore[liveSchema, *sql.Tx](m, maskingKey, mySQL, engine{s}, s.opts.SchemaTTL)
+	s.Core = sqlcore.NewCore[liveSchema, *sql.Tx](m, maskingKey, mySQL, engine{s}, s.opts)
 	var version string
 	if err := db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
 		db.Close()

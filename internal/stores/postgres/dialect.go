@@ -109,3 +109,18 @@ func (dialect) SkipLockedChange(table, pk, set, where string) string {
 	}
 	return fmt.Sprintf("WITH changed AS (%s RETURNING 1) SELECT count(*) FROM changed", sql)
 }
+
+var _ sqlcore.JournalDialect = dialect{}
+
+// CreateJournal creates the journal table and its request index.
+func (dialect) CreateJournal(ref, name string) []string {
+	return []string{
+		"CREATE TABLE IF NOT EXISTS " + ref + ` (
+	id bigserial PRIMARY KEY,
+	request_uid text NOT NULL,
+	kind text NOT NULL,
+	results text NOT NULL,
+	applied_at timestamptz NOT NULL DEFAULT now())`,
+		"CREATE INDEX IF NOT EXISTS " + quote(name+"_request_uid") + " ON " + ref + " (request_uid)",
+	}
+}

@@ -71,6 +71,9 @@ func New(ctx context.Context, dsn string, m *datamap.Map, maskingKey []byte, net
 	if m == nil {
 		return nil, fmt.Errorf("%w: no data map", stores.ErrInvalid)
 	}
+	if err := sqlcore.NewOptions(opts).Journal.Validate(); err != nil {
+		return nil, err
+	}
 	cfg, err := poolConfig(dsn, network)
 	if err != nil {
 		return nil, err
@@ -88,7 +91,7 @@ func New(ctx context.Context, dsn string, m *datamap.Map, maskingKey []byte, net
 		return nil, fmt.Errorf("%w: connecting to PostgreSQL: %s", stores.ErrUnavailable, describeConnectError(err))
 	}
 	s := &Store{pool: pool, m: m, key: maskingKey, opts: sqlcore.NewOptions(opts)}
-	s.Core = sqlcore.NewCore[liveSchema, pgx.Tx](m, maskingKey, pgSQL, engine{s}, s.opts.SchemaTTL)
+	s.Core = sqlcore.NewCore[liveSchema, pgx.Tx](m, maskingKey, pgSQL, engine{s}, s.opts)
 	return s, nil
 }
 

@@ -23,14 +23,15 @@ type write func(ctx context.Context, p goredis.Pipeliner)
 // keys read (to WATCH), the writes Apply queues and, for access, the export.
 type resolution struct {
 	results []stores.CollectionResult
-	held    bool
+	heldBy  []string
 	read    []string
 	writes  []write
 	export  stores.Export
 }
 
 func (r *resolution) result() stores.Result {
-	return stores.Result{Collections: r.results, Held: r.held}
+	slices.Sort(r.heldBy)
+	return stores.Result{Collections: r.results, Held: len(r.heldBy) > 0, HeldBy: slices.Compact(r.heldBy)}
 }
 
 // keys returns the keys read, sorted and distinct.
@@ -190,10 +191,13 @@ func scan(ctx context.Context, c goredis.Cmdable, m match) ([]string, error) {
 // erase decides, per key, retain (hold, onErasure retain, exemption) or act
 // (delete or anonymize), and queues the writes.
 func (s *Store) erase(ctx context.Context, c goredis.Cmdable, coll *collection, req stores.Request, keys []keyInfo, r *resolution) error {
-	if reason, held := retainedCollection(coll, req); reason != "" {
-		r.held = r.held || held
-		r.add(stores.CollectionResult{Collection: coll.Name, Action: stores.ActionRetain, Rows: int64(len(keys)), Reason: reason})
+	if coll.OnErasure == privacyv1.ErasureRetain {
+		r.add(stores.CollectionResult{Collection: coll.Name, Action: stores.ActionRetain, Rows: int64(len(keys)), Reason: coll.RetainReason})
 		return nil
+	}
+	keys, allHeld, err := s.holdKeys(ctx, c, coll, req, keys, r)
+	if err != nil || allHeld {
+		return err
 	}
 	act, kept, err := applyExemptions(ctx, c, coll.Name, req.Exemptions, keys)
 	if err != nil {
@@ -215,18 +219,42 @@ func (s *Store) erase(ctx context.Context, c goredis.Cmdable, coll *collection, 
 	return nil
 }
 
-// retainedCollection says why a whole collection is kept: a legal hold (held)
-// or onErasure retain. Empty when it is not.
-func retainedCollection(coll *collection, req stores.Request) (reason string, held bool) {
+// holdKeys reports the subject's keys of coll that legal holds keep, and
+// returns the others (allHeld: none are left). A hold on everyone's keys keeps them all; a hold on a
+// subject keeps the keys its own identities find with the collection's
+// pattern or, when they cannot fill it, all of them if the hold may be the
+// same person (stores.Hold.HoldsByIdentity).
+func (s *Store) holdKeys(ctx context.Context, c goredis.Cmdable, coll *collection, req stores.Request, keys []keyInfo, r *resolution) (rest []keyInfo, allHeld bool, err error) {
+	found := len(keys)
 	for _, h := range req.Holds {
-		if h.Collection == "" || h.Collection == coll.Name {
-			return fmt.Sprintf("legal hold %s: %s", h.Name, h.Reason), true
+		if !h.Covers(coll.Name) || len(keys) == 0 {
+			continue
 		}
+		held := keys
+		if h.Subject != nil {
+			ids, missing, err := identities(coll.pattern, h.Subject)
+			switch {
+			case err != nil:
+				return nil, false, fmt.Errorf("legal hold %s: %w", h.Name, err)
+			case missing != "" && !h.HoldsByIdentity(req.Subject):
+				held = nil
+			case missing == "":
+				theirs, err := findKeys(ctx, c, coll.pattern.render(ids))
+				if err != nil {
+					return nil, false, err
+				}
+				held = slices.DeleteFunc(slices.Clone(keys), func(k keyInfo) bool { return !slices.Contains(theirs, k) })
+			}
+		}
+		if len(held) == 0 {
+			continue
+		}
+		keys = slices.DeleteFunc(keys, func(k keyInfo) bool { return slices.Contains(held, k) })
+		r.heldBy = append(r.heldBy, h.Name)
+		r.add(stores.CollectionResult{Collection: coll.Name, Action: stores.ActionRetain, Rows: int64(len(held)),
+			Reason: fmt.Sprintf("legal hold %s: %s", h.Name, h.Reason)})
 	}
-	if coll.OnErasure == privacyv1.ErasureRetain {
-		return coll.RetainReason, false
-	}
-	return "", false
+	return keys, found > 0 && len(keys) == 0, nil
 }
 
 func queueUnlink(keys []keyInfo, r *resolution) {
@@ -267,9 +295,15 @@ func applyExemptions(ctx context.Context, c goredis.Cmdable, collName string, ex
 		if res.RetainedUntil == nil || until.After(*res.RetainedUntil) {
 			res.RetainedUntil = &until
 		}
+		if res.RetainedFrom == nil || until.Before(*res.RetainedFrom) {
+			res.RetainedFrom = &until
+		}
 	}
 	if res.Rows == 0 {
 		return act, nil, nil
+	}
+	if !res.RetainedFrom.Before(*res.RetainedUntil) {
+		res.RetainedFrom = nil // one date for all
 	}
 	return act, res, nil
 }

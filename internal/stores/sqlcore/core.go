@@ -2,7 +2,6 @@ package sqlcore
 
 import (
 	"context"
-	"time"
 
 	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/stores"
@@ -68,13 +67,15 @@ type Core[L, T any] struct {
 	engine  Engine[L, T]
 	// schema is the live schema last found matching the map.
 	schema SchemaCache[L]
+	// journal records each request's changes in the store (see journal.go).
+	journal journal
 }
 
 // NewCore returns the core of a store of m in the dialect d, keyed by
-// maskingKey, that trusts the live schema it last found matching the map for
-// schemaTTL.
-func NewCore[L, T any](m *datamap.Map, maskingKey []byte, d Dialect, engine Engine[L, T], schemaTTL time.Duration) *Core[L, T] {
-	return &Core[L, T]{m: m, key: maskingKey, dialect: d, engine: engine, schema: SchemaCache[L]{TTL: schemaTTL}}
+// maskingKey, with the options' schema TTL (how long it trusts the live
+// schema it last found matching the map) and journal.
+func NewCore[L, T any](m *datamap.Map, maskingKey []byte, d Dialect, engine Engine[L, T], o Options) *Core[L, T] {
+	return &Core[L, T]{m: m, key: maskingKey, dialect: d, engine: engine, schema: SchemaCache[L]{TTL: o.SchemaTTL}, journal: journal{table: o.Journal}}
 }
 
 // session is tx over live.
@@ -109,17 +110,51 @@ func (c *Core[L, T]) Apply(ctx context.Context, req stores.Request) (stores.Resu
 	if err := ValidateApply(c.m, req); err != nil {
 		return stores.Result{}, err
 	}
+	withJournal := c.journalFor(ctx, req)
 	var res stores.Result
 	err := c.inTxWithSchema(ctx, ReadWrite, func(s *Session) error {
 		s.Lock = true
+		pass := func() (stores.Result, error) { return s.run(ctx, req, true) }
 		var err error
-		res, err = s.run(ctx, req, true)
+		if withJournal {
+			res, err = s.journaled(ctx, c.journal.table, req, pass)
+		} else {
+			res, err = pass()
+		}
 		return err
 	})
 	if err != nil {
+		if withJournal {
+			c.journal.forget() // the table may be gone: the next pass makes sure
+		}
 		return stores.Result{}, err
 	}
 	return res, nil
+}
+
+// Verify checks an applied request after its transaction committed: the
+// subject is resolved again in a fresh snapshot and every step counted as
+// Plan counts it, with the holds and exemptions of req. What a step would
+// still change is left (0 for each collection when the erasure is complete);
+// anonymized fields whose strategy is not deterministic (randomize, hash) are
+// checked only where they are identity columns, by their value no longer
+// matching the subject's.
+func (c *Core[L, T]) Verify(ctx context.Context, req stores.Request) (stores.Verification, error) {
+	if err := ValidateApply(c.m, req); err != nil {
+		return stores.Verification{}, err
+	}
+	v := stores.Verification{Remaining: map[string]int64{}}
+	err := c.inTxWithSchema(ctx, ReadOnly, func(s *Session) error {
+		s.Verifying = true
+		res, err := s.run(ctx, req, false)
+		for _, r := range res.Collections {
+			if r.Action.ChangesRows() {
+				v.Remaining[r.Collection] += r.Rows
+			}
+		}
+		return err
+	})
+	return v, err
 }
 
 // Export returns the subject's rows of every collection in scope: the primary
@@ -158,7 +193,14 @@ func (c *Core[L, T]) Check(ctx context.Context) (stores.CheckResult, error) {
 		c.schema.Checked(live, res.Problems)
 		return nil
 	})
-	return res, err
+	if err != nil {
+		return res, err
+	}
+	if _, ok := c.dialect.(JournalDialect); ok {
+		st := c.EnsureJournal(ctx)
+		res.Journal = &st
+	}
+	return res, nil
 }
 
 // SubjectKeys returns the primary keys (as text) of the subject's rows in a

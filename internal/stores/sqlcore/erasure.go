@@ -3,6 +3,7 @@ package sqlcore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -86,8 +87,8 @@ type ErasurePlan struct {
 // PlanErasure decides an erasure of the subject's rows: which rows are kept
 // (holds, legal minimums, the rows belonging to those, and the rows held rows
 // are found through) and what happens to the others.
-func PlanErasure(ctx context.Context, m *datamap.Map, rows Rows, req stores.Request, f Finder) (ErasurePlan, error) {
-	kept, err := RetainedRows(ctx, m, rows, req, f)
+func PlanErasure(ctx context.Context, m *datamap.Map, rows Rows, req stores.Request, held HeldRows, f Finder) (ErasurePlan, error) {
+	kept, err := RetainedRows(ctx, m, rows, req, held, f)
 	if err != nil {
 		return ErasurePlan{}, err
 	}
@@ -99,8 +100,24 @@ func PlanErasure(ctx context.Context, m *datamap.Map, rows Rows, req stores.Requ
 	if err != nil {
 		return ErasurePlan{}, err
 	}
-	keepPaths(erasures, kept, paths, req.Subject)
+	keepPaths(erasures, kept, paths, findingTypes(req))
 	return ErasurePlan{Erasures: erasures, Kept: kept, Spared: SparedFromClearing(erasures, kept)}, nil
+}
+
+// findingTypes are the identity types rows are found by in a later pass: the
+// request's, and those of the holds' subjects, which must still find the rows
+// they hold when the request runs again.
+func findingTypes(req stores.Request) map[string]string {
+	types := map[string]string{}
+	for t := range req.Subject {
+		types[t] = t
+	}
+	for _, h := range req.Holds {
+		for t := range h.Subject {
+			types[t] = t
+		}
+	}
+	return types
 }
 
 // ErasurePlans decides what erasure does to each collection in scope, and to
@@ -146,23 +163,23 @@ func SparedFromClearing(plans map[*datamap.Collection]Erasure, kept Kept) map[*d
 
 // EraseSteps plans an erasure (PlanErasure) and lists its steps (ErasureSteps);
 // own also gets the rows whose setNull references stay.
-func EraseSteps[S any](ctx context.Context, m *datamap.Map, rows Rows, req stores.Request, f Finder,
-	own func(c *datamap.Collection, e Erasure, spared map[*datamap.Collection][]string) ([]S, error), report func(stores.CollectionResult) S) ([]S, bool, error) {
-	plan, err := PlanErasure(ctx, m, rows, req, f)
+func EraseSteps[S any](ctx context.Context, m *datamap.Map, rows Rows, req stores.Request, held HeldRows, f Finder,
+	own func(c *datamap.Collection, e Erasure, spared map[*datamap.Collection][]string) ([]S, error), report func(stores.CollectionResult) S) ([]S, []string, error) {
+	plan, err := PlanErasure(ctx, m, rows, req, held, f)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, err
 	}
 	return ErasureSteps(m, plan, func(c *datamap.Collection, e Erasure) ([]S, error) { return own(c, e, plan.Spared) }, report)
 }
 
 // ErasureSteps lists an erasure's steps children first: for each planned
 // collection the engine's own steps (own), then one result per set of kept
-// rows, made into a step by report. held reports whether a legal hold kept
-// any row.
+// rows, made into a step by report. heldBy names, sorted, the legal holds
+// that kept any row.
 func ErasureSteps[S any](m *datamap.Map, plan ErasurePlan,
-	own func(*datamap.Collection, Erasure) ([]S, error), report func(stores.CollectionResult) S) ([]S, bool, error) {
+	own func(*datamap.Collection, Erasure) ([]S, error), report func(stores.CollectionResult) S) ([]S, []string, error) {
 	var steps []S
-	held := false
+	var heldBy []string
 	for i := len(m.Collections) - 1; i >= 0; i-- {
 		c := m.Collections[i]
 		e, ok := plan.Erasures[c]
@@ -171,7 +188,7 @@ func ErasureSteps[S any](m *datamap.Map, plan ErasurePlan,
 		}
 		collectionSteps, err := own(c, e)
 		if err != nil {
-			return nil, false, err
+			return nil, nil, err
 		}
 		steps = append(steps, collectionSteps...)
 		if e.Action == stores.ActionRetain {
@@ -179,10 +196,15 @@ func ErasureSteps[S any](m *datamap.Map, plan ErasurePlan,
 		}
 		for _, r := range plan.Kept[c] {
 			steps = append(steps, report(r.Result(c.Name)))
-			held = held || r.Held
+			for _, name := range r.Holds {
+				if !slices.Contains(heldBy, name) {
+					heldBy = append(heldBy, name)
+				}
+			}
 		}
 	}
-	return steps, held, nil
+	slices.Sort(heldBy)
+	return steps, heldBy, nil
 }
 
 // RetainReason is the reason a collection retained by the map gives.

@@ -41,7 +41,7 @@ func HeldPaths(ctx context.Context, m *datamap.Map, rows Rows, kept Kept, scope 
 					return nil, err
 				}
 				if len(keys) > 0 {
-					paths[e.Parent] = append(paths[e.Parent], Retained{Reason: src.Reason, Leads: c.Name, Held: true, Keys: keys})
+					paths[e.Parent] = append(paths[e.Parent], Retained{Reason: src.Reason, Leads: c.Name, Held: true, Holds: src.Holds, Keys: keys})
 				}
 			}
 		}

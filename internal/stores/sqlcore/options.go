@@ -18,6 +18,8 @@ type Options struct {
 	// SchemaTTL is how long requests and sweeps trust the live schema last
 	// found matching the map; Check always reads it again.
 	SchemaTTL time.Duration
+	// Journal is the journal table (see JournalTable).
+	Journal JournalTable
 }
 
 // Option sets one of a SQL store's options.
@@ -33,6 +35,11 @@ func WithTimeouts(lock, statement time.Duration) Option {
 // check interval.
 func WithSchemaTTL(ttl time.Duration) Option {
 	return func(o *Options) { o.SchemaTTL = ttl }
+}
+
+// WithJournal sets the journal table, or disables it.
+func WithJournal(j JournalTable) Option {
+	return func(o *Options) { o.Journal = j }
 }
 
 // NewOptions returns the defaults, changed by opts.

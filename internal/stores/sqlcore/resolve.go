@@ -178,15 +178,16 @@ func (s *Session) ParentsOf(ctx context.Context, e *datamap.Edge, childKeys, amo
 }
 
 // Exempted returns the rows among whose exemption field is after the cutoff,
-// and the newest of those times.
-func (s *Session) Exempted(ctx context.Context, c *datamap.Collection, ex stores.Exemption, among []string) ([]string, time.Time, error) {
+// and the oldest and newest of those times.
+func (s *Session) Exempted(ctx context.Context, c *datamap.Collection, ex stores.Exemption, among []string) ([]string, Span, error) {
 	if col := s.Schema.Column(c, ex.Field); !IsTemporal(col.Kind) {
-		return nil, time.Time{}, fmt.Errorf("%w: retention rule %s: collection %q has no date or timestamp column %q", stores.ErrInvalid, ex.Rule, c.Name, ex.Field)
+		return nil, Span{}, fmt.Errorf("%w: retention rule %s: collection %q has no date or timestamp column %q", stores.ErrInvalid, ex.Rule, c.Name, ex.Field)
 	}
 	pk, field := s.quote(c.PrimaryKey), s.quote(ex.Field)
 	var keys []string
 	var key string
-	var newest, at time.Time
+	var span Span
+	var at time.Time
 	for _, batch := range KeyBatches(s.Dialect, among) {
 		p := s.Params()
 		// The table's own columns (t.): a bare name may be the text output column.
@@ -194,16 +195,27 @@ func (s *Session) Exempted(ctx context.Context, c *datamap.Collection, ex stores
 			s.Dialect.KeyText(s.primaryKey(c), "t."+pk), field, s.tableRef(c), s.KeyIn(c, batch, p), p.Add(ex.Cutoff.UTC()), pk)
 		err := s.Tx.Query(ctx, Statement{q, p.Values()}, []any{&key, &at}, func() error {
 			keys = append(keys, key)
-			if at.After(newest) {
-				newest = at
-			}
+			span.Add(at)
 			return nil
 		})
 		if err != nil {
-			return nil, time.Time{}, s.dbError(fmt.Sprintf("finding exempted rows of collection %q", c.Name), err)
+			return nil, Span{}, s.dbError(fmt.Sprintf("finding exempted rows of collection %q", c.Name), err)
 		}
 	}
-	return keys, newest, nil
+	return keys, span, nil
+}
+
+// Span is the oldest and newest of some times.
+type Span struct{ Oldest, Newest time.Time }
+
+// Add widens the span to t.
+func (sp *Span) Add(t time.Time) {
+	if sp.Oldest.IsZero() || t.Before(sp.Oldest) {
+		sp.Oldest = t
+	}
+	if t.After(sp.Newest) {
+		sp.Newest = t
+	}
 }
 
 // ClearReferences finds (and, in Apply, locks) the rows referring to the

@@ -21,8 +21,11 @@ type Retained struct {
 	// rows; empty unless they are kept only for that (see HeldPaths).
 	Leads string
 	Held  bool
-	Until *time.Time
-	Keys  []string
+	// Holds names the legal holds that keep the rows (Held).
+	Holds []string
+	// Until is when the last of the rows may be erased, From when the first may.
+	Until, From *time.Time
+	Keys        []string
 }
 
 // Result reports r in a receipt.
@@ -34,7 +37,7 @@ func (r Retained) Result(collection string) stores.CollectionResult {
 	if r.Leads != "" {
 		reason += fmt.Sprintf(" (kept until the hold ends: the held rows of %s are found through them)", r.Leads)
 	}
-	return stores.CollectionResult{Collection: collection, Action: stores.ActionRetain, Rows: int64(len(r.Keys)), Reason: reason, RetainedUntil: r.Until}
+	return stores.CollectionResult{Collection: collection, Action: stores.ActionRetain, Rows: int64(len(r.Keys)), Reason: reason, RetainedUntil: r.Until, RetainedFrom: r.From}
 }
 
 // Kept lists, per collection, the subject's rows erasure keeps.
@@ -47,8 +50,8 @@ type Finder interface {
 	// ParentsOf returns which of the parent keys among the child keys refer to through e.
 	ParentsOf(ctx context.Context, e *datamap.Edge, childKeys, among []string) ([]string, error)
 	// Exempted returns which of c's keys among have ex.Field after ex.Cutoff,
-	// and the newest of those times.
-	Exempted(ctx context.Context, c *datamap.Collection, ex stores.Exemption, among []string) ([]string, time.Time, error)
+	// and the oldest and newest of those times.
+	Exempted(ctx context.Context, c *datamap.Collection, ex stores.Exemption, among []string) ([]string, Span, error)
 }
 
 // RetainedRows decides, parents first, which of the subject's rows erasure
@@ -56,7 +59,10 @@ type Finder interface {
 // period, and rows that belong (through cascade references) to rows kept for
 // either reason, as an invoice's lines stay with the invoice. Each row is
 // kept for the first reason found, in that order.
-func RetainedRows(ctx context.Context, m *datamap.Map, rows Rows, req stores.Request, f Finder) (Kept, error) {
+//
+// held gives, per hold of the request, the subject's rows it holds (see
+// HeldRows).
+func RetainedRows(ctx context.Context, m *datamap.Map, rows Rows, req stores.Request, held HeldRows, f Finder) (Kept, error) {
 	out := Kept{}
 	for _, c := range m.Collections {
 		remaining := rows[c]
@@ -67,8 +73,13 @@ func RetainedRows(ctx context.Context, m *datamap.Map, rows Rows, req stores.Req
 				remaining = Without(remaining, r.Keys)
 			}
 		}
-		if reason := HoldReason(req.Holds, c.Name); reason != "" {
-			keep(Retained{Reason: reason, Held: true, Keys: remaining})
+		if reason, names := wholeHolds(req.Holds, held, c.Name); reason != "" {
+			keep(Retained{Reason: reason, Held: true, Holds: names, Keys: remaining})
+		}
+		for i, h := range req.Holds {
+			if i < len(held) && held[i] != nil && h.Covers(c.Name) && len(remaining) > 0 {
+				keep(Retained{Reason: holdReason(h), Held: true, Holds: []string{h.Name}, Keys: Intersect(remaining, held[i][c])})
+			}
 		}
 		for _, e := range c.Parents {
 			for _, parentKept := range out[e.Parent] {
@@ -79,40 +90,159 @@ func RetainedRows(ctx context.Context, m *datamap.Map, rows Rows, req stores.Req
 				if err != nil {
 					return nil, err
 				}
-				keep(Retained{Reason: parentKept.Reason, Via: e.Parent.Name, Held: parentKept.Held, Until: parentKept.Until, Keys: keys})
+				keep(Retained{Reason: parentKept.Reason, Via: e.Parent.Name, Held: parentKept.Held, Holds: parentKept.Holds, Until: parentKept.Until, From: parentKept.From, Keys: keys})
 			}
 		}
 		for _, ex := range req.Exemptions {
 			if ex.Collection != c.Name || len(remaining) == 0 {
 				continue
 			}
-			keys, newest, err := f.Exempted(ctx, c, ex, remaining)
+			keys, span, err := f.Exempted(ctx, c, ex, remaining)
 			if err != nil {
 				return nil, err
 			}
-			keep(exemptedRows(ex, keys, newest))
+			keep(exemptedRows(ex, keys, span))
 		}
 		out[c] = kept
 	}
 	return out, nil
 }
 
-// exemptedRows are kept until the newest of them leaves its period.
-func exemptedRows(ex stores.Exemption, keys []string, newest time.Time) Retained {
+// exemptedRows are kept until the newest of them leaves its period; the
+// oldest leaves it first (From, when that is earlier).
+func exemptedRows(ex stores.Exemption, keys []string, span Span) Retained {
 	r := Retained{Reason: fmt.Sprintf("retention rule %s (legal basis: %s) keeps these rows for %s", ex.Rule, ex.LegalBasis, ex.Period), Keys: keys}
-	if until, err := privacyv1.Period(ex.Period).After(newest); err == nil && len(keys) > 0 {
+	if len(keys) == 0 {
+		return r
+	}
+	period := privacyv1.Period(ex.Period)
+	if until, err := period.After(span.Newest); err == nil {
 		r.Until = &until
+	}
+	if from, err := period.After(span.Oldest); err == nil && r.Until != nil && from.Before(*r.Until) {
+		r.From = &from
 	}
 	return r
 }
 
-// HoldReason names the holds on a collection (or on the whole store).
-func HoldReason(holds []stores.Hold, collection string) string {
+// HeldRows are, per hold of a request (by index), the subject's rows the hold
+// holds; nil: all of them, in the collections the hold covers (a hold on
+// everyone's rows, or on a subject the store cannot tell apart from the
+// request's, see ResolveHolds).
+type HeldRows []Rows
+
+// wholeHolds names the holds that keep all of the subject's rows of a
+// collection, and their reasons.
+func wholeHolds(holds []stores.Hold, held HeldRows, collection string) (reason string, names []string) {
 	var reasons []string
-	for _, h := range holds {
-		if h.Collection == "" || h.Collection == collection {
-			reasons = append(reasons, fmt.Sprintf("legal hold %s: %s", h.Name, h.Reason))
+	for i, h := range holds {
+		if h.Covers(collection) && (i >= len(held) || held[i] == nil) {
+			reasons = append(reasons, holdReason(h))
+			names = append(names, h.Name)
 		}
 	}
-	return strings.Join(reasons, "; ")
+	return strings.Join(reasons, "; "), names
+}
+
+func holdReason(h stores.Hold) string { return fmt.Sprintf("legal hold %s: %s", h.Name, h.Reason) }
+
+// maxHoldIdentities bounds the identities a hold's subject is widened to
+// (ResolveHolds); a hold reaching more is applied to all the request's rows.
+const maxHoldIdentities = 64
+
+// ResolveHolds finds the rows each subject hold of req holds, with the same
+// traversal as the request's subject (resolve), so a hold on one identity of
+// a person holds the person's rows whatever identity the request names:
+//
+//   - the hold's subject is resolved, then widened once: the other identity
+//     columns of the rows found (an account's id for a hold by e-mail) are
+//     the person's identities too, and their rows are the person's rows;
+//   - a hold whose identity types this store does not map cannot be compared
+//     by rows: it holds all the request's rows when Hold.HoldsByIdentity
+//     says it may be the same person (failing safe), none otherwise.
+//
+// read returns the distinct values of a column in some rows.
+func ResolveHolds(ctx context.Context, m *datamap.Map, req stores.Request,
+	resolve func(context.Context, map[string]string) (Rows, error),
+	read func(ctx context.Context, c *datamap.Collection, column string, keys []string) ([]string, error)) (HeldRows, error) {
+	held := make(HeldRows, len(req.Holds))
+	for i, h := range req.Holds {
+		if h.Subject == nil {
+			continue
+		}
+		here, err := SubjectHere(m, h.Subject)
+		if err != nil {
+			return nil, fmt.Errorf("legal hold %s: %w", h.Name, err)
+		}
+		if !here {
+			if !h.HoldsByIdentity(req.Subject) {
+				held[i] = Rows{}
+			}
+			continue
+		}
+		rows, err := resolve(ctx, h.Subject)
+		if err != nil {
+			return nil, err
+		}
+		widened, all, err := widen(ctx, m, h.Subject, rows, read)
+		if err != nil {
+			return nil, err
+		}
+		if all {
+			continue // held[i] stays nil: every row of the request is held
+		}
+		for _, ids := range widened {
+			more, err := resolve(ctx, ids)
+			if err != nil {
+				return nil, err
+			}
+			rows = union(m, rows, more)
+		}
+		held[i] = rows
+	}
+	return held, nil
+}
+
+// widen lists the identities, beyond subject's, that the subject's rows
+// carry in their identity columns, each as a subject of its own; all is true
+// when there are more than maxHoldIdentities.
+func widen(ctx context.Context, m *datamap.Map, subject map[string]string, rows Rows,
+	read func(ctx context.Context, c *datamap.Collection, column string, keys []string) ([]string, error)) ([]map[string]string, bool, error) {
+	seen := map[[2]string]bool{}
+	for t, v := range subject {
+		seen[[2]string{t, v}] = true
+	}
+	var out []map[string]string
+	for _, c := range m.Collections {
+		if len(rows[c]) == 0 {
+			continue
+		}
+		for _, t := range SortedKeys(c.Identity) {
+			values, err := read(ctx, c, c.Identity[t], rows[c])
+			if err != nil {
+				return nil, false, err
+			}
+			for _, v := range values {
+				if strings.TrimSpace(v) == "" || seen[[2]string{t, v}] {
+					continue
+				}
+				seen[[2]string{t, v}] = true
+				if len(out) == maxHoldIdentities {
+					return nil, true, nil
+				}
+				out = append(out, map[string]string{t: v})
+			}
+		}
+	}
+	return out, false, nil
+}
+
+// union adds more's rows to rows, per collection without repeats.
+func union(m *datamap.Map, rows, more Rows) Rows {
+	for _, c := range m.Collections {
+		if extra := Without(more[c], rows[c]); len(extra) > 0 {
+			rows[c] = append(rows[c], extra...)
+		}
+	}
+	return rows
 }

@@ -61,6 +61,13 @@ type Session struct {
 	// Lock takes row locks on the subject's rows as they are resolved
 	// (Apply), so they cannot change before the statements acting on their keys.
 	Lock bool
+	// Verifying counts, after an apply committed, what is left to change
+	// (Core.Verify): anonymized fields are compared with their masked values
+	// only where the strategy is deterministic, and otherwise, for identity
+	// columns, with the subject's value.
+	Verifying bool
+	// subject is the request's subject while a request runs.
+	subject map[string]string
 	// Resolver is the engine's own way of finding rows, if it has one
 	// (PostgreSQL's one-statement resolution); nil: the session's statements.
 	Resolver Resolver

@@ -120,8 +120,8 @@ func (f fakeFinder) ParentsOf(_ context.Context, _ *datamap.Edge, childKeys, amo
 	return out, nil
 }
 
-func (fakeFinder) Exempted(context.Context, *datamap.Collection, stores.Exemption, []string) ([]string, time.Time, error) {
-	return nil, time.Time{}, nil
+func (fakeFinder) Exempted(context.Context, *datamap.Collection, stores.Exemption, []string) ([]string, Span, error) {
+	return nil, Span{}, nil
 }
 
 // Rows held rows are found through keep what they are found by: an
@@ -147,7 +147,7 @@ func TestPlanErasureKeepsThePathsToHeldRows(t *testing.T) {
 	req := stores.Request{Kind: stores.KindErasure, Subject: map[string]string{"email": "a@x.io"},
 		Holds: []stores.Hold{{Collection: "lines", Name: "h", Reason: "court"}}}
 
-	plan, err := PlanErasure(context.Background(), m, rows, req, f)
+	plan, err := PlanErasure(context.Background(), m, rows, req, nil, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestPlanErasureKeepsThePathsToHeldRows(t *testing.T) {
 
 	// Held posts refer to the account's handle.
 	req.Holds = append(req.Holds, stores.Hold{Collection: "posts", Name: "p", Reason: "press"})
-	if plan, err = PlanErasure(context.Background(), m, rows, req, f); err != nil {
+	if plan, err = PlanErasure(context.Background(), m, rows, req, nil, f); err != nil {
 		t.Fatal(err)
 	}
 	if got := plan.Erasures[get("accounts")].PathReason; !strings.HasPrefix(got, "email, handle left unmasked") {
@@ -177,7 +177,7 @@ func TestPlanErasureKeepsThePathsToHeldRows(t *testing.T) {
 
 	// Without a hold nothing is kept.
 	req.Holds = nil
-	if plan, err = PlanErasure(context.Background(), m, rows, req, f); err != nil {
+	if plan, err = PlanErasure(context.Background(), m, rows, req, nil, f); err != nil {
 		t.Fatal(err)
 	}
 	if masks := plan.Erasures[get("accounts")].Masks(); len(masks) != 1 || len(masks[0].Fields) != 3 {

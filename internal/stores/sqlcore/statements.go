@@ -16,6 +16,7 @@ import (
 // run resolves the subject's rows, and counts (plan) or carries out (apply)
 // the request's steps.
 func (s *Session) run(ctx context.Context, req stores.Request, apply bool) (stores.Result, error) {
+	s.subject = req.Subject
 	r := s.resolver()
 	rows, err := r.Resolve(ctx, req.Subject)
 	if err != nil {
@@ -25,7 +26,8 @@ func (s *Session) run(ctx context.Context, req stores.Request, apply bool) (stor
 	var res stores.Result
 	switch req.Kind {
 	case stores.KindErasure:
-		steps, res.Held, err = s.erasureSteps(ctx, r, rows, req)
+		steps, res.HeldBy, err = s.erasureSteps(ctx, r, rows, req)
+		res.Held = len(res.HeldBy) > 0
 	case stores.KindRectification:
 		steps = s.rectificationSteps(rows, req)
 	default:
@@ -105,7 +107,11 @@ func (s *Session) runStatement(ctx context.Context, st Statement, exec bool) (in
 // scope: retained rows are reported with their reason; the other rows are
 // deleted or anonymized as mapped; before deleting rows, setNull references to
 // them from other rows are cleared.
-func (s *Session) erasureSteps(ctx context.Context, r Resolver, rows Rows, req stores.Request) ([]Step, bool, error) {
+func (s *Session) erasureSteps(ctx context.Context, r Resolver, rows Rows, req stores.Request) ([]Step, []string, error) {
+	held, err := s.resolveHolds(ctx, r, req)
+	if err != nil {
+		return nil, nil, err
+	}
 	own := func(c *datamap.Collection, e Erasure, spared map[*datamap.Collection][]string) ([]Step, error) {
 		switch e.Action {
 		case stores.ActionRetain:
@@ -127,7 +133,17 @@ func (s *Session) erasureSteps(ctx context.Context, r Resolver, rows Rows, req s
 			return []Step{st}, err
 		}
 	}
-	return EraseSteps(ctx, s.Map, rows, req, r, own, ReportStep)
+	return EraseSteps(ctx, s.Map, rows, req, held, r, own, ReportStep)
+}
+
+// resolveHolds finds the rows the request's subject holds hold (see
+// ResolveHolds). It takes no locks: the held person's rows are only compared
+// with the subject's, which are locked.
+func (s *Session) resolveHolds(ctx context.Context, r Resolver, req stores.Request) (HeldRows, error) {
+	lock := s.Lock
+	s.Lock = false
+	defer func() { s.Lock = lock }()
+	return ResolveHolds(ctx, s.Map, req, r.Resolve, s.fieldValues)
 }
 
 // keyRenderer writes a statement around a batch's key condition, binding its
@@ -213,19 +229,39 @@ func (s *Session) maskStatements(c *datamap.Collection, fields []datamap.Field, 
 }
 
 // rowsToMask narrows keyCond to the rows some field of which would change.
+// A strategy that is not deterministic changes every row, except when
+// verifying (see Session.Verifying).
 func (s *Session) rowsToMask(c *datamap.Collection, fields []datamap.Field, keyCond string, p *masking.Params) (string, error) {
+	var comparable, other []datamap.Field
 	for _, f := range fields {
-		if !masking.Deterministic(f.Masking) {
-			return keyCond, nil
+		if masking.Deterministic(f.Masking) {
+			comparable = append(comparable, f)
+		} else {
+			other = append(other, f)
 		}
 	}
-	exprs, err := s.maskExpressions(c, fields, p)
+	if len(other) > 0 && !s.Verifying {
+		return keyCond, nil
+	}
+	exprs, err := s.maskExpressions(c, comparable, p)
 	if err != nil {
 		return "", err
 	}
-	changes := make([]string, len(fields))
-	for i, f := range fields {
-		changes[i] = s.Dialect.Distinct(s.Schema.Column(c, f.Name), s.quote(f.Name), exprs[i])
+	var changes []string
+	for i, f := range comparable {
+		changes = append(changes, s.Dialect.Distinct(s.Schema.Column(c, f.Name), s.quote(f.Name), exprs[i]))
+	}
+	for _, f := range other {
+		for t, column := range c.Identity {
+			if v, ok := s.subject[t]; ok && column == f.Name {
+				if cond, ok := s.Dialect.Match(s.Schema.Column(c, f.Name), s.quote(f.Name), []string{v}, masking.KindText, p); ok {
+					changes = append(changes, cond)
+				}
+			}
+		}
+	}
+	if len(changes) == 0 {
+		return keyCond + " AND 1 = 0", nil // nothing that can be compared is left to check
 	}
 	return keyCond + " AND (" + strings.Join(changes, " OR ") + ")", nil
 }

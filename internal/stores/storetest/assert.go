@@ -179,3 +179,9 @@ func containsNone(t T, what, s string, leaks ...string) {
 		}
 	}
 }
+
+// pass is an Apply's result without its journal totals: what Plan reports.
+func pass(res stores.Result) stores.Result {
+	res.Totals = nil
+	return res
+}

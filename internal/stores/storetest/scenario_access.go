@@ -59,7 +59,7 @@ func exportHoldsOnlyTheSubjectsRows(t T, e *env) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(plan, res) {
+		if !reflect.DeepEqual(plan, pass(res)) {
 			t.Errorf("Plan reported %v, Export %v", Outcome(plan), Outcome(res))
 		}
 	}
@@ -186,7 +186,7 @@ func rectificationUpdatesOnlyTheSubject(t T, e *env) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if x.suite.supports(RowCounts) && !reflect.DeepEqual(plan, res) {
+		if x.suite.supports(RowCounts) && !reflect.DeepEqual(plan, pass(res)) {
 			t.Fatalf("Plan reported %v, Apply %v", Outcome(plan), Outcome(res))
 		}
 		return res

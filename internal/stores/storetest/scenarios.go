@@ -44,11 +44,17 @@ var scenarios = []scenario{
 	// Holds.
 	{name: "hold-on-a-collection-keeps-its-rows", run: holdOnACollectionKeepsItsRows},
 	{name: "hold-on-the-store-keeps-everything", run: holdOnTheStoreKeepsEverything},
-	// Issue 13 adds "hold-by-another-identity" here: a hold on {email} holds
-	// an erasure by {userId} (and the reverse), resolved to rows.
+	{name: "hold-by-another-identity-holds-the-person", run: holdByAnotherIdentityHoldsThePerson},
+	{name: "hold-on-someone-else-holds-nothing", run: holdOnSomeoneElseHoldsNothing},
+	{name: "hold-by-rows-compares-people-not-identities", needs: []Feature{HoldsByRows, References}, run: holdByRowsComparesPeople},
 	{name: "held-rows-found-only-through-a-masked-identity", needs: []Feature{References, Anonymize}, run: heldRowsFoundOnlyThroughAMaskedIdentity},
 	{name: "held-rows-keep-their-deleted-parents", needs: []Feature{References}, run: heldRowsKeepTheirDeletedParents},
 	{name: "held-rows-found-through-a-masked-reference", needs: []Feature{References, Anonymize}, run: heldRowsFoundThroughAMaskedReference},
+
+	// Receipts that are exact and checked.
+	{name: "journal-totals-survive-a-lost-receipt", needs: []Feature{Journal, References}, run: journalTotalsSurviveALostReceipt},
+	{name: "verification-finds-what-is-left", needs: []Feature{Verification}, run: verificationFindsWhatIsLeft},
+	{name: "retained-rows-report-their-first-and-last-dates", needs: []Feature{Exemptions}, run: retainedRowsReportTheirFirstAndLastDates},
 
 	// Access and rectification.
 	{name: "export-holds-only-the-subjects-rows", run: exportHoldsOnlyTheSubjectsRows},

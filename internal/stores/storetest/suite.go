@@ -52,10 +52,20 @@ const (
 	Sweeps Feature = "sweeps"
 	// Locks: other transactions can hold row locks, which Lethe must not wait on for long.
 	Locks Feature = "locks"
+	// HoldsByRows: a hold on a subject is resolved to rows and compared with
+	// the request's rows, so a hold on someone else never holds the request
+	// (without it, a hold whose identities cannot be compared holds, failing safe).
+	HoldsByRows Feature = "holds-by-rows"
+	// Journal: the store records each pass of a request in its own journal,
+	// in the pass's transaction, and returns the request's totals.
+	Journal Feature = "journal"
+	// Verification: the store is a stores.Verifier.
+	Verification Feature = "verification"
 )
 
 // allFeatures lists every Feature, for validating a Suite.
-var allFeatures = []Feature{References, AnyIdentity, RowCounts, Anonymize, Exemptions, Atomic, MappedExport, Schema, Sweeps, Locks}
+var allFeatures = []Feature{References, AnyIdentity, RowCounts, Anonymize, Exemptions, Atomic, MappedExport, Schema, Sweeps, Locks,
+	HoldsByRows, Journal, Verification}
 
 // Features maps each unsupported feature to why the engine cannot have it.
 type Features map[Feature]string
