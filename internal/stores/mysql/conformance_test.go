@@ -29,11 +29,6 @@ func TestConformance(t *testing.T) {
 		suites = append(suites, storetest.Suite{
 			Name: "mysql/" + collation,
 			Open: func(t *testing.T, f storetest.Fixture) storetest.Harness { return openHarness(t, f, collation) },
-			KnownGaps: []storetest.KnownGap{{
-				Scenario: "set-null-when-the-parent-is-anonymized", Issue: 13,
-				Why:   "a setNull reference is cleared only when the parent row is deleted: accounts 2 and 3 keep referred_by = the anonymized account 1, and the receipt has no setNull line",
-				Fails: "account 2: referred_by = ",
-			}},
 			Texts: storetest.Texts{
 				ColumnTypes: map[string]string{"accounts.email": "varchar(255)", "accounts.name": "varchar(255)", "accounts.phone": "varchar(32)"},
 				TooLong:     `value too long for the column (MySQL error 1406, SQLSTATE 22001) column "phone"`,

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -46,15 +47,28 @@ func (dialect) KeyIn(col column, ref string, keys []string, p *masking.Params) s
 // other non-text columns compare as text.
 func (dialect) Match(col column, ref string, values []string, _ masking.Kind, p *masking.Params) (string, bool) {
 	var items []string
+	exact := ""
 	switch col.Kind {
 	case masking.KindText:
 		for _, v := range values {
 			items = append(items, p.Add(v))
 		}
+		// The column's equality narrows by its index; citext and
+		// non-deterministic collations then compare case- or
+		// accent-insensitively, so the bytes are compared too.
+		exact = bytewise(ref)
 	case masking.KindInteger:
 		for _, v := range values {
 			if n, err := strconv.ParseInt(v, 10, 64); err == nil && strconv.FormatInt(n, 10) == v {
 				items = append(items, p.Add(n))
+			}
+		}
+	case masking.KindUUID:
+		// Bound as uuid, so the index serves and any spelling PostgreSQL
+		// reads as that uuid (upper case) finds it; other text matches nothing.
+		for _, v := range values {
+			if uuidText.MatchString(v) {
+				items = append(items, "CAST("+p.Add(v)+" AS uuid)")
 			}
 		}
 	default:
@@ -63,13 +77,41 @@ func (dialect) Match(col column, ref string, values []string, _ masking.Kind, p 
 			items = append(items, p.Add(v))
 		}
 	}
+	var cond string
 	switch len(items) {
 	case 0:
 		return "", false
 	case 1:
-		return ref + " = " + items[0], true
+		cond = ref + " = " + items[0]
+		if exact != "" {
+			cond += " AND " + exact + " = " + items[0]
+		}
+	default:
+		list := "(" + strings.Join(items, ", ") + ")"
+		cond = ref + " IN " + list
+		if exact != "" {
+			cond += " AND " + exact + " IN " + list
+		}
 	}
-	return ref + " IN (" + strings.Join(items, ", ") + ")", true
+	return cond, true
+}
+
+// uuidText is a uuid as PostgreSQL reads it in its canonical layout, in either case.
+var uuidText = regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$`)
+
+// bytewise is ref as text compared byte by byte (the "C" collation), whatever
+// the column's type (citext) or collation.
+func bytewise(ref string) string { return "CAST(" + ref + " AS text) COLLATE \"C\"" }
+
+// refersTo selects the rows whose child column (col, referenced as ref) holds
+// a value the subquery's parent column holds: by the column's equality, and
+// for text byte-wise too, exactly as identities match.
+func refersTo(col column, ref, parentRef, from string) string {
+	cond := fmt.Sprintf("%s IN (SELECT %s FROM %s)", ref, parentRef, from)
+	if col.Kind == masking.KindText {
+		cond += fmt.Sprintf(" AND %s IN (SELECT %s FROM %s)", bytewise(ref), bytewise(parentRef), from)
+	}
+	return cond
 }
 
 // BindValue binds the value as text and casts it to the column's type;

@@ -67,7 +67,7 @@ func (r inDatabase) resolution(subject map[string]string) resolution {
 		conditions := r.identityConditions(c, subject, p)
 		for _, e := range c.Parents {
 			if parent, ok := ctes[e.Parent]; ok {
-				conditions = append(conditions, fmt.Sprintf("%s IN (SELECT %s.%s FROM %[2]s)", quote(e.ChildField), parent, quote(e.ParentField)))
+				conditions = append(conditions, refersTo(r.Schema.Column(c, e.ChildField), quote(e.ChildField), parent+"."+quote(e.ParentField), parent))
 			}
 		}
 		if len(conditions) == 0 {
@@ -118,8 +118,8 @@ func (r inDatabase) identityConditions(c *datamap.Collection, subject map[string
 
 // referencesRows selects the child rows of e that refer to the given parent rows.
 func (r inDatabase) referencesRows(e *datamap.Edge, parentKeys []string, p *masking.Params) string {
-	return fmt.Sprintf("%s IN (SELECT %s FROM %s WHERE %s)",
-		quote(e.ChildField), quote(e.ParentField), tableRef(e.Parent), r.KeyIn(e.Parent, parentKeys, p))
+	return refersTo(r.Schema.Column(e.Child, e.ChildField), quote(e.ChildField), quote(e.ParentField),
+		tableRef(e.Parent)+" WHERE "+r.KeyIn(e.Parent, parentKeys, p))
 }
 
 // ChildrenOf returns which of the child keys among refer through e to the parent keys.
@@ -137,9 +137,9 @@ func (r inDatabase) ChildrenOf(ctx context.Context, e *datamap.Edge, parentKeys,
 // ParentsOf returns which of the parent keys among the child keys refer to through e.
 func (r inDatabase) ParentsOf(ctx context.Context, e *datamap.Edge, childKeys, among []string) ([]string, error) {
 	p := r.Params()
-	sql := fmt.Sprintf("SELECT CAST(t.%[1]s AS text) FROM %[2]s AS t WHERE %[3]s AND t.%[4]s IN (SELECT %[5]s FROM %[6]s WHERE %[7]s) ORDER BY t.%[1]s",
+	sql := fmt.Sprintf("SELECT CAST(t.%s AS text) FROM %s AS t WHERE %s AND %s ORDER BY t.%[1]s",
 		quote(e.Parent.PrimaryKey), tableRef(e.Parent), r.KeyIn(e.Parent, among, p),
-		quote(e.ParentField), quote(e.ChildField), tableRef(e.Child), r.KeyIn(e.Child, childKeys, p))
+		refersTo(r.Schema.Column(e.Parent, e.ParentField), "t."+quote(e.ParentField), quote(e.ChildField), tableRef(e.Child)+" WHERE "+r.KeyIn(e.Child, childKeys, p)))
 	keys, err := r.QueryKeys(ctx, sqlcore.Statement{SQL: sql, Args: p.Values()})
 	if err != nil {
 		return nil, dbError(fmt.Sprintf("finding the rows of collection %q that held rows of %q are found through", e.Parent.Name, e.Child.Name), err)

@@ -25,6 +25,10 @@ type Erasure struct {
 	PathFields []datamap.Field
 	// PathReason explains, for the receipt, why Paths keep some columns.
 	PathReason string
+	// Whole is true when the request's scope covers every field of the
+	// collection: the rows are erased as persons, and others' setNull links
+	// to them are cleared even when they are anonymized.
+	Whole bool
 }
 
 // Mask is one anonymization: Fields masked in the rows of Keys.
@@ -66,14 +70,15 @@ func ErasureOf(c *datamap.Collection, scope datamap.Scope) (Erasure, error) {
 			unmasked = append(unmasked, f.Name)
 		}
 	}
-	if c.OnErasure == privacyv1.ErasureDelete && covered == len(c.Fields) {
-		return Erasure{Action: stores.ActionDelete}, nil
+	whole := covered == len(c.Fields)
+	if c.OnErasure == privacyv1.ErasureDelete && whole {
+		return Erasure{Action: stores.ActionDelete, Whole: true}, nil
 	}
 	if len(fields) == 0 {
 		return Erasure{}, fmt.Errorf("%w: collection %q: none of its fields in the request's scope (%s) has masking, so they can be neither anonymized nor deleted without erasing data outside the scope; add masking to them or widen the scope",
 			stores.ErrInvalid, c.Name, strings.Join(unmasked, ", "))
 	}
-	return Erasure{Action: stores.ActionAnonymize, Fields: fields}, nil
+	return Erasure{Action: stores.ActionAnonymize, Fields: fields, Whole: whole}, nil
 }
 
 // ErasurePlan is what an erasure does to a store: each collection in scope's

@@ -105,8 +105,8 @@ func (s *Session) runStatement(ctx context.Context, st Statement, exec bool) (in
 
 // erasureSteps lists an erasure's steps children first. In every collection in
 // scope: retained rows are reported with their reason; the other rows are
-// deleted or anonymized as mapped; before deleting rows, setNull references to
-// them from other rows are cleared.
+// deleted or anonymized as mapped; before, setNull references to them from
+// other rows are cleared.
 func (s *Session) erasureSteps(ctx context.Context, r Resolver, rows Rows, req stores.Request) ([]Step, []string, error) {
 	held, err := s.resolveHolds(ctx, r, req)
 	if err != nil {
@@ -116,9 +116,13 @@ func (s *Session) erasureSteps(ctx context.Context, r Resolver, rows Rows, req s
 		switch e.Action {
 		case stores.ActionRetain:
 			return []Step{{Result: RetainResult(c, len(rows[c]))}}, nil
-		case stores.ActionDelete:
+		default:
+			// Links from others' rows to the erased rows are cleared whether
+			// the rows are deleted or anonymized: an anonymized account kept
+			// for its invoices must not stay linked to the people it referred.
+			// A request scoped to some of the fields leaves the links.
 			var steps []Step
-			if len(e.Keys) > 0 {
+			if len(e.Keys) > 0 && e.Whole {
 				for _, ref := range c.Referrers {
 					st, err := r.ClearReferences(ctx, ref, e.Keys, spared[ref.Child])
 					if err != nil {
@@ -127,10 +131,11 @@ func (s *Session) erasureSteps(ctx context.Context, r Resolver, rows Rows, req s
 					steps = append(steps, st)
 				}
 			}
-			return append(steps, s.deleteRows(c, e.Keys)), nil
-		default:
+			if e.Action == stores.ActionDelete {
+				return append(steps, s.deleteRows(c, e.Keys)), nil
+			}
 			st, err := s.anonymizeRows(c, e)
-			return []Step{st}, err
+			return append(steps, st), err
 		}
 	}
 	return EraseSteps(ctx, s.Map, rows, req, held, r, own, ReportStep)

@@ -50,7 +50,7 @@ var deleteReceipt = receipt{
 // anonymizeReceipt is the subject's erasure with accounts anonymized.
 func anonymizeReceipt() receipt {
 	r := maps.Clone(deleteReceipt)
-	r["accounts"] = []string{"anonymize 1"}
+	r["accounts"] = []string{"setNull 2", "anonymize 1"}
 	return r
 }
 
@@ -229,7 +229,7 @@ func erasureTwiceChangesNothing(t T, e *env) {
 	x.wantReceipt(t, stores.KindErasure, res, receipt{
 		"orders": {"delete 0"}, "profiles": {"anonymize 0"}, "contacts": {"delete 0"}, "tickets": {"delete 0"},
 		"device_tokens": {"delete 0"}, "devices": {"delete 0"}, "newsletter": {"delete 0"},
-		"login_events": {"retain 2"}, "invoice_lines": {"delete 0"}, "invoices": {"delete 0"}, "accounts": {"anonymize 0"},
+		"login_events": {"retain 2"}, "invoice_lines": {"delete 0"}, "invoices": {"delete 0"}, "accounts": {"setNull 0", "anonymize 0"},
 	})
 }
 

@@ -97,7 +97,7 @@ func heldRowsFoundOnlyThroughAMaskedIdentity(t T, e *env) {
 	x.wantReceipt(t, stores.KindErasure, res, receipt{
 		"orders": {"delete 0"}, "profiles": {"anonymize 0"}, "contacts": {"delete 2"}, "tickets": {"delete 1"},
 		"device_tokens": {"delete 0"}, "devices": {"delete 0"}, "newsletter": {"delete 1"}, "login_events": {"retain 0"},
-		"invoice_lines": {"delete 0", "retain 3"}, "invoices": {"delete 0", "retain 2"}, "accounts": {"anonymize 1"},
+		"invoice_lines": {"delete 0", "retain 3"}, "invoices": {"delete 0", "retain 2"}, "accounts": {"setNull 2", "anonymize 1"},
 	})
 	if got := resultOf(t, res, "accounts", stores.ActionAnonymize).Reason; !strings.Contains(got, "email left unmasked in 1 row until the hold ends: legal hold case-42") {
 		t.Errorf("accounts reason = %q", got)
@@ -129,7 +129,7 @@ func heldRowsFoundOnlyThroughAMaskedIdentity(t T, e *env) {
 	x.wantReceipt(t, stores.KindErasure, res, receipt{
 		"orders": {"delete 0"}, "profiles": {"anonymize 0"}, "contacts": {"delete 0"}, "tickets": {"delete 0"},
 		"device_tokens": {"delete 0"}, "devices": {"delete 0"}, "newsletter": {"delete 0"}, "login_events": {"retain 0"},
-		"invoice_lines": {"delete 3"}, "invoices": {"delete 2"}, "accounts": {"anonymize 1"},
+		"invoice_lines": {"delete 3"}, "invoices": {"delete 2"}, "accounts": {"setNull 0", "anonymize 1"},
 	})
 	if r := resultOf(t, res, "accounts", stores.ActionAnonymize); res.Held || r.Reason != "" {
 		t.Errorf("after the hold: Held = %v, accounts reason %q", res.Held, r.Reason)
