@@ -98,6 +98,7 @@ func (r *DataStoreReconciler) check(ctx context.Context, ds *privacyv1.DataStore
 		ds.Status.SchemaProblems = append(ds.Status.SchemaProblems, privacyv1.SchemaProblem{Collection: p.Collection, Field: p.Field, Problem: p.Problem})
 	}
 	ds.Status.Warnings = res.Warnings
+	setJournalCondition(conds, gen, res.Journal)
 	interval := ds.Spec.CheckEvery()
 	if len(res.Problems) > 0 {
 		// Drift is fixed by a migration or a map change, not by retrying soon:
@@ -136,4 +137,23 @@ func (r *DataStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&privacyv1.DataStore{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Named("datastore").
 		Complete(r)
+}
+
+// setJournalCondition reports whether requests write the store's journal
+// (SQL stores; none for the others). Without it a store still works, but a
+// crash between its commit and the status write loses that pass's counts.
+func setJournalCondition(conds *[]metav1.Condition, gen int64, j *stores.JournalStatus) {
+	switch {
+	case j == nil:
+		apimeta.RemoveStatusCondition(conds, privacyv1.ConditionJournal)
+	case j.Available:
+		setCondition(conds, gen, privacyv1.ConditionJournal, metav1.ConditionTrue, privacyv1.ReasonJournalReady,
+			"each request's changes are recorded in the store, in the request's own transaction")
+	case j.Disabled:
+		setCondition(conds, gen, privacyv1.ConditionJournal, metav1.ConditionFalse, privacyv1.ReasonJournalDisabled,
+			j.Reason+"; receipts add up each pass as the manager saw it")
+	default:
+		setCondition(conds, gen, privacyv1.ConditionJournal, metav1.ConditionFalse, privacyv1.ReasonJournalUnavailable,
+			j.Reason+"; requests run without it (grant CREATE, INSERT and SELECT on it, or set spec.journal.disabled)")
+	}
 }

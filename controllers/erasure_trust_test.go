@@ -2,6 +2,8 @@ package controllers_test
 
 import (
 	"fmt"
+	"net/url"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -119,4 +121,59 @@ func TestTrailingNewlineAndUnknownSubjects(t *testing.T) {
 	}
 	assertEvent(t, unknown, privacyv1.ReasonSubjectNotFound)
 	assertNoPersonalData(t, unknown, "nobody@x.io")
+}
+
+// The journal: a store Lethe may create tables in records each request's
+// passes (Journal=True, receipts journaled, lethe_journal rows); a role that
+// may change the mapped tables but not create one gets Journal=False with
+// JournalUnavailable, and its requests still run, counted pass by pass.
+func TestJournalConditionAndFallback(t *testing.T) {
+	ns := env.Namespace(t)
+	db, ds := readyStore(t, ns)
+	if c := apimeta.FindStatusCondition(ds.Status.Conditions, privacyv1.ConditionJournal); c == nil || c.Status != metav1.ConditionTrue || c.Reason != privacyv1.ReasonJournalReady {
+		t.Fatalf("Journal condition of a writable store: %+v", c)
+	}
+	create(t, secret(ns, "subject", map[string]string{"email": "a_b@x.io"}))
+	dsr := request(ns, "erase", privacyv1.RequestErasure, "subject")
+	create(t, dsr)
+	waitRequest(t, dsr, metav1.ConditionTrue, privacyv1.ReasonCompleted)
+	if !dsr.Status.Stores[0].Journaled {
+		t.Errorf("the receipt of a journaled store is not journaled: %+v", dsr.Status.Stores[0])
+	}
+	if n := count(t, db, `SELECT count(*) FROM lethe_journal WHERE request_uid = $1`, string(dsr.UID)); n != 1 {
+		t.Errorf("lethe_journal holds %d rows for the request, want 1", n)
+	}
+
+	// Another namespace, the same kind of database, reached as a role that
+	// cannot create tables.
+	ns2 := env.Namespace(t)
+	db2, dsn := fixtureDB(t)
+	role := "lethe_ro_" + strings.ReplaceAll(ns2, "-", "_")
+	exec(t, db2, `CREATE ROLE `+role+` LOGIN`)
+	t.Cleanup(func() { _, _ = db2.Exec(`DROP OWNED BY ` + role); _, _ = db2.Exec(`DROP ROLE ` + role) })
+	exec(t, db2, `GRANT SELECT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO `+role)
+	exec(t, db2, `REVOKE CREATE ON SCHEMA public FROM PUBLIC`)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	create(t, secret(ns2, "app-db", map[string]string{"dsn": u.String(), "maskingKey": "store-masking-key"}))
+	ro := fixtureStore(ns2, "app-db", "app-db")
+	create(t, ro)
+	waitStore(t, ro, metav1.ConditionTrue, privacyv1.ReasonSucceeded)
+	c := apimeta.FindStatusCondition(ro.Status.Conditions, privacyv1.ConditionJournal)
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != privacyv1.ReasonJournalUnavailable || !strings.Contains(c.Message, "lethe_journal") {
+		t.Fatalf("Journal condition of a store without CREATE: %+v", c)
+	}
+	create(t, secret(ns2, "subject", map[string]string{"email": "a_b@x.io"}))
+	dsr2 := request(ns2, "erase", privacyv1.RequestErasure, "subject")
+	create(t, dsr2)
+	waitRequest(t, dsr2, metav1.ConditionTrue, privacyv1.ReasonCompleted)
+	if s := dsr2.Status.Stores[0]; s.Journaled || s.Verified == nil || !*s.Verified {
+		t.Errorf("store without a journal: journaled %v, verified %v; want counted pass by pass and verified", s.Journaled, s.Verified)
+	}
+	if n := count(t, db2, `SELECT count(*) FROM billing_profiles WHERE account_id = 1`); n != 0 {
+		t.Errorf("the erasure without a journal left the billing profile")
+	}
 }
