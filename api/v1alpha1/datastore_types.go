@@ -130,7 +130,8 @@ type Reference struct {
 	// OnParentErasure says whose rows these are. cascade (default): rows referring
 	// to a subject's row are the subject's too, and are erased as this collection
 	// maps. setNull: they belong to someone else (a referral, a reply); only this
-	// field is set to NULL when the parent row is deleted. Self-references must be setNull.
+	// field is set to NULL when the parent row is erased (deleted, or anonymized
+	// with every field in scope). Self-references must be setNull.
 	// +optional
 	// +kubebuilder:default=cascade
 	OnParentErasure ParentErasure `json:"onParentErasure,omitempty"`
