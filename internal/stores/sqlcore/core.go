@@ -2,6 +2,7 @@ package sqlcore
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/stores"
@@ -204,13 +205,18 @@ func (c *Core[L, T]) Check(ctx context.Context) (stores.CheckResult, error) {
 }
 
 // SubjectKeys returns the primary keys (as text) of the subject's rows in a
-// collection, found as erasure finds them: through the identity columns and
-// down the cascade references. A subject none of whose identity types this
+// collection, found as a hold finds the person it holds (PersonRows): through
+// the identity columns and down the cascade references, widened once through
+// the other identities those rows carry. A subject none of whose identity types this
 // store maps has no rows here.
 func (c *Core[L, T]) SubjectKeys(ctx context.Context, subject map[string]string, collection string) ([]string, error) {
 	return SubjectKeys(c.m, subject, collection, func() (rows Rows, err error) {
 		err = c.inTxWithSchema(ctx, ReadOnly, func(s *Session) error {
-			rows, err = s.resolver().Resolve(ctx, subject)
+			var all bool
+			rows, all, err = PersonRows(ctx, c.m, subject, s.resolver().Resolve, s.fieldValues)
+			if all && err == nil {
+				err = fmt.Errorf("%w: the held subject's rows carry more than %d other identities", stores.ErrInvalid, maxHoldIdentities)
+			}
 			return err
 		})
 		return rows, err

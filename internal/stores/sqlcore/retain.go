@@ -180,27 +180,40 @@ func ResolveHolds(ctx context.Context, m *datamap.Map, req stores.Request,
 			}
 			continue
 		}
-		rows, err := resolve(ctx, h.Subject)
-		if err != nil {
-			return nil, err
-		}
-		widened, all, err := widen(ctx, m, h.Subject, rows, read)
+		rows, all, err := PersonRows(ctx, m, h.Subject, resolve, read)
 		if err != nil {
 			return nil, err
 		}
 		if all {
 			continue // held[i] stays nil: every row of the request is held
 		}
-		for _, ids := range widened {
-			more, err := resolve(ctx, ids)
-			if err != nil {
-				return nil, err
-			}
-			rows = union(m, rows, more)
-		}
 		held[i] = rows
 	}
 	return held, nil
+}
+
+// PersonRows finds the rows of the person subject names: the subject's rows,
+// and those of the other identities their identity columns carry (widened
+// once). all is true when there are more than maxHoldIdentities of them: the
+// caller then treats every row as the person's.
+func PersonRows(ctx context.Context, m *datamap.Map, subject map[string]string,
+	resolve func(context.Context, map[string]string) (Rows, error),
+	read func(ctx context.Context, c *datamap.Collection, column string, keys []string) ([]string, error)) (rows Rows, all bool, err error) {
+	if rows, err = resolve(ctx, subject); err != nil {
+		return nil, false, err
+	}
+	widened, all, err := widen(ctx, m, subject, rows, read)
+	if err != nil || all {
+		return rows, all, err
+	}
+	for _, ids := range widened {
+		more, err := resolve(ctx, ids)
+		if err != nil {
+			return nil, false, err
+		}
+		rows = union(m, rows, more)
+	}
+	return rows, false, nil
 }
 
 // widen lists the identities, beyond subject's, that the subject's rows
