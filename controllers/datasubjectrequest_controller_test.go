@@ -62,26 +62,46 @@ func allFingerprints(t *testing.T, db *sql.DB) map[string]string {
 	return fps
 }
 
+// outcome is a collection's outcome in a store: its own action (the links
+// cleared in it, setNull, only when it has nothing else).
 func outcome(dsr *privacyv1.DataSubjectRequest, store, collection string) privacyv1.CollectionOutcome {
+	found := privacyv1.CollectionOutcome{Action: "absent"}
 	for _, s := range dsr.Status.Stores {
 		if s.Store != store {
 			continue
 		}
 		for _, c := range s.Collections {
-			if c.Collection == collection {
+			if c.Collection == collection && c.Action != "setNull" {
 				return c
+			}
+			if c.Collection == collection {
+				found = c
 			}
 		}
 	}
-	return privacyv1.CollectionOutcome{Action: "absent"}
+	return found
+}
+
+// accountsWithoutLinksTo fingerprints the other accounts as erasing account
+// id must leave them: unchanged but for referred_by, cleared where it
+// referred to id.
+func accountsWithoutLinksTo(t *testing.T, db *sql.DB, id int) string {
+	t.Helper()
+	var fp string
+	q := `SELECT md5(string_agg((a.id, a.email, a.name, a.phone, NULLIF(a.referred_by, $1))::text, '|' ORDER BY a.id)) FROM accounts a WHERE a.id <> $1`
+	if err := db.QueryRow(q, id).Scan(&fp); err != nil {
+		t.Fatal(err)
+	}
+	return fp
 }
 
 func TestErasureChangesExactlyTheSubjectsRowsAndIsIdempotent(t *testing.T) {
 	ns := env.Namespace(t)
 	db, _ := readyStore(t, ns)
 	// Subject 1 owns: account 1, billing profile 1, invoices 10-11, lines 10,11,1010,1011, logs 100-102, application 1.
+	links := count(t, db, `SELECT count(*) FROM accounts WHERE referred_by = 1 AND id <> 1`)
 	others := map[string]string{
-		"accounts":         fingerprint(t, db, "accounts", 1),
+		"accounts":         accountsWithoutLinksTo(t, db, 1),
 		"billing_profiles": fingerprint(t, db, "billing_profiles", 1),
 		"invoices":         fingerprint(t, db, "invoices"),
 		"invoice_lines":    fingerprint(t, db, "invoice_lines", 10, 11, 1010, 1011),
@@ -95,9 +115,25 @@ func TestErasureChangesExactlyTheSubjectsRowsAndIsIdempotent(t *testing.T) {
 	waitRequest(t, dsr, metav1.ConditionTrue, privacyv1.ReasonCompleted)
 
 	for tbl, fp := range others {
-		except := map[string][]int{"accounts": {1}, "billing_profiles": {1}, "invoice_lines": {10, 11, 1010, 1011}, "access_logs": {100, 101, 102}}[tbl]
-		if got := fingerprint(t, db, tbl, except...); got != fp {
+		except := map[string][]int{"billing_profiles": {1}, "invoice_lines": {10, 11, 1010, 1011}, "access_logs": {100, 101, 102}}[tbl]
+		if tbl == "accounts" {
+			if accountsWithoutLinksTo(t, db, 1) != fp {
+				t.Errorf("other accounts: changed beyond their links to the erased account cleared")
+			}
+			continue
+		}
+		if fingerprint(t, db, tbl, except...) != fp {
 			t.Errorf("rows of other subjects changed in %s", tbl)
+		}
+	}
+	// The anonymized account is erased as a person: the accounts it referred
+	// no longer link to it, and the receipt counts the links cleared.
+	if n := count(t, db, `SELECT count(*) FROM accounts WHERE referred_by = 1`); links == 0 || n != 0 {
+		t.Errorf("links to the erased account: %d before, %d left", links, n)
+	}
+	for _, c := range dsr.Status.Stores[0].Collections {
+		if c.Collection == "accounts" && c.Action == "setNull" && c.Rows != int64(links) {
+			t.Errorf("receipt: accounts setNull %d, want %d", c.Rows, links)
 		}
 	}
 	// anonymize: the account row stays, its personal fields are masked.

@@ -485,7 +485,8 @@ versions:
                               OnParentErasure says whose rows these are. cascade (default): rows referring
                               to a subject's row are the subject's too, and are erased as this collection
                               maps. setNull: they belong to someone else (a referral, a reply); only this
-                              field is set to NULL when the parent row is deleted. Self-references must be setNull.
+                              field is set to NULL when the parent row is erased (deleted, or anonymized
+                              with every field in scope). Self-references must be setNull.
                             enum:
                               - cascade
                               - setNull
@@ -1057,7 +1058,8 @@ versions:
                       prefer identitiesFrom for real requests. Refused for Erasure requests by
                       default (admission policy lethe-inline-identities): inline identities would
                       stay in the request, in etcd and in Git, after the person is erased.
-                      Operators can allow them (allowInlineIdentities in ConfigMap lethe-admission).
+                      Operators can allow them (config/components/allow-inline-identities, or
+                      the Helm value admission.allowInlineIdentities, leaves out the binding).
                     maxProperties: 16
                     minProperties: 1
                     type: object
@@ -1965,7 +1967,8 @@ versions:
                       prefer identitiesFrom for real requests. Refused for Erasure requests by
                       default (admission policy lethe-inline-identities): inline identities would
                       stay in the request, in etcd and in Git, after the person is erased.
-                      Operators can allow them (allowInlineIdentities in ConfigMap lethe-admission).
+                      Operators can allow them (config/components/allow-inline-identities, or
+                      the Helm value admission.allowInlineIdentities, leaves out the binding).
                     maxProperties: 16
                     minProperties: 1
                     type: object

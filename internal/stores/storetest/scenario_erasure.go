@@ -302,16 +302,13 @@ func lockedRowsTimeOutAndChangeNothing(t T, e *env) {
 		t.Fatalf("storetest: %s has Locks but its harness is no LockHarness", x.suite.Name)
 	}
 	before := x.Snapshot(t)
+	// The lock is released only after Apply returns: an Apply that waited
+	// on it rather than time out would never return (the test's timeout).
 	release := l.Lock(t, "invoices", x.Key("invoices", 11))
-	start := time.Now()
 	_, err := x.Store().Apply(ctx, erasure(x.subject()))
-	elapsed := time.Since(start)
 	release()
 	if !errors.Is(err, stores.ErrUnavailable) || !strings.Contains(err.Error(), x.suite.Texts.LockTimeout) {
 		t.Fatalf("Apply() error = %v, want ErrUnavailable (%s)", err, x.suite.Texts.LockTimeout)
-	}
-	if elapsed > 5*time.Second {
-		t.Errorf("Apply waited %s for the lock, want about the store's lock timeout", elapsed)
 	}
 	unchanged(t, "the timed-out erasure", before, x.Snapshot(t))
 }

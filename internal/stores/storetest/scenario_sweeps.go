@@ -239,16 +239,13 @@ func sweepSkipsRowsLockedByOthers(t T, e *env) {
 	if !ok {
 		t.Fatalf("storetest: %s has Locks but its harness is no LockHarness", x.suite.Name)
 	}
-	// The application holds a lock on an expired row in the first batch's range.
+	// The application holds a lock on an expired row in the first batch's
+	// range until the test ends: a batch that waited on it would never return.
 	release := l.Lock(t, "login_events", x.Key("login_events", 9510))
 	rule := stores.SweepRule{Collection: "login_events", Field: "at", Cutoff: sweepCutoff, Action: stores.ActionDelete, BatchSize: 100}
-	start := time.Now()
 	b, err := s.SweepBatch(ctx, rule, "")
 	if err != nil {
 		t.Fatal(err)
-	}
-	if waited := time.Since(start); waited > 5*time.Second {
-		t.Errorf("the batch waited %s for the lock", waited)
 	}
 	if b.Rows != 99 || b.Done {
 		t.Errorf("batch: %+v, want the 99 unlocked rows of the range", b)
