@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -175,5 +176,36 @@ func TestJournalConditionAndFallback(t *testing.T) {
 	}
 	if n := count(t, db2, `SELECT count(*) FROM billing_profiles WHERE account_id = 1`); n != 0 {
 		t.Errorf("the erasure without a journal left the billing profile")
+	}
+}
+
+// An update that decreases a DataStore's protection is accepted only with a
+// new justification (admission); the controller records each one in status
+// and as a Warning Event, once.
+func TestAcceptedWeakeningIsRecorded(t *testing.T) {
+	ns := env.Namespace(t)
+	_, ds := readyStore(t, ns)
+	for i := range ds.Spec.Collections {
+		if ds.Spec.Collections[i].Name == "billing_profiles" {
+			ds.Spec.Collections[i].OnErasure = privacyv1.ErasureRetain
+			ds.Spec.Collections[i].RetainReason = "kept for the tax audit"
+		}
+	}
+	ds.Spec.WeakeningJustification = "tax audit 2026: billing profiles kept, DPO ticket 41"
+	if err := k8s.Update(t.Context(), ds); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(ds), ds); err != nil {
+			return err
+		}
+		if w := ds.Status.AcceptedWeakenings; len(w) != 1 || w[0].Justification != ds.Spec.WeakeningJustification || w[0].Generation != ds.Generation {
+			return fmt.Errorf("acceptedWeakenings = %+v", w)
+		}
+		return nil
+	})
+	note := eventNote(t, ds, privacyv1.ReasonProtectionWeakened, "DPO ticket 41")
+	if !strings.Contains(note, fmt.Sprintf("generation %d", ds.Generation)) {
+		t.Errorf("event note %q does not name the generation", note)
 	}
 }

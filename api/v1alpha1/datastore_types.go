@@ -326,6 +326,24 @@ type DataStoreStatus struct {
 	// +optional
 	// +listType=atomic
 	Warnings []string `json:"warnings,omitempty"`
+
+	// AcceptedWeakenings records, newest last (at most 20), each update the
+	// admission policy lethe-datastore-protection accepted with a new
+	// weakeningJustification: the generation and the justification given.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=20
+	AcceptedWeakenings []AcceptedWeakening `json:"acceptedWeakenings,omitempty"`
+}
+
+// AcceptedWeakening is one update accepted with a justification.
+type AcceptedWeakening struct {
+	// Generation of the DataStore the justification came with.
+	Generation int64 `json:"generation"`
+	// Justification as written in spec.weakeningJustification.
+	Justification string `json:"justification"`
+	// ObservedTime is when the controller first saw it.
+	ObservedTime metav1.Time `json:"observedTime"`
 }
 
 // +kubebuilder:object:root=true

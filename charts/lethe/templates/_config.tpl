@@ -716,6 +716,33 @@ versions:
           status:
             description: DataStoreStatus is the observed state of a DataStore.
             properties:
+              acceptedWeakenings:
+                description: |-
+                  AcceptedWeakenings records, newest last (at most 20), each update the
+                  admission policy lethe-datastore-protection accepted with a new
+                  weakeningJustification: the generation and the justification given.
+                items:
+                  description: AcceptedWeakening is one update accepted with a justification.
+                  properties:
+                    generation:
+                      description: Generation of the DataStore the justification came with.
+                      format: int64
+                      type: integer
+                    justification:
+                      description: Justification as written in spec.weakeningJustification.
+                      type: string
+                    observedTime:
+                      description: ObservedTime is when the controller first saw it.
+                      format: date-time
+                      type: string
+                  required:
+                    - generation
+                    - justification
+                    - observedTime
+                  type: object
+                maxItems: 20
+                type: array
+                x-kubernetes-list-type: atomic
               conditions:
                 description: 'Conditions: Ready, Reconciling and Stalled (kstatus), and domain conditions.'
                 items:
