@@ -215,8 +215,16 @@ type Collection struct {
 
 // ConnectionSpec says how to reach the store.
 type ConnectionSpec struct {
-	// SecretRef is the Secret key holding the DSN (postgres, mysql), URL (redis) or
-	// base URL (http). The Secret must be in the DataStore's namespace.
+	// SecretRef is the Secret key holding the connection string, in the
+	// DataStore's namespace:
+	//   - postgres: a URL (postgres://user:pass@host:5432/db?sslmode=verify-full)
+	//     or keyword form (host=... dbname=... sslmode=verify-full);
+	//   - mysql (MySQL, MariaDB): a go-sql-driver DSN
+	//     (user:pass@tcp(host:3306)/db?tls=true), not a URL;
+	//   - redis: redis://user:pass@host:6379/0 or rediss:// for TLS;
+	//   - http: the processor's base URL (https://api.example.com/v1).
+	// Only the parameters listed in docs/operations.md ("Connection strings per
+	// engine") are accepted; the host must pass the manager's egress policy.
 	SecretRef SecretKeySelector `json:"secretRef"`
 
 	// HTTP holds credentials and signing settings of a processor (only for the http engine).
