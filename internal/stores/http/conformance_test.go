@@ -38,19 +38,8 @@ func TestConformance(t *testing.T) {
 			storetest.Sweeps:       "a processor keeps its own retention: the engine is no stores.Sweeper",
 			storetest.Locks:        "a processor has no row locks Lethe could meet",
 		},
-		KnownGaps: []storetest.KnownGap{
-			{Scenario: "refuses-a-request-without-identity", Issue: 13, Fails: "Apply() error = <nil>",
-				Why: "a subject without identities is not refused: every collection reports 0 rows (the subject has no ... identity; processor not called) and Apply succeeds"},
-			{Scenario: "refuses-identities-the-store-does-not-map", Issue: 13, Fails: "Apply() error = <nil>",
-				Why: "a subject known only by stripeId is not refused: every collection reports 0 rows and Apply succeeds"},
-			{Scenario: "refuses-rectification-without-values", Issue: 13, Fails: "Apply() error = <nil>",
-				Why: "a rectification without values is not refused: every collection reports rectify 0 (processor not called) and Apply succeeds"},
-			{Scenario: "refuses-a-hold-on-an-unknown-collection", Issue: 13, Fails: "Apply() error = <nil>",
-				Why: "a hold naming a collection the store does not have is ignored: the erasure calls the processor (DELETE /contacts/a_b@x.io...) instead of failing with ErrInvalid"},
-		},
 		Texts: storetest.Texts{
 			Refusals: map[string]string{
-				"empty identity": "the subject's email identity is empty",
 				"access applied": "Access is an export",
 			},
 		},

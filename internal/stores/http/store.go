@@ -377,6 +377,9 @@ func requestValues(op *operation, c *datamap.Collection, req stores.Request) (va
 
 // Plan reports the request each collection would receive, without calling the processor.
 func (s *Store) Plan(_ context.Context, req stores.Request) (stores.Result, error) {
+	if err := stores.Validate(s.m, req); err != nil {
+		return stores.Result{}, err
+	}
 	steps, heldBy, err := s.steps(req)
 	if err != nil {
 		return stores.Result{}, err
@@ -394,6 +397,9 @@ func (s *Store) Plan(_ context.Context, req stores.Request) (stores.Result, erro
 func (s *Store) Apply(ctx context.Context, req stores.Request) (stores.Result, error) {
 	if req.Kind != stores.KindErasure && req.Kind != stores.KindRectification {
 		return stores.Result{}, fmt.Errorf("%w: Apply carries out erasure and rectification; %s is an export", stores.ErrInvalid, req.Kind)
+	}
+	if err := stores.Validate(s.m, req); err != nil {
+		return stores.Result{}, err
 	}
 	if err := requireRequestID(req); err != nil {
 		return stores.Result{}, err
@@ -419,6 +425,9 @@ func (s *Store) Apply(ctx context.Context, req stores.Request) (stores.Result, e
 // Export sends the access requests and returns the decoded responses.
 func (s *Store) Export(ctx context.Context, req stores.Request) (stores.Export, stores.Result, error) {
 	req.Kind = stores.KindAccess
+	if err := stores.ValidateSubject(s.m, req.Subject); err != nil {
+		return nil, stores.Result{}, err
+	}
 	if err := requireRequestID(req); err != nil {
 		return nil, stores.Result{}, err
 	}

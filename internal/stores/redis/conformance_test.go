@@ -33,7 +33,6 @@ func TestConformance(t *testing.T) {
 		Texts: storetest.Texts{
 			FixtureWarnings: []string{`collection "profiles": anonymize keeps the keys`},
 			Refusals: map[string]string{
-				"empty identity": "the subject's email identity is empty",
 				"access applied": "Access is an export",
 			},
 		},
@@ -51,16 +50,6 @@ var gaps = []storetest.KnownGap{
 		Why: "a scope covering only orders.total, which has no masking, deletes the subject's orders keys (issued_at included) instead of refusing with ErrInvalid"},
 	{Scenario: "rectification-updates-only-the-subject", Issue: 13, Fails: "contacts rectify 2",
 		Why: "rectifying the e-mail leaves it in the key names (contacts:a_b@x.io:1), so the old e-mail still finds the rows, and re-applying reports contacts rectify 2, profiles rectify 1 (keys found, not changed) instead of 0"},
-	{Scenario: "refuses-an-empty-identity", Issue: 13, Fails: "redis SCAN: connection failed",
-		Why: "an empty e-mail is refused only when resolution reaches contacts, after SCANs of orders and profiles: on a closed store Apply fails with ErrUnavailable (SCAN: connection failed), not ErrInvalid before any query"},
-	{Scenario: "refuses-a-request-without-identity", Issue: 13, Fails: "Apply() error = <nil>",
-		Why: "a subject without identities is not refused: every collection reports 0 rows (the subject has no userId identity) and Apply succeeds"},
-	{Scenario: "refuses-identities-the-store-does-not-map", Issue: 13, Fails: "Apply() error = <nil>",
-		Why: "a subject known only by stripeId is not refused: every collection reports 0 rows and Apply succeeds"},
-	{Scenario: "refuses-rectification-without-values", Issue: 13, Fails: "redis SCAN: connection failed",
-		Why: "a rectification without values is not refused: on a closed store Apply fails with ErrUnavailable (SCAN), on an open one every collection reports rectify 0"},
-	{Scenario: "refuses-a-hold-on-an-unknown-collection", Issue: 13, Fails: "redis SCAN: connection failed",
-		Why: "a hold naming a collection the store does not have is ignored: the erasure goes ahead (ErrUnavailable from SCAN on a closed store) instead of ErrInvalid naming the collection"},
 }
 
 // harness is the fixture under a key prefix of its own: each row a hash at

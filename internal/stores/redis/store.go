@@ -144,6 +144,9 @@ func (s *Store) Close() { _ = s.rdb.Close() }
 
 // Plan resolves the subject's keys and reports what Apply would do.
 func (s *Store) Plan(ctx context.Context, req stores.Request) (stores.Result, error) {
+	if err := stores.Validate(s.m, req); err != nil {
+		return stores.Result{}, err
+	}
 	r, err := s.resolve(ctx, s.rdb, req)
 	if err != nil {
 		return stores.Result{}, err
@@ -157,6 +160,9 @@ func (s *Store) Plan(ctx context.Context, req stores.Request) (stores.Result, er
 func (s *Store) Apply(ctx context.Context, req stores.Request) (stores.Result, error) {
 	if req.Kind != stores.KindErasure && req.Kind != stores.KindRectification {
 		return stores.Result{}, fmt.Errorf("%w: Apply carries out erasure and rectification; %s is an export", stores.ErrInvalid, req.Kind)
+	}
+	if err := stores.Validate(s.m, req); err != nil {
+		return stores.Result{}, err
 	}
 	for range txAttempts {
 		res, err := s.applyOnce(ctx, req)
@@ -214,6 +220,9 @@ func (s *Store) applyOnce(ctx context.Context, req stores.Request) (stores.Resul
 // and streams, each as {"key", "type", "value"}.
 func (s *Store) Export(ctx context.Context, req stores.Request) (stores.Export, stores.Result, error) {
 	req.Kind = stores.KindAccess
+	if err := stores.ValidateSubject(s.m, req.Subject); err != nil {
+		return nil, stores.Result{}, err
+	}
 	r, err := s.resolve(ctx, s.rdb, req)
 	if err != nil {
 		return nil, stores.Result{}, err

@@ -92,7 +92,7 @@ func (c *Core[L, T]) session(tx T, live *L) *Session {
 // would do, in a read-only snapshot. Apply counts with the same statements'
 // conditions, so the numbers agree when nothing changed in between.
 func (c *Core[L, T]) Plan(ctx context.Context, req stores.Request) (stores.Result, error) {
-	if err := Validate(c.m, req); err != nil {
+	if err := stores.Validate(c.m, req); err != nil {
 		return stores.Result{}, err
 	}
 	var res stores.Result
@@ -108,7 +108,7 @@ func (c *Core[L, T]) Plan(ctx context.Context, req stores.Request) (stores.Resul
 // subject's rows are locked as they are resolved, then changed children
 // first, by primary key. Any failure rolls everything back.
 func (c *Core[L, T]) Apply(ctx context.Context, req stores.Request) (stores.Result, error) {
-	if err := ValidateApply(c.m, req); err != nil {
+	if err := stores.ValidateApply(c.m, req); err != nil {
 		return stores.Result{}, err
 	}
 	withJournal := c.journalFor(ctx, req)
@@ -141,7 +141,7 @@ func (c *Core[L, T]) Apply(ctx context.Context, req stores.Request) (stores.Resu
 // checked only where they are identity columns, by their value no longer
 // matching the subject's.
 func (c *Core[L, T]) Verify(ctx context.Context, req stores.Request) (stores.Verification, error) {
-	if err := ValidateApply(c.m, req); err != nil {
+	if err := stores.ValidateApply(c.m, req); err != nil {
 		return stores.Verification{}, err
 	}
 	v := stores.Verification{Remaining: map[string]int64{}}
@@ -163,7 +163,7 @@ func (c *Core[L, T]) Verify(ctx context.Context, req stores.Request) (stores.Ver
 // names in the data map. Collections where the subject has no row are left
 // out of the export.
 func (c *Core[L, T]) Export(ctx context.Context, req stores.Request) (stores.Export, stores.Result, error) {
-	if err := ValidateSubject(c.m, req.Subject); err != nil {
+	if err := stores.ValidateSubject(c.m, req.Subject); err != nil {
 		return nil, stores.Result{}, err
 	}
 	var exp stores.Export

@@ -35,78 +35,6 @@ import (
 // engine's uniform rendering of every key type).
 type Rows map[*datamap.Collection][]string
 
-// Validate refuses, before any query, a request no store could carry out
-// safely. Its errors name identity types and collections, never values.
-func Validate(m *datamap.Map, req stores.Request) error {
-	if err := ValidateSubject(m, req.Subject); err != nil {
-		return err
-	}
-	switch req.Kind {
-	case stores.KindAccess, stores.KindErasure:
-	case stores.KindRectification:
-		if len(req.Rectification) == 0 {
-			return fmt.Errorf("%w: a Rectification request needs values", stores.ErrInvalid)
-		}
-	default:
-		return fmt.Errorf("%w: unknown request kind %q", stores.ErrInvalid, req.Kind)
-	}
-	for _, h := range req.Holds {
-		if _, ok := m.Get(h.Collection); h.Collection != "" && !ok {
-			return fmt.Errorf("%w: legal hold %s names collection %q, which the data map does not have", stores.ErrInvalid, h.Name, h.Collection)
-		}
-	}
-	for _, e := range req.Exemptions {
-		if _, ok := m.Get(e.Collection); !ok {
-			return fmt.Errorf("%w: retention rule %s names collection %q, which the data map does not have", stores.ErrInvalid, e.Rule, e.Collection)
-		}
-	}
-	return nil
-}
-
-// ValidateApply is Validate for Apply, which carries out erasures and
-// rectifications: an Access request is exported instead.
-func ValidateApply(m *datamap.Map, req stores.Request) error {
-	if err := Validate(m, req); err != nil {
-		return err
-	}
-	if req.Kind == stores.KindAccess {
-		return fmt.Errorf("%w: an Access request is exported, not applied", stores.ErrInvalid)
-	}
-	return nil
-}
-
-// ValidateSubject refuses an empty identity value (it would match every row
-// whose column is empty), and a subject none of whose identity types the map
-// knows; identity types only other stores map are ignored.
-func ValidateSubject(m *datamap.Map, subject map[string]string) error {
-	types := SortedKeys(subject)
-	if len(types) == 0 {
-		return fmt.Errorf("%w: the request has no subject identity", stores.ErrInvalid)
-	}
-	for _, t := range types {
-		if strings.TrimSpace(subject[t]) == "" {
-			return fmt.Errorf("%w: identity %s has an empty value", stores.ErrInvalid, t)
-		}
-	}
-	known := IdentityTypes(m)
-	if !slices.ContainsFunc(types, func(t string) bool { return slices.Contains(known, t) }) {
-		return fmt.Errorf("%w: none of the subject's identity types (%s) is mapped in this store, which knows %s",
-			stores.ErrInvalid, strings.Join(types, ", "), strings.Join(known, ", "))
-	}
-	return nil
-}
-
-// IdentityTypes lists, sorted, the identity types any collection of m maps.
-func IdentityTypes(m *datamap.Map) []string {
-	set := map[string]string{}
-	for _, c := range m.Collections {
-		for t := range c.Identity {
-			set[t] = t
-		}
-	}
-	return SortedKeys(set)
-}
-
 // SortedKeys returns the keys of m in order.
 func SortedKeys(m map[string]string) []string {
 	keys := make([]string, 0, len(m))
@@ -180,11 +108,11 @@ func RectifiedFields(c *datamap.Collection, req stores.Request) []datamap.Field 
 // none of the subject's identity types is mapped here, so it has no rows in
 // this store; an error when the subject is invalid anywhere.
 func SubjectHere(m *datamap.Map, subject map[string]string) (bool, error) {
-	err := ValidateSubject(m, subject)
+	err := stores.ValidateSubject(m, subject)
 	if err == nil || len(subject) == 0 {
 		return err == nil, err
 	}
-	known := IdentityTypes(m)
+	known := stores.IdentityTypes(m)
 	for t, v := range subject {
 		if slices.Contains(known, t) || strings.TrimSpace(v) == "" {
 			return false, err // invalid here, or (an empty value) anywhere
