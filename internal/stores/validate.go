@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/datamap"
 )
 
@@ -80,4 +81,38 @@ func IdentityTypes(m *datamap.Map) []string {
 		}
 	}
 	return slices.Sorted(maps.Keys(set))
+}
+
+// ErasureAction decides what erasure does to a collection, for every engine.
+// A collection mapped delete whose fields the scope covers only in part is
+// anonymized instead, masking only the fields in scope: deleting the rows
+// would erase data the request does not cover. Anonymizing with no masked
+// field in scope is impossible, and an error rather than a silent skip. whole
+// is true when the scope covers every field of the collection.
+func ErasureAction(c *datamap.Collection, scope datamap.Scope) (action Action, whole bool, err error) {
+	if c.OnErasure == privacyv1.ErasureRetain {
+		return ActionRetain, false, nil
+	}
+	var unmasked []string
+	covered, masked := 0, 0
+	for _, f := range c.Fields {
+		if !scope.Covers(f.Category) {
+			continue
+		}
+		covered++
+		if f.Masking != nil {
+			masked++
+		} else {
+			unmasked = append(unmasked, f.Name)
+		}
+	}
+	whole = covered == len(c.Fields)
+	if c.OnErasure == privacyv1.ErasureDelete && whole {
+		return ActionDelete, true, nil
+	}
+	if masked == 0 {
+		return "", whole, fmt.Errorf("%w: collection %q: none of its fields in the request's scope (%s) has masking, so they can be neither anonymized nor deleted without erasing data outside the scope; add masking to them or widen the scope",
+			ErrInvalid, c.Name, strings.Join(unmasked, ", "))
+	}
+	return ActionAnonymize, whole, nil
 }

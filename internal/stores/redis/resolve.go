@@ -199,11 +199,15 @@ func (s *Store) erase(ctx context.Context, c goredis.Cmdable, coll *collection, 
 	if err != nil || allHeld {
 		return err
 	}
+	action, _, err := stores.ErasureAction(coll.Collection, req.Scope)
+	if err != nil {
+		return err
+	}
 	act, kept, err := applyExemptions(ctx, c, coll.Name, req.Exemptions, keys)
 	if err != nil {
 		return err
 	}
-	res := stores.CollectionResult{Collection: coll.Name, Action: actionFor(req.Kind, coll), Rows: int64(len(act))}
+	res := stores.CollectionResult{Collection: coll.Name, Action: action, Rows: int64(len(act))}
 	if res.Action == stores.ActionAnonymize {
 		err = s.anonymize(ctx, c, coll, req, act, r)
 	} else {

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 
-	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/stores"
 )
@@ -47,38 +45,20 @@ func (e Erasure) Masks() []Mask {
 	return out
 }
 
-// ErasureOf decides what erasure does to c. A collection mapped delete whose
-// fields the scope covers only in part is anonymized instead, masking only
-// the fields in scope: deleting the rows would erase data the request does
-// not cover. Anonymizing with no masked field in scope is impossible, and an
-// error rather than a silent skip.
+// ErasureOf decides what erasure does to c (stores.ErasureAction), with the
+// fields anonymizing masks: those in the request's scope that have masking.
 func ErasureOf(c *datamap.Collection, scope datamap.Scope) (Erasure, error) {
-	if c.OnErasure == privacyv1.ErasureRetain {
-		return Erasure{Action: stores.ActionRetain}, nil
+	action, whole, err := stores.ErasureAction(c, scope)
+	if err != nil || action != stores.ActionAnonymize {
+		return Erasure{Action: action, Whole: whole}, err
 	}
 	var fields []datamap.Field
-	var unmasked []string
-	covered := 0
 	for _, f := range c.Fields {
-		if !scope.Covers(f.Category) {
-			continue
-		}
-		covered++
-		if f.Masking != nil {
+		if scope.Covers(f.Category) && f.Masking != nil {
 			fields = append(fields, f)
-		} else {
-			unmasked = append(unmasked, f.Name)
 		}
 	}
-	whole := covered == len(c.Fields)
-	if c.OnErasure == privacyv1.ErasureDelete && whole {
-		return Erasure{Action: stores.ActionDelete, Whole: true}, nil
-	}
-	if len(fields) == 0 {
-		return Erasure{}, fmt.Errorf("%w: collection %q: none of its fields in the request's scope (%s) has masking, so they can be neither anonymized nor deleted without erasing data outside the scope; add masking to them or widen the scope",
-			stores.ErrInvalid, c.Name, strings.Join(unmasked, ", "))
-	}
-	return Erasure{Action: stores.ActionAnonymize, Fields: fields, Whole: whole}, nil
+	return Erasure{Action: action, Fields: fields, Whole: whole}, nil
 }
 
 // ErasurePlan is what an erasure does to a store: each collection in scope's
