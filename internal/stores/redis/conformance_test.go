@@ -42,8 +42,6 @@ func TestConformance(t *testing.T) {
 // gaps are where redis disagrees with the SQL engines today (issue 12: the
 // engines drifted apart). Each is a behaviour of the engine, not of the test.
 var gaps = []storetest.KnownGap{
-	{Scenario: "erasure-twice-changes-nothing", Issue: 13, Fails: "profiles anonymize 1",
-		Why: "re-applying an erasure reports profiles anonymize 1 (the keys found) although it changes nothing; the SQL engines report 0"},
 	{Scenario: "rectification-updates-only-the-subject", Issue: 13, Fails: "contacts rectify 2",
 		Why: "rectifying the e-mail leaves it in the key names (contacts:a_b@x.io:1), so the old e-mail still finds the rows, and re-applying reports contacts rectify 2, profiles rectify 1 (keys found, not changed) instead of 0"},
 }

@@ -209,7 +209,9 @@ func (s *Store) erase(ctx context.Context, c goredis.Cmdable, coll *collection, 
 	}
 	res := stores.CollectionResult{Collection: coll.Name, Action: action, Rows: int64(len(act))}
 	if res.Action == stores.ActionAnonymize {
-		err = s.anonymize(ctx, c, coll, req, act, r)
+		// Keys whose fields already hold their masked values are not written
+		// again, nor counted: applying twice changes and reports nothing.
+		res.Rows, err = s.anonymize(ctx, c, coll, req, act, r)
 	} else {
 		queueUnlink(act, r)
 	}
@@ -355,7 +357,7 @@ func parseTime(v string) (time.Time, bool) {
 // hash. nullify removes the field (redis has no NULL); a field already equal
 // to its masked value is left alone, so re-applying deterministic strategies
 // changes nothing.
-func (s *Store) anonymize(ctx context.Context, c goredis.Cmdable, coll *collection, req stores.Request, keys []keyInfo, r *resolution) error {
+func (s *Store) anonymize(ctx context.Context, c goredis.Cmdable, coll *collection, req stores.Request, keys []keyInfo, r *resolution) (changed int64, err error) {
 	var fields []string
 	for _, f := range coll.Fields {
 		if f.Masking != nil && req.Scope.Covers(f.Category) {
@@ -364,7 +366,7 @@ func (s *Store) anonymize(ctx context.Context, c goredis.Cmdable, coll *collecti
 	}
 	current, err := readHashFields(ctx, c, coll, keys, fields)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for i, k := range keys {
 		var set []any
@@ -382,15 +384,18 @@ func (s *Store) anonymize(ctx context.Context, c goredis.Cmdable, coll *collecti
 			masked, err := masking.MaskString(f.Masking, s.maskingKey, k.name, v)
 			if err != nil {
 				// MaskString's errors name the strategy, never the value.
-				return fmt.Errorf("%w: collection %q field %q: %w", stores.ErrInvalid, coll.Name, name, err)
+				return 0, fmt.Errorf("%w: collection %q field %q: %w", stores.ErrInvalid, coll.Name, name, err)
 			}
 			if masked != v {
 				set = append(set, name, masked)
 			}
 		}
+		if len(set) > 0 || len(del) > 0 {
+			changed++
+		}
 		queueHashWrites(k.name, set, del, r)
 	}
-	return nil
+	return changed, nil
 }
 
 // rectify sets the mapped fields in scope whose category has a corrected value.
