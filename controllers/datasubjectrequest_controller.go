@@ -247,7 +247,7 @@ func (run *requestRun) applyOne(ctx context.Context, ds *privacyv1.DataStore, ou
 		// The store's journal says what every pass did: exact after a crash.
 		out.Collections, out.Journaled = collectionOutcomes(res.Totals), true
 	default:
-		out.Collections, out.Journaled = accumulate(out.Collections, collectionOutcomes(res.Collections)), false
+		out.Collections, out.Journaled = collectionOutcomes(stores.AddUp(earlierChanges(out.Collections), res.Collections)), false
 	}
 	if !run.dsr.Spec.DryRun {
 		if wait, done := run.verify(ctx, store, sreq, out); !done {
@@ -284,7 +284,7 @@ func (run *requestRun) verify(ctx context.Context, store stores.Store, sreq stor
 	}
 	for i := range out.Collections {
 		c := &out.Collections[i]
-		if changesData(c.Action) {
+		if stores.Action(c.Action).ChangesRows() {
 			n := found.Remaining[c.Collection]
 			c.Remaining = &n
 		}

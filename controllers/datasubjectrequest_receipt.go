@@ -84,39 +84,13 @@ func metaTime(t *time.Time) *metav1.Time {
 	return &m
 }
 
-// changesData is true for the actions whose rows, once changed, are gone
-// from the next pass's resolution: their counts add up over passes.
-func changesData(action string) bool { return stores.Action(action).ChangesRows() }
-
-// accumulate merges one pass's outcomes into the earlier passes' of the same
-// store. Rows a pass changed are added: a later pass (after a hold ends, or
-// after a retried failure in another collection) no longer finds them, and
-// the receipt must still count them. Rows retained or held describe the
-// present, so the latest pass says them.
-func accumulate(earlier, pass []privacyv1.CollectionOutcome) []privacyv1.CollectionOutcome {
-	type key struct{ collection, action string }
-	done := map[key]int64{}
-	var order []key
-	for _, o := range earlier {
-		if changesData(o.Action) {
-			k := key{o.Collection, o.Action}
-			if _, seen := done[k]; !seen {
-				order = append(order, k)
-			}
-			done[k] += o.Rows
-		}
-	}
-	out := make([]privacyv1.CollectionOutcome, 0, len(pass)+len(order))
-	for _, o := range pass {
-		if k := (key{o.Collection, o.Action}); changesData(o.Action) {
-			o.Rows += done[k]
-			delete(done, k)
-		}
-		out = append(out, o)
-	}
-	for _, k := range order {
-		if rows, left := done[k]; left {
-			out = append(out, privacyv1.CollectionOutcome{Collection: k.collection, Action: k.action, Rows: rows})
+// earlierChanges are the rows a store's earlier passes changed, as the
+// receipt recorded them (for stores.AddUp; what they retained is the past).
+func earlierChanges(outcomes []privacyv1.CollectionOutcome) []stores.CollectionResult {
+	var out []stores.CollectionResult
+	for _, o := range outcomes {
+		if a := stores.Action(o.Action); a.ChangesRows() {
+			out = append(out, stores.CollectionResult{Collection: o.Collection, Action: a, Rows: o.Rows})
 		}
 	}
 	return out

@@ -37,6 +37,42 @@ func (a Action) ChangesRows() bool {
 	return false
 }
 
+// AddUp is a request's receipt over passes: pass's results, each change
+// (ChangesRows) with the rows earlier passes changed in that collection by
+// that action added, then the earlier changes pass has no result for. Rows a
+// pass changed are gone from the next pass's resolution, so they must be
+// added; rows retained describe the present, so the latest pass says them.
+func AddUp(earlier, pass []CollectionResult) []CollectionResult {
+	type key struct {
+		c string
+		a Action
+	}
+	done := map[key]int64{}
+	var order []key
+	for _, r := range earlier {
+		if k := (key{r.Collection, r.Action}); r.Action.ChangesRows() {
+			if _, seen := done[k]; !seen {
+				order = append(order, k)
+			}
+			done[k] += r.Rows
+		}
+	}
+	out := make([]CollectionResult, 0, len(pass)+len(order))
+	for _, r := range pass {
+		if k := (key{r.Collection, r.Action}); r.Action.ChangesRows() {
+			r.Rows += done[k]
+			delete(done, k)
+		}
+		out = append(out, r)
+	}
+	for _, k := range order {
+		if rows, left := done[k]; left {
+			out = append(out, CollectionResult{Collection: k.c, Action: k.a, Rows: rows})
+		}
+	}
+	return out
+}
+
 // Kind is the kind of request an engine carries out.
 type Kind string
 

@@ -5,6 +5,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"net"
 	"time"
 
 	"os"
@@ -15,6 +16,7 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -151,4 +153,48 @@ func Main(m *testing.M, setup func(ctx context.Context, e *Env) (stopped <-chan 
 	}
 	_ = e.Stop()
 	os.Exit(code)
+}
+
+// RepoPath joins parts to the repository root.
+func RepoPath(parts ...string) string {
+	return filepath.Join(append([]string{RepoRoot()}, parts...)...)
+}
+
+// KubectlPath is the kubectl built beside the test control plane.
+func KubectlPath(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("kubectl not found in KUBEBUILDER_ASSETS (run `make envtest`): %v", err)
+	}
+	return p
+}
+
+// FreePort is a loopback TCP port nothing listens on now.
+func FreePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
+}
+
+// CanI asks the API server (SubjectAccessReview, through c) whether the
+// ServiceAccount user of saNamespace may verb group/resource[/sub] in namespace.
+func CanI(t testing.TB, c client.Client, user, saNamespace, verb, group, resource, sub, namespace string) bool {
+	t.Helper()
+	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User:   user,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + saNamespace, "system:authenticated"},
+		ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Verb: verb, Group: group, Resource: resource, Subresource: sub, Namespace: namespace,
+		},
+	}}
+	if err := c.Create(context.Background(), sar); err != nil {
+		t.Fatal(err)
+	}
+	return sar.Status.Allowed
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	authorizationv1 "k8s.io/api/authorization/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -150,7 +148,7 @@ func TestNamespacedInstallationRunsTheManager(t *testing.T) {
 		{"list", "", "secrets", "", "team-a", false},
 		{"create", "coordination.k8s.io", "leases", "", "team-a", false},
 	} {
-		if got := canI(t, user, everyNamespace, c.verb, c.group, c.resource, c.sub, c.namespace); got != c.allowed {
+		if got := testenv.CanI(t, k8s, user, everyNamespace, c.verb, c.group, c.resource, c.sub, c.namespace); got != c.allowed {
 			where := c.namespace
 			if where == "" {
 				where = "all namespaces"
@@ -161,21 +159,6 @@ func TestNamespacedInstallationRunsTheManager(t *testing.T) {
 	runManager(t, user, dep)
 }
 
-func canI(t *testing.T, user, saNamespace, verb, group, resource, sub, namespace string) bool {
-	t.Helper()
-	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-		User:   user,
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + saNamespace, "system:authenticated"},
-		ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Verb: verb, Group: group, Resource: resource, Subresource: sub, Namespace: namespace,
-		},
-	}}
-	if err := k8s.Create(context.Background(), sar); err != nil {
-		t.Fatal(err)
-	}
-	return sar.Status.Allowed
-}
-
 // runManager builds the manager and runs it as user with the Deployment's
 // arguments (the probe on a free loopback port, metrics off), until it is
 // ready, holds the Lease and has created its digest key.
@@ -184,11 +167,11 @@ func runManager(t *testing.T, user string, dep *appsv1.Deployment) {
 	ctx := context.Background()
 	bin := filepath.Join(t.TempDir(), "manager")
 	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = repoPath()
+	build.Dir = testenv.RepoPath()
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	probe := freePort(t)
+	probe := testenv.FreePort(t)
 	var args []string
 	digestKey := ""
 	for _, a := range dep.Spec.Template.Spec.Containers[0].Args {
@@ -254,21 +237,10 @@ func runManager(t *testing.T, user string, dep *appsv1.Deployment) {
 	})
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
-}
-
 // The command of the chart's README merges the rendered health checks into an
 // existing argocd-cm, keeping its other keys.
 func TestArgoCDMergeCommandOfTheReadme(t *testing.T) {
-	readme := string(mustRead(t, repoPath("charts", "lethe", "README.md")))
+	readme := string(mustRead(t, testenv.RepoPath("charts", "lethe", "README.md")))
 	m := regexp.MustCompile("(?s)```sh\n(kubectl -n argocd patch configmap argocd-cm.*?)\n```").FindStringSubmatch(readme)
 	if m == nil {
 		t.Fatal("the README has no kubectl patch command for argocd-cm")
@@ -283,7 +255,7 @@ func TestArgoCDMergeCommandOfTheReadme(t *testing.T) {
 	rendered := byKind(mustRender(t, "lethe", "lethe-system", map[string]any{"argocd": map[string]any{"healthChecks": map[string]any{"enabled": true}}}), "ConfigMap")
 	serverSideApply(t, toYAML(t, rendered))
 
-	script := fmt.Sprintf("set -euo pipefail\nkubectl() { %q --kubeconfig %q \"$@\"; }\n%s\n", kubectlPath(t), kubeconfig(t, ""), m[1])
+	script := fmt.Sprintf("set -euo pipefail\nkubectl() { %q --kubeconfig %q \"$@\"; }\n%s\n", testenv.KubectlPath(t), kubeconfig(t, ""), m[1])
 	if out, err := exec.Command("bash", "-c", script).CombinedOutput(); err != nil {
 		t.Fatalf("the README's command failed: %v\n%s", err, out)
 	}

@@ -13,16 +13,17 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/lethe-dev/lethe/hack/helmgen/chartgen"
+	"github.com/lethe-dev/lethe/internal/testenv"
 )
 
 // The files make helm writes are what it would write now: the chart's
 // _config.tpl is config/ as it is, and the README's values table is values.yaml.
 func TestGeneratedFilesAreCurrent(t *testing.T) {
-	files, err := chartgen.Generate(repoPath())
+	files, err := chartgen.Generate(testenv.RepoPath())
 	if err != nil {
 		t.Fatalf("make helm would fail: %v", err)
 	}
-	if stale := chartgen.Stale(repoPath(), files); len(stale) > 0 {
+	if stale := chartgen.Stale(testenv.RepoPath(), files); len(stale) > 0 {
 		slices.Sort(stale)
 		t.Errorf("not up to date, run `make helm`: %s", strings.Join(stale, ", "))
 	}
@@ -90,7 +91,7 @@ func TestNamespacedRenderingIsConfigNamespaced(t *testing.T) {
 // every policy out.
 func TestAdmissionSwitches(t *testing.T) {
 	dir := t.TempDir()
-	rel, err := filepath.Rel(dir, repoPath("config"))
+	rel, err := filepath.Rel(dir, testenv.RepoPath("config"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +170,7 @@ func TestArgoCDHealthChecksAreConfigArgoCD(t *testing.T) {
 
 func configObject(t *testing.T, path string) *unstructured.Unstructured {
 	t.Helper()
-	data, err := os.ReadFile(repoPath("config", path))
+	data, err := os.ReadFile(testenv.RepoPath("config", path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,14 +212,14 @@ func TestImpossibleValuesAreRefused(t *testing.T) {
 // The README shows how to install, and documents every value (its table is
 // generated: TestGeneratedFilesAreCurrent).
 func TestReadmeShowsTheInstallCommand(t *testing.T) {
-	readme, err := os.ReadFile(repoPath("charts", "lethe", "README.md"))
+	readme, err := os.ReadFile(testenv.RepoPath("charts", "lethe", "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(readme), "helm install lethe charts/lethe -n lethe-system --create-namespace") {
 		t.Error("the chart's README does not show `helm install lethe charts/lethe -n lethe-system --create-namespace`")
 	}
-	rows, err := chartgen.ValueRows(mustRead(t, repoPath("charts", "lethe", "values.yaml")))
+	rows, err := chartgen.ValueRows(mustRead(t, testenv.RepoPath("charts", "lethe", "values.yaml")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lethe-dev/lethe/internal/testenv"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 )
 
@@ -118,7 +119,7 @@ var notValues = map[string]string{
 func managerFlags(t *testing.T) []string {
 	t.Helper()
 	fset := token.NewFileSet()
-	files, err := filepath.Glob(repoPath("*.go"))
+	files, err := filepath.Glob(testenv.RepoPath("*.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +162,7 @@ func managerFlags(t *testing.T) []string {
 		})
 	}
 	if len(names) < 10 {
-		t.Fatalf("found only %d manager flags in %s: the parser no longer sees them", len(names), repoPath("*.go"))
+		t.Fatalf("found only %d manager flags in %s: the parser no longer sees them", len(names), testenv.RepoPath("*.go"))
 	}
 	names = append(names, "kubeconfig") // registered by controller-runtime's client/config package
 	slices.Sort(names)
@@ -172,7 +173,7 @@ func managerFlags(t *testing.T) []string {
 // expected, and is named in the values table.
 func TestEveryManagerFlagIsAValue(t *testing.T) {
 	flags := managerFlags(t)
-	readme := string(mustRead(t, repoPath("charts", "lethe", "README.md")))
+	readme := string(mustRead(t, testenv.RepoPath("charts", "lethe", "README.md")))
 	args := strings.Join(deployment(t, mustRender(t, everyRelease, everyNamespace, everything())).Spec.Template.Spec.Containers[0].Args, " ")
 	for _, name := range flags {
 		if why, ok := notValues[name]; ok {

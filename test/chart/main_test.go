@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
 	"sync"
 	"testing"
 
@@ -63,24 +62,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func repoPath(parts ...string) string {
-	_, file, _, _ := goruntime.Caller(0)
-	return filepath.Join(append([]string{filepath.Dir(file), "..", ".."}, parts...)...)
-}
-
-func kubectlPath(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("kubectl not found in KUBEBUILDER_ASSETS (run `make envtest`): %v", err)
-	}
-	return p
-}
-
 // kubectl runs kubectl against the test control plane as its admin.
 func kubectl(t *testing.T, stdin []byte, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	cmd := exec.Command(kubectlPath(t), append([]string{"--kubeconfig", kubeconfig(t, "")}, args...)...)
+	cmd := exec.Command(testenv.KubectlPath(t), append([]string{"--kubeconfig", kubeconfig(t, "")}, args...)...)
 	cmd.Stdin = bytes.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -93,13 +78,13 @@ func kustomize(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
 	path := dir
 	if !filepath.IsAbs(dir) {
-		path = repoPath("config", dir)
+		path = testenv.RepoPath("config", dir)
 	}
 	kustomized.Lock()
 	defer kustomized.Unlock()
 	out, ok := kustomized.out[path]
 	if !ok {
-		cmd := exec.Command(kubectlPath(t), "kustomize", path)
+		cmd := exec.Command(testenv.KubectlPath(t), "kustomize", path)
 		var errb bytes.Buffer
 		cmd.Stderr = &errb
 		var err error

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/lethe-dev/lethe/internal/testenv"
 	"github.com/pmezard/go-difflib/difflib"
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/common"
@@ -34,7 +35,7 @@ var (
 
 func chart(t *testing.T) *chartv2.Chart {
 	t.Helper()
-	loadOnce.Do(func() { loaded, loadErr = loader.Load(repoPath("charts", "lethe")) })
+	loadOnce.Do(func() { loaded, loadErr = loader.Load(testenv.RepoPath("charts", "lethe")) })
 	if loadErr != nil {
 		t.Fatalf("loading charts/lethe: %v", loadErr)
 	}
@@ -102,7 +103,7 @@ func lint(t *testing.T, values map[string]any) []string {
 	l.Namespace = "lethe-system"
 	kv, _ := common.ParseKubeVersion(kubeVersion)
 	l.KubeVersion = kv
-	res := l.Run([]string{repoPath("charts", "lethe")}, copyValues(values))
+	res := l.Run([]string{testenv.RepoPath("charts", "lethe")}, copyValues(values))
 	var msgs []string
 	for _, err := range res.Errors {
 		msgs = append(msgs, "error: "+err.Error())

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lethe-dev/lethe/internal/testenv"
 	lua "github.com/yuin/gopher-lua"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -23,7 +24,7 @@ const argoGroup = "privacy.lethe.dev"
 
 func healthScript(t *testing.T, kind string) string {
 	t.Helper()
-	b, err := os.ReadFile(repoPath("config", "argocd", "health", kind+".lua"))
+	b, err := os.ReadFile(testenv.RepoPath("config", "argocd", "health", kind+".lua"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +132,7 @@ data:
 
 // The argocd-cm snippet carries exactly the tested Lua files.
 func TestArgoCDConfigMapCarriesTheTestedScripts(t *testing.T) {
-	path := repoPath("config", "argocd", "argocd-cm.yaml")
+	path := testenv.RepoPath("config", "argocd", "argocd-cm.yaml")
 	if *update {
 		if err := os.WriteFile(path, []byte(renderArgoCDConfigMap(t)), 0o644); err != nil {
 			t.Fatal(err)
@@ -151,7 +152,7 @@ func TestArgoCDConfigMapCarriesTheTestedScripts(t *testing.T) {
 	if len(cm.Data) != len(healthKinds) {
 		t.Errorf("%d keys in %s, want %d (one per kind)", len(cm.Data), path, len(healthKinds))
 	}
-	files, _ := filepath.Glob(repoPath("config", "argocd", "health", "*.lua"))
+	files, _ := filepath.Glob(testenv.RepoPath("config", "argocd", "health", "*.lua"))
 	if len(files) != len(healthKinds) {
 		t.Errorf("%d scripts in config/argocd/health, want %d", len(files), len(healthKinds))
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	authorizationv1 "k8s.io/api/authorization/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/testenv"
 )
 
 // config/default, as `make build-installer` renders it, checked against a real
@@ -34,19 +33,10 @@ import (
 
 const testImage = "registry.example.com/lethe/manager:v0.0.0-test"
 
-func kubectlPath(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("kubectl not found in KUBEBUILDER_ASSETS (run `make envtest`): %v", err)
-	}
-	return p
-}
-
 // kubectl runs kubectl against the test control plane as its admin.
 func kubectl(t *testing.T, stdin []byte, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	cmd := exec.Command(kubectlPath(t), append([]string{"--kubeconfig", adminKubeconfig(t)}, args...)...)
+	cmd := exec.Command(testenv.KubectlPath(t), append([]string{"--kubeconfig", adminKubeconfig(t)}, args...)...)
 	cmd.Stdin = bytes.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -80,7 +70,7 @@ func renderInstall(t *testing.T) []byte {
 // renderOverlay renders config/<overlay> with the test image.
 func renderOverlay(t *testing.T, overlay string) []byte {
 	t.Helper()
-	cmd := exec.Command(kubectlPath(t), "kustomize", repoPath("config", overlay))
+	cmd := exec.Command(testenv.KubectlPath(t), "kustomize", testenv.RepoPath("config", overlay))
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	out, err := cmd.Output()
@@ -285,7 +275,7 @@ func TestInstallationIsAcceptedAndItsRBACIsLeastPrivilege(t *testing.T) {
 			{"create", "rbac.authorization.k8s.io", "rolebindings", "", tenant, false},
 		}
 		for _, c := range checks {
-			if allowed := canI(t, user, sa.Namespace, c.verb, c.group, c.resource, c.subresource, c.namespace); allowed != c.allowed {
+			if allowed := testenv.CanI(t, k8s, user, sa.Namespace, c.verb, c.group, c.resource, c.subresource, c.namespace); allowed != c.allowed {
 				where := c.namespace
 				if where == "" {
 					where = "all namespaces"
@@ -300,23 +290,6 @@ func TestInstallationIsAcceptedAndItsRBACIsLeastPrivilege(t *testing.T) {
 	})
 }
 
-// canI asks the API server whether the ServiceAccount user (of namespace
-// saNamespace) may do verb on the resource in namespace ("" = cluster-wide).
-func canI(t *testing.T, user, saNamespace, verb, group, resource, subresource, namespace string) bool {
-	t.Helper()
-	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-		User:   user,
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + saNamespace, "system:authenticated"},
-		ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Verb: verb, Group: group, Resource: resource, Subresource: subresource, Namespace: namespace,
-		},
-	}}
-	if err := k8s.Create(context.Background(), sar); err != nil {
-		t.Fatal(err)
-	}
-	return sar.Status.Allowed
-}
-
 // runManagerAs builds the manager and runs it as user (impersonated) with the
 // Deployment's arguments and POD_NAMESPACE, then checks that it starts, leads,
 // creates its digest key and carries out a real Access request in tenant,
@@ -325,11 +298,11 @@ func runManagerAs(t *testing.T, user, namespace string, dep *appsv1.Deployment, 
 	ctx := context.Background()
 	bin := filepath.Join(t.TempDir(), "manager")
 	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = repoPath()
+	build.Dir = testenv.RepoPath()
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	probe := freePort(t)
+	probe := testenv.FreePort(t)
 	var args []string
 	for _, a := range dep.Spec.Template.Spec.Containers[0].Args {
 		switch {
@@ -456,17 +429,6 @@ func addServiceAccountGroups(t *testing.T, path, namespace string) {
 	}
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
-}
-
 // The argocd-cm snippet merges into an existing argocd-cm as its comment says.
 func TestArgoCDConfigMapPatchMerges(t *testing.T) {
 	ctx := context.Background()
@@ -478,7 +440,7 @@ func TestArgoCDConfigMapPatchMerges(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, stderr, err := kubectl(t, nil, "-n", "argocd", "patch", "configmap", "argocd-cm", "--type", "merge",
-		"--patch-file", repoPath("config", "argocd", "argocd-cm.yaml")); err != nil {
+		"--patch-file", testenv.RepoPath("config", "argocd", "argocd-cm.yaml")); err != nil {
 		t.Fatalf("kubectl patch: %v\n%s", err, stderr)
 	}
 	if err := k8s.Get(ctx, client.ObjectKeyFromObject(cm), cm); err != nil {

@@ -21,6 +21,7 @@ import (
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/testdb"
+	"github.com/lethe-dev/lethe/internal/testenv"
 )
 
 // The demo (hack/demo) run by the real controllers in liveNS: the states they
@@ -32,7 +33,7 @@ import (
 // Identities and names that must never appear in a metric label.
 var neverInMetrics = []string{"jane", "doe", "7d4e2f0a", "0b6f3c2e", "example.com", "ali.martin", "demo-erasure", "demo-access", "ali-erasure", "overdue-erasure"}
 
-func demoFile(name string) string { return repoPath("hack", "demo", name) }
+func demoFile(name string) string { return testenv.RepoPath("hack", "demo", name) }
 
 // demoObjects reads demo manifests into liveNS.
 func demoObjects(t *testing.T, files ...string) []*unstructured.Unstructured {

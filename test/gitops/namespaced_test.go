@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/testenv"
 )
 
 // config/namespaced against a real API server: nothing cluster-wide is bound
@@ -57,7 +58,7 @@ func TestNamespacedInstallationGrantsOnlyTheServedNamespaces(t *testing.T) {
 		if where == "" {
 			where = "all namespaces"
 		}
-		if got := canI(t, user, sa.Namespace, c.verb, c.group, c.resource, "", c.namespace); got != c.allowed {
+		if got := testenv.CanI(t, k8s, user, sa.Namespace, c.verb, c.group, c.resource, "", c.namespace); got != c.allowed {
 			t.Errorf("%s %s/%s in %s: allowed=%v, want %v", c.verb, c.group, c.resource, where, got, c.allowed)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lethe-dev/lethe/internal/testenv"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -18,7 +19,7 @@ var metricName = regexp.MustCompile(`lethe_[a-z_]+`)
 // definedMetrics are the lethe_ metric names written in internal/metrics.
 func definedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
-	files, err := filepath.Glob(repoPath("internal", "metrics", "*.go"))
+	files, err := filepath.Glob(testenv.RepoPath("internal", "metrics", "*.go"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no internal/metrics sources: %v", err)
 	}
@@ -54,7 +55,7 @@ type promRuleSpec struct {
 }
 
 func TestPrometheusMonitorAndAlerts(t *testing.T) {
-	cmd := exec.Command(kubectlPath(t), "kustomize", repoPath("config", "prometheus"))
+	cmd := exec.Command(testenv.KubectlPath(t), "kustomize", testenv.RepoPath("config", "prometheus"))
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("kubectl kustomize config/prometheus: %v", err)
@@ -142,7 +143,7 @@ func TestPrometheusMonitorAndAlerts(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"check", "rules", rulesFile},
-		{"test", "rules", repoPath("config", "prometheus", "tests", "alerts.promtool.yaml")},
+		{"test", "rules", testenv.RepoPath("config", "prometheus", "tests", "alerts.promtool.yaml")},
 	} {
 		if out, err := exec.Command(promtool, args...).CombinedOutput(); err != nil {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -152,7 +153,7 @@ func TestPrometheusMonitorAndAlerts(t *testing.T) {
 
 // Metric names documented in docs/operations.md are the ones defined.
 func TestOperationsDocListsEveryMetric(t *testing.T) {
-	doc, err := os.ReadFile(repoPath("docs", "operations.md"))
+	doc, err := os.ReadFile(testenv.RepoPath("docs", "operations.md"))
 	if err != nil {
 		t.Fatal(err)
 	}

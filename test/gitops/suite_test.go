@@ -111,10 +111,6 @@ func startManager(ctx context.Context) (<-chan struct{}, error) {
 
 // ---- helpers -------------------------------------------------------------------
 
-func repoPath(parts ...string) string {
-	return filepath.Join(append([]string{testenv.RepoRoot()}, parts...)...)
-}
-
 // eventually polls cond until it returns nil or the timeout passes.
 func eventually(t *testing.T, timeout time.Duration, cond func() error) {
 	t.Helper()

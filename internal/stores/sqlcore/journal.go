@@ -148,25 +148,35 @@ type journalEntry struct {
 
 // readJournal returns the changes earlier passes of the request recorded, and
 // whether there was any pass.
-func (s *Session) readJournal(ctx context.Context, j JournalTable, requestID string) ([]journalEntry, bool, error) {
+func (s *Session) readJournal(ctx context.Context, j JournalTable, requestID string) ([]stores.CollectionResult, bool, error) {
+	passes, err := s.journalPasses(ctx, j, requestID)
+	if err != nil {
+		return nil, false, s.dbError("reading the journal", err)
+	}
+	var out []stores.CollectionResult
+	for _, pass := range passes {
+		for _, e := range pass {
+			out = append(out, stores.CollectionResult{Collection: e.Collection, Action: e.Action, Rows: e.Rows})
+		}
+	}
+	return out, len(passes) > 0, nil
+}
+
+// journalPasses reads the request's passes, oldest first.
+func (s *Session) journalPasses(ctx context.Context, j JournalTable, requestID string) ([][]journalEntry, error) {
 	p := s.Params()
 	q := fmt.Sprintf("SELECT results FROM %s WHERE request_uid = %s ORDER BY id", j.ref(s.Dialect), p.Add(requestID))
 	var text string
-	var out []journalEntry
-	found := false
+	var passes [][]journalEntry
 	err := s.Tx.Query(ctx, Statement{q, p.Values()}, []any{&text}, func() error {
-		found = true
 		var pass []journalEntry
 		if err := json.Unmarshal([]byte(text), &pass); err != nil {
 			return fmt.Errorf("%w: journal table %s holds a row Lethe did not write: %v", stores.ErrInvalid, j.name(), err)
 		}
-		out = append(out, pass...)
+		passes = append(passes, pass)
 		return nil
 	})
-	if err != nil {
-		return nil, false, s.dbError("reading the journal", err)
-	}
-	return out, found, nil
+	return passes, err
 }
 
 // writeJournal records a pass's changes.
@@ -195,40 +205,6 @@ func changes(res stores.Result) []journalEntry {
 	return out
 }
 
-// totals is the request's receipt over every pass: this pass's results with
-// each change replaced by its sum over the journal (this pass included), and
-// the changes of earlier passes this pass has no result for.
-func totals(journaled []journalEntry, pass stores.Result) []stores.CollectionResult {
-	type key struct {
-		c string
-		a stores.Action
-	}
-	sum := map[key]int64{}
-	var order []key
-	for _, e := range journaled {
-		k := key{e.Collection, e.Action}
-		if _, ok := sum[k]; !ok {
-			order = append(order, k)
-		}
-		sum[k] += e.Rows
-	}
-	out := make([]stores.CollectionResult, 0, len(pass.Collections))
-	seen := map[key]bool{}
-	for _, r := range pass.Collections {
-		if k := (key{r.Collection, r.Action}); r.Action.ChangesRows() && !seen[k] {
-			seen[k] = true
-			r.Rows = sum[k]
-		}
-		out = append(out, r)
-	}
-	for _, k := range order {
-		if !seen[k] {
-			out = append(out, stores.CollectionResult{Collection: k.c, Action: k.a, Rows: sum[k]})
-		}
-	}
-	return out
-}
-
 // journaled runs a pass of req (apply) in s and returns its result with the
 // request's totals, reading and writing the journal in the same transaction:
 // a pass that changes nothing after the first is not written again.
@@ -247,7 +223,7 @@ func (s *Session) journaled(ctx context.Context, j JournalTable, req stores.Requ
 			return stores.Result{}, err
 		}
 	}
-	res.Totals = totals(append(earlier, pass...), res)
+	res.Totals = stores.AddUp(earlier, res.Collections)
 	return res, nil
 }
 
@@ -257,21 +233,15 @@ func (c *Core[L, T]) JournalRows(ctx context.Context, requestID string) ([]strin
 	var out []string
 	err := c.engine.InTx(ctx, ReadOnly, func(tx T) error {
 		s := &Session{Map: c.m, Dialect: c.dialect, Tx: c.engine.Tx(tx), Errors: c.engine}
-		p := s.Params()
-		q := fmt.Sprintf("SELECT results FROM %s WHERE request_uid = %s ORDER BY id", c.journal.table.ref(c.dialect), p.Add(requestID))
-		var text string
-		return s.Tx.Query(ctx, Statement{q, p.Values()}, []any{&text}, func() error {
-			var pass []journalEntry
-			if err := json.Unmarshal([]byte(text), &pass); err != nil {
-				return err
-			}
-			var line []string
-			for _, e := range pass {
-				line = append(line, fmt.Sprintf("%s %s %d", e.Collection, e.Action, e.Rows))
+		passes, err := s.journalPasses(ctx, c.journal.table, requestID)
+		for _, pass := range passes {
+			line := make([]string, len(pass))
+			for i, e := range pass {
+				line[i] = fmt.Sprintf("%s %s %d", e.Collection, e.Action, e.Rows)
 			}
 			out = append(out, strings.Join(line, ", "))
-			return nil
-		})
+		}
+		return err
 	})
 	return out, err
 }
