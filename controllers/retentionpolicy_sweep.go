@@ -156,7 +156,8 @@ func (run *sweepRun) sweepRule(ctx context.Context, sweeper stores.Sweeper, ds *
 	}
 	if len(holds.whole) > 0 {
 		// The whole collection is held: the rule waits; its rows are reported held.
-		held, err := sweeper.CountPastPeriod(ctx, sr)
+		past, err := sweeper.CountPastPeriod(ctx, sr)
+		held := past.Rows
 		if err != nil {
 			return privacyv1.RuleStatus{}, -1, err
 		}
@@ -213,13 +214,14 @@ func (run *sweepRun) sweepRule(ctx context.Context, sweeper stores.Sweeper, ds *
 
 // countGap counts the rows still past their period (held rows excluded) and the held ones.
 func countGap(ctx context.Context, sweeper stores.Sweeper, sr stores.SweepRule) (gap, held int64, err error) {
-	if gap, err = sweeper.CountPastPeriod(ctx, sr); err != nil || len(sr.HeldKeys) == 0 {
-		return gap, 0, err
+	past, err := sweeper.CountPastPeriod(ctx, sr)
+	if err != nil || len(sr.HeldKeys) == 0 {
+		return past.Rows, 0, err
 	}
 	all := sr
 	all.HeldKeys = nil
 	n, err := sweeper.CountPastPeriod(ctx, all)
-	return gap, n - gap, err
+	return past.Rows, n.Rows - past.Rows, err
 }
 
 func actionPast(a stores.Action) string {

@@ -275,15 +275,96 @@ type SweepRule struct {
 	// HeldKeys are primary keys (as text) the sweep must skip: rows of subjects
 	// under a legal hold.
 	HeldKeys []string
+	// HeldChildKeys are, per collection below Collection in the data map
+	// (children through references, and theirs), the primary keys of held
+	// rows: an expired row with such a row below it is kept, with its path.
+	HeldChildKeys map[string][]string
+	// Exemptions are the legal minimums of other rules (exemptFromErasure):
+	// an expired row with a row below it that an exemption still keeps is
+	// kept too, as erasure keeps it.
+	Exemptions []Exemption
 }
 
 // SweepBatch is the outcome of one bounded batch.
 type SweepBatch struct {
 	Rows int64
+	// Children is what the batch did, in the same transaction and children
+	// first, to the rows below the expired ones, as erasure does: deleted, or
+	// their setNull reference cleared (Action ActionSetNull). One result per
+	// collection and action, with rows counted.
+	Children []CollectionResult
+	// Kept are expired rows the batch left because of rows below them (a
+	// collection the map retains, a held row, an exempted row): one result per
+	// reason, Collection the swept one, Action ActionRetain, Reason naming the
+	// collection below and why.
+	Kept []CollectionResult
 	// Cursor resumes the sweep after this batch (opaque, safe to store in status).
 	Cursor string
 	// Done is true when no row past its period remains after Cursor.
 	Done bool
+}
+
+// PastPeriod counts a rule's rows that are past their period and still there.
+type PastPeriod struct {
+	// Rows past their period, not held: what the next run should remove (it
+	// includes rows kept because of rows below them).
+	Rows int64
+	// Held rows past their period, kept for a legal hold (rule.HeldKeys).
+	Held int64
+	// WithoutDate are rows whose period field is NULL (and that meet every
+	// Where): no sweep acts on an unknown date, so they are never past their
+	// period; counted so that a NULL is seen, not silently ignored.
+	WithoutDate int64
+}
+
+// Gap is every row past its period still there: Rows and Held.
+func (p PastPeriod) Gap() int64 { return p.Rows + p.Held }
+
+// PartitionSweeper is implemented by engines that remove whole partitions
+// of a table partitioned by range on the rule's field.
+type PartitionSweeper interface {
+	// SweepPartitions removes, as units, the partitions of rule.Collection's
+	// table whose whole range lies before rule.Cutoff, unless a partition holds
+	// a held key or an exempted row, or another table references it (those,
+	// straddling partitions and unpartitioned tables are left to SweepBatch).
+	// dryRun reports what it would remove without changing anything. A table
+	// that is not partitioned returns an empty PartitionSweep.
+	SweepPartitions(ctx context.Context, rule SweepRule, dryRun bool) (PartitionSweep, error)
+}
+
+// PartitionSweep is what SweepPartitions did.
+type PartitionSweep struct {
+	// Dropped partitions (for a dry run: that would be dropped).
+	Dropped []PartitionOutcome
+	// Kept partitions wholly past the cutoff that go through row batches, with why.
+	Kept []PartitionOutcome
+}
+
+// PartitionOutcome is one partition: its name (an identifier, never data),
+// its rows, and whether that count is exact or the database's estimate.
+type PartitionOutcome struct {
+	Name      string
+	Rows      int64
+	Estimated bool
+	// Reason a partition was kept, for humans.
+	Reason string
+}
+
+// TableHealthReporter is implemented by engines that know whether deleted
+// rows still take space (PostgreSQL: dead tuples until VACUUM).
+type TableHealthReporter interface {
+	// TableHealth reports on collection's table; Known is false when the
+	// engine cannot tell.
+	TableHealth(ctx context.Context, collection string) (TableHealth, error)
+}
+
+// TableHealth is how much of a table deleted rows still occupy.
+type TableHealth struct {
+	Known bool
+	// DeadRows are deleted or updated row versions not yet reclaimed.
+	DeadRows int64
+	// LastVacuum is the last (auto)vacuum of the table; zero if never.
+	LastVacuum time.Time
 }
 
 // Sweeper is implemented by engines that support retention sweeps.
@@ -291,9 +372,9 @@ type Sweeper interface {
 	// SweepBatch deletes or anonymizes at most rule.BatchSize expired rows after
 	// cursor ("" to start), in one short transaction.
 	SweepBatch(ctx context.Context, rule SweepRule, cursor string) (SweepBatch, error)
-	// CountPastPeriod counts rows still past their period (the compliance gap),
-	// excluding held keys.
-	CountPastPeriod(ctx context.Context, rule SweepRule) (int64, error)
+	// CountPastPeriod counts rows still past their period (the compliance
+	// gap): those not held, the held ones, and those without a date.
+	CountPastPeriod(ctx context.Context, rule SweepRule) (PastPeriod, error)
 	// SubjectKeys resolves a subject's primary keys in a collection (as text),
 	// so sweeps can skip rows held for that subject.
 	SubjectKeys(ctx context.Context, subject map[string]string, collection string) ([]string, error)

@@ -186,7 +186,7 @@ func (c *Core[L, T]) sweepByKeys(ctx context.Context, live *L, q *sweepQuery, cu
 // period, meeting every where condition, not held, and (anonymize) not masked
 // yet. Held keys the dialect binds in batches are counted per batch and
 // subtracted.
-func (c *Core[L, T]) CountPastPeriod(ctx context.Context, rule stores.SweepRule) (int64, error) {
+func (c *Core[L, T]) CountPastPeriod(ctx context.Context, rule stores.SweepRule) (stores.PastPeriod, error) {
 	var n int64
 	err := c.withCheckedSchema(ctx, func(live *L) error {
 		q, err := c.sweepQuery(live, rule)
@@ -209,7 +209,7 @@ func (c *Core[L, T]) CountPastPeriod(ctx context.Context, rule stores.SweepRule)
 			return nil
 		})
 	})
-	return n, err
+	return stores.PastPeriod{Rows: n}, err
 }
 
 // sweepQuery is a rule checked against the live schema, ready to render.

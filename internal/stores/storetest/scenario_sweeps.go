@@ -47,7 +47,8 @@ func sweepAll(t T, s stores.Sweeper, rule stores.SweepRule, cursor string) (int6
 
 func count(t T, s stores.Sweeper, rule stores.SweepRule) int64 {
 	t.Helper()
-	n, err := s.CountPastPeriod(ctx, rule)
+	past, err := s.CountPastPeriod(ctx, rule)
+	n := past.Rows
 	if err != nil {
 		t.Fatalf("CountPastPeriod: %v", err)
 	}
