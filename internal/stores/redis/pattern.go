@@ -191,6 +191,42 @@ func (m match) matches(key string) bool {
 	return matchTokens(m.tokens, key)
 }
 
+// capture matches key as matches does and returns the text each token of m
+// matched, token by token (literals match themselves).
+func (m match) capture(key string) ([]string, bool) {
+	parts := make([]string, len(m.tokens))
+	return parts, captureTokens(m.tokens, key, parts)
+}
+
+func captureTokens(tokens []token, s string, parts []string) bool {
+	for i, t := range tokens {
+		switch t.kind {
+		case tokLiteral:
+			if !strings.HasPrefix(s, t.text) {
+				return false
+			}
+			parts[i], s = t.text, s[len(t.text):]
+		case tokAny:
+			if s == "" {
+				return false
+			}
+			parts[i], s = s[:1], s[1:]
+		case tokStar:
+			for j := 0; j <= len(s); j++ {
+				if j > 0 && t.segmentEnd != 0 && s[j-1] == t.segmentEnd {
+					return false
+				}
+				if captureTokens(tokens[i+1:], s[j:], parts[i+1:]) {
+					parts[i] = s[:j]
+					return true
+				}
+			}
+			return false
+		}
+	}
+	return s == ""
+}
+
 func matchTokens(tokens []token, s string) bool {
 	for i, t := range tokens {
 		switch t.kind {

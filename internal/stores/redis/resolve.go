@@ -81,7 +81,8 @@ func (s *Store) resolveCollection(ctx context.Context, c goredis.Cmdable, coll *
 		r.add(stores.CollectionResult{Collection: coll.Name, Action: action, Reason: fmt.Sprintf("the subject has no %s identity", missing)})
 		return nil
 	}
-	keys, err := findKeys(ctx, c, coll.pattern.render(ids))
+	m := coll.pattern.render(ids)
+	keys, err := findKeys(ctx, c, m)
 	if err != nil {
 		return err
 	}
@@ -92,7 +93,7 @@ func (s *Store) resolveCollection(ctx context.Context, c goredis.Cmdable, coll *
 	case stores.KindErasure:
 		return s.erase(ctx, c, coll, req, keys, r)
 	case stores.KindRectification:
-		return rectify(ctx, c, coll, req, keys, r)
+		return rectify(ctx, c, coll, req, m, keys, r)
 	case stores.KindAccess:
 		return exportKeys(ctx, c, coll, req, keys, r)
 	}
@@ -398,8 +399,12 @@ func (s *Store) anonymize(ctx context.Context, c goredis.Cmdable, coll *collecti
 	return changed, nil
 }
 
-// rectify sets the mapped fields in scope whose category has a corrected value.
-func rectify(ctx context.Context, c goredis.Cmdable, coll *collection, req stores.Request, keys []keyInfo, r *resolution) error {
+// rectify sets the mapped fields in scope whose category has a corrected
+// value. A corrected identity that the key pattern names is in the key names
+// too (contacts:{email}:*): those keys are renamed, or the old value would
+// still find them. It counts the keys it changes, so applying it again
+// reports 0.
+func rectify(ctx context.Context, c goredis.Cmdable, coll *collection, req stores.Request, m match, keys []keyInfo, r *resolution) error {
 	res := stores.CollectionResult{Collection: coll.Name, Action: stores.ActionRectify}
 	var fields, newValues []string
 	for _, f := range coll.Fields {
@@ -407,12 +412,17 @@ func rectify(ctx context.Context, c goredis.Cmdable, coll *collection, req store
 			fields, newValues = append(fields, f.Name), append(newValues, v)
 		}
 	}
+	renamed := renamedIdentities(coll, fields, newValues)
 	if len(fields) == 0 {
 		res.Reason = "no corrected value for the fields this collection maps"
 		r.add(res)
 		return nil
 	}
 	current, err := readHashFields(ctx, c, coll, keys, fields)
+	if err != nil {
+		return err
+	}
+	targets, err := renameTargets(ctx, c, coll, m, keys, renamed, r)
 	if err != nil {
 		return err
 	}
@@ -424,10 +434,68 @@ func rectify(ctx context.Context, c goredis.Cmdable, coll *collection, req store
 			}
 		}
 		queueHashWrites(k.name, set, nil, r)
+		if to := targets[i]; to != k.name {
+			r.writes = append(r.writes, func(ctx context.Context, p goredis.Pipeliner) { p.Rename(ctx, k.name, to) })
+		} else if len(set) == 0 {
+			continue
+		}
+		res.Rows++
 	}
-	res.Rows = int64(len(keys))
 	r.add(res)
 	return nil
+}
+
+// renamedIdentities are the identity types of coll's key pattern whose field
+// the rectification corrects, with their new values.
+func renamedIdentities(coll *collection, fields, newValues []string) map[string]string {
+	out := map[string]string{}
+	for _, t := range coll.pattern.identityTypes() {
+		if i := slices.Index(fields, coll.Identity[t]); i >= 0 {
+			out[t] = newValues[i]
+		}
+	}
+	return out
+}
+
+// renameTargets names, per key, the key it becomes once its identities are
+// corrected (itself when none is in its name). A target that already exists
+// belongs to someone else, or to a half-done earlier attempt: it is refused,
+// never overwritten. The targets are read, so the transaction watches them.
+func renameTargets(ctx context.Context, c goredis.Cmdable, coll *collection, m match, keys []keyInfo, renamed map[string]string, r *resolution) ([]string, error) {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k.name
+	}
+	if len(renamed) == 0 {
+		return out, nil
+	}
+	var check []string
+	for i, k := range keys {
+		parts, ok := m.capture(k.name)
+		if !ok {
+			return nil, fmt.Errorf("%w: a key of collection %q no longer matches its pattern", stores.ErrUnavailable, coll.Name)
+		}
+		for j, t := range coll.pattern.tokens {
+			if v, ok := renamed[t.text]; ok && t.kind == tokPlaceholder {
+				parts[j] = v
+			}
+		}
+		if out[i] = strings.Join(parts, ""); out[i] != k.name {
+			check = append(check, out[i])
+		}
+	}
+	if len(check) == 0 {
+		return out, nil
+	}
+	r.read = append(r.read, check...)
+	n, err := c.Exists(ctx, check...).Result()
+	if err != nil {
+		return nil, classify("EXISTS", err)
+	}
+	if n > 0 {
+		return nil, fmt.Errorf("%w: collection %q: %d key(s) the corrected identity would rename to exist already; Lethe does not overwrite them", stores.ErrInvalid, coll.Name, n)
+	}
+	return out, nil
 }
 
 func queueHashWrites(key string, set []any, del []string, r *resolution) {

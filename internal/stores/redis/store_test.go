@@ -369,3 +369,60 @@ func TestConnectionErrors(t *testing.T) {
 		t.Errorf("unreachable server: %v, want ErrUnavailable without the password", err)
 	}
 }
+
+// A corrected e-mail that a key pattern names renames the keys, so the old
+// e-mail no longer finds them; a key the new name would overwrite is never
+// overwritten: the whole rectification is refused and nothing changes.
+func TestRectifiedIdentityRenamesKeysAndNeverOverwrites(t *testing.T) {
+	db := testdb.NewRedis(t)
+	contacts := privacyv1.Collection{
+		Name: "contacts", KeyPattern: db.Key("contact:{email}:*"),
+		Identity:  map[string]privacyv1.Identifier{"email": "email"},
+		OnErasure: privacyv1.ErasureDelete,
+		Fields:    []privacyv1.Field{{Name: "email", Category: "user.contact.email"}, {Name: "name", Category: "user.identity.name"}},
+	}
+	s := newStore(t, db, contacts)
+	ctx := context.Background()
+	for _, k := range []string{"contact:old@x.io:1", "contact:old@x.io:2", "contact:other@x.io:3"} {
+		if err := db.Client.HSet(ctx, db.Key(k), "email", strings.Split(k, ":")[1], "name", "N").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rectify := func(from, to string) (stores.Result, error) {
+		return s.Apply(ctx, stores.Request{Kind: stores.KindRectification, RequestID: "uid-1",
+			Subject: map[string]string{"email": from}, Rectification: map[string]string{"user.contact.email": to}})
+	}
+
+	// A key already named for the new e-mail: renaming key 2 would overwrite it.
+	if err := db.Client.HSet(ctx, db.Key("contact:new@x.io:2"), "email", "new@x.io").Err(); err != nil {
+		t.Fatal(err)
+	}
+	before := remaining(t, db)
+	if _, err := rectify("old@x.io", "new@x.io"); !errors.Is(err, stores.ErrInvalid) || strings.Contains(err.Error(), "new@x.io") {
+		t.Fatalf("rename onto an existing key: err = %v, want ErrInvalid without the identity", err)
+	}
+	if after := remaining(t, db); !slices.Equal(after, before) {
+		t.Fatalf("a refused rectification changed keys: %v, want %v", after, before)
+	}
+	if err := db.Client.Del(ctx, db.Key("contact:new@x.io:2")).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := rectify("old@x.io", "new@x.io")
+	if err != nil || rows(res)["contacts/rectify"] != 2 {
+		t.Fatalf("rectify: %v, %v; want 2 keys rectified", rows(res), err)
+	}
+	want := []string{"contact:new@x.io:1", "contact:new@x.io:2", "contact:other@x.io:3"}
+	if got := remaining(t, db); !slices.Equal(got, want) {
+		t.Fatalf("keys after rectification: %v, want %v", got, want)
+	}
+	if v := db.Client.HGet(ctx, db.Key("contact:new@x.io:1"), "email").Val(); v != "new@x.io" {
+		t.Errorf("renamed key holds email %q", v)
+	}
+	// The old e-mail finds nothing; the new one finds the keys unchanged.
+	for _, from := range []string{"old@x.io", "new@x.io"} {
+		if res, err := rectify(from, "new@x.io"); err != nil || rows(res)["contacts/rectify"] != 0 {
+			t.Errorf("rectify again by %s: %v, %v; want 0", from, rows(res), err)
+		}
+	}
+}
