@@ -209,6 +209,13 @@ func RunPostgresSweep(ctx context.Context, cfg Config) Part {
 			"lethe": sweepDetails(lethe), "limit": sweepDetails(limit),
 		}
 	}
+	rows, details, err := runPostgresChainSweep(ctx, cfg, dsn, pool)
+	if err != nil {
+		p.Error = fmt.Sprintf("children swept per batch: %v", err)
+		return p
+	}
+	p.Rows = append(p.Rows, rows...)
+	p.Details["children"] = details
 	return p
 }
 
@@ -252,4 +259,182 @@ func count(n int64) string {
 		return fmt.Sprintf("%dk", n/1000)
 	}
 	return fmt.Sprint(n)
+}
+
+// Part 2, children swept per batch: a delete rule on the parent of a
+// three-level chain (orders → order_lines → line_taxes, two children a row,
+// foreign keys on each level). Each batch deletes its expired orders and
+// every row below them, children first, in its transaction, as the data map
+// says. The baseline is the same deletes written by hand, children first,
+// in one transaction: the limit.
+
+const pgChainSchema = `DROP TABLE IF EXISTS line_taxes, order_lines, orders;
+CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint NOT NULL, created_at timestamptz NOT NULL);
+CREATE TABLE order_lines (id bigint PRIMARY KEY, order_id bigint NOT NULL REFERENCES orders (id), label text NOT NULL);
+CREATE TABLE line_taxes (id bigint PRIMARY KEY, line_id bigint NOT NULL REFERENCES order_lines (id), rate numeric NOT NULL)`
+
+// pgChainData: order g has lines 2g-1 and 2g, line l has taxes 2l-1 and 2l;
+// every eleventh order is fresh, as in pgSweepData.
+var pgChainData = []string{
+	`INSERT INTO orders SELECT g, g % 50000,
+		CASE WHEN g % 11 = 0 THEN timestamptz '2025-01-01 00:00:00+00' ELSE timestamptz '2020-01-01 00:00:00+00' END + g * interval '1 second'
+	FROM generate_series(1, $1::bigint) g`,
+	`INSERT INTO order_lines SELECT g, (g + 1) / 2, 'line ' || g FROM generate_series(1, 2 * $1::bigint) g`,
+	`INSERT INTO line_taxes SELECT g, (g + 1) / 2, 0.2 FROM generate_series(1, 4 * $1::bigint) g`,
+}
+
+// pgChainByHand is the baseline: the chain's deletes, children first.
+var pgChainByHand = []string{
+	`DELETE FROM line_taxes WHERE line_id IN (SELECT l.id FROM order_lines l JOIN orders o ON o.id = l.order_id WHERE o.created_at < $1)`,
+	`DELETE FROM order_lines WHERE order_id IN (SELECT id FROM orders WHERE created_at < $1)`,
+	`DELETE FROM orders WHERE created_at < $1`,
+}
+
+// chainSpec maps the chain: order_lines belong to orders, line_taxes to lines.
+func chainSpec(engine privacyv1.Engine) privacyv1.DataStoreSpec {
+	return privacyv1.DataStoreSpec{
+		Engine: engine,
+		Collections: []privacyv1.Collection{
+			{Name: "orders", PrimaryKey: "id", OnErasure: privacyv1.ErasureDelete, Identity: map[string]privacyv1.Identifier{"userId": "user_id"}},
+			{Name: "order_lines", PrimaryKey: "id", OnErasure: privacyv1.ErasureDelete,
+				References: []privacyv1.Reference{{Field: "order_id", Collection: "orders"}},
+				Fields:     []privacyv1.Field{{Name: "label", Category: "user.billing.item"}}},
+			{Name: "line_taxes", PrimaryKey: "id", OnErasure: privacyv1.ErasureDelete,
+				References: []privacyv1.Reference{{Field: "line_id", Collection: "order_lines"}}},
+		},
+	}
+}
+
+// chainOrders is how many expired orders the chain sweep removes: a tenth
+// of SweepRows, so that the rows removed (seven per order) stay comparable.
+func chainOrders(cfg Config) int { return max(cfg.SweepRows/10, 100) }
+
+// runPostgresChainSweep measures the chain sweep against the hand-written
+// deletes; rows are every row removed, orders, lines and taxes.
+func runPostgresChainSweep(ctx context.Context, cfg Config, dsn string, pool *pgxpool.Pool) ([]Row, map[string]any, error) {
+	m, err := datamap.Build(chainSpec(privacyv1.EnginePostgres))
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := postgres.New(ctx, dsn, m, erasureMaskingKey, testdb.Loopback)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer store.Close()
+	sw, ok := any(store).(stores.Sweeper)
+	if !ok {
+		return nil, nil, fmt.Errorf("the PostgreSQL engine does not implement stores.Sweeper")
+	}
+	total := sweepTotalRows(chainOrders(cfg))
+	load := func() (int64, error) {
+		if _, err := pool.Exec(ctx, pgChainSchema); err != nil {
+			return 0, err
+		}
+		for _, q := range pgChainData {
+			if _, err := pool.Exec(ctx, q, total); err != nil {
+				return 0, err
+			}
+		}
+		for _, q := range []string{"CREATE INDEX ON order_lines (order_id)", "CREATE INDEX ON line_taxes (line_id)", "CREATE INDEX ON orders (created_at)",
+			"VACUUM ANALYZE orders", "VACUUM ANALYZE order_lines", "VACUUM ANALYZE line_taxes", "CHECKPOINT"} {
+			if _, err := pool.Exec(ctx, q); err != nil {
+				return 0, fmt.Errorf("%s: %w", q, err)
+			}
+		}
+		var expired int64
+		err := pool.QueryRow(ctx, "SELECT count(*) FROM orders WHERE created_at < $1", sweepCutoff).Scan(&expired)
+		return expired, err
+	}
+	// verify checks every expired order is gone with its rows below, and every fresh one is intact.
+	verify := func(side string, expired int64) error {
+		fresh := int64(total) - expired
+		var orders, lines, taxes int64
+		err := pool.QueryRow(ctx, "SELECT (SELECT count(*) FROM orders WHERE created_at >= $1), (SELECT count(*) FROM order_lines), (SELECT count(*) FROM line_taxes)",
+			sweepCutoff).Scan(&orders, &lines, &taxes)
+		if err != nil {
+			return err
+		}
+		var left int64
+		if err := pool.QueryRow(ctx, "SELECT count(*) FROM orders WHERE created_at < $1", sweepCutoff).Scan(&left); err != nil {
+			return err
+		}
+		if left != 0 || orders != fresh || lines != 2*fresh || taxes != 4*fresh {
+			return fmt.Errorf("%s side left %d expired orders, and %d orders, %d lines, %d taxes of %d, %d, %d fresh",
+				side, left, orders, lines, taxes, fresh, 2*fresh, 4*fresh)
+		}
+		return nil
+	}
+	var byHand, lethe sweepRun
+	for _, side := range []string{"lethe", "by hand"} {
+		cfg.logf("postgres chain sweep: %s: generating %d orders, %d rows below them", side, total, 6*total)
+		expired, err := load()
+		if err != nil {
+			return nil, nil, fmt.Errorf("generating the chain data: %w", err)
+		}
+		if side == "by hand" {
+			start := time.Now()
+			tx, err := pool.Begin(ctx)
+			if err != nil {
+				return nil, nil, err
+			}
+			for _, q := range pgChainByHand {
+				tag, err := tx.Exec(ctx, q, sweepCutoff)
+				if err != nil {
+					_ = tx.Rollback(ctx)
+					return nil, nil, fmt.Errorf("the hand-written deletes: %w", err)
+				}
+				byHand.Rows += tag.RowsAffected()
+			}
+			if err := tx.Commit(ctx); err != nil {
+				return nil, nil, err
+			}
+			byHand.Elapsed = time.Since(start)
+			byHand.Batches = durations{byHand.Elapsed}
+		} else {
+			rule := stores.SweepRule{Collection: "orders", Field: "created_at", Cutoff: sweepCutoff, Action: stores.ActionDelete, BatchSize: cfg.BatchSize}
+			lethe, err = chainSweepLoop(ctx, sw, rule, expired)
+			if err != nil {
+				return nil, nil, fmt.Errorf("Lethe's chain sweep: %w", err)
+			}
+		}
+		if err := verify(side, expired); err != nil {
+			return nil, nil, err
+		}
+	}
+	rows := sweepRows(fmt.Sprintf("2. PostgreSQL sweep, children swept per batch: delete %s expired orders with their lines and taxes (%s rows)",
+		count(lethe.Rows/7), count(lethe.Rows)), "deletes by hand, children first, one transaction", lethe, byHand, 0.7, cfg.BatchSize, true)
+	return rows, map[string]any{"lethe": sweepDetails(lethe), "byHand": sweepDetails(byHand)}, nil
+}
+
+// chainSweepLoop is sweepLoop counting every row a batch removes: its own
+// and its children's.
+func chainSweepLoop(ctx context.Context, sw stores.Sweeper, rule stores.SweepRule, expected int64) (sweepRun, error) {
+	var run sweepRun
+	cursor := ""
+	maxBatches := expected/int64(max(rule.BatchSize, 1))*2 + 10
+	start := time.Now()
+	for i := int64(0); ; i++ {
+		if i > maxBatches {
+			return run, fmt.Errorf("no end after %d batches (%d rows)", i, run.Rows)
+		}
+		t := time.Now()
+		b, err := sw.SweepBatch(ctx, rule, cursor)
+		run.Batches = append(run.Batches, time.Since(t))
+		if err != nil {
+			return run, fmt.Errorf("batch %d: %w", i+1, err)
+		}
+		if len(b.Kept) > 0 {
+			return run, fmt.Errorf("batch %d kept rows: %+v", i+1, b.Kept)
+		}
+		run.Rows += b.Rows
+		for _, c := range b.Children {
+			run.Rows += c.Rows
+		}
+		cursor = b.Cursor
+		if b.Done {
+			break
+		}
+	}
+	run.Elapsed = time.Since(start)
+	return run, nil
 }

@@ -1,7 +1,9 @@
 package mysql
 
 import (
+	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/masking"
@@ -36,6 +38,20 @@ func (dialect) KeyIn(col column, ref string, keys []string, p *masking.Params) s
 
 func (dialect) Match(col column, ref string, values []string, from masking.Kind, p *masking.Params) (string, bool) {
 	return matchValues(col, ref, values, from == masking.KindBytes, p)
+}
+
+// MatchLinked follows a reference a foreign key links (sqlcore.LinkMatcher):
+// InnoDB links a child row to the parent rows its value equals under the
+// columns' collation (which a foreign key requires to be the same), so a text
+// reference is compared by it: a child value 'ALICE@x.io' under
+// utf8mb4_general_ci belongs to the parent 'alice@x.io', and deleting that
+// parent without it would fail on the key, or cascade outside the plan.
+func (dialect) MatchLinked(col column, ref string, values []string, from masking.Kind, p *masking.Params) (string, bool) {
+	if col.Kind != masking.KindText || from != masking.KindText {
+		return matchValues(col, ref, values, from == masking.KindBytes, p)
+	}
+	valid := slices.DeleteFunc(slices.Clone(values), func(v string) bool { return !utf8.ValidString(v) || !indexSafe(col.Charset, v) })
+	return inList(ref, valid, p, func(v string, p *masking.Params) string { return p.Add(v) })
 }
 
 // BindValue binds the value as it is: MySQL converts it to the column's

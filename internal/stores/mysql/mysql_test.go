@@ -350,3 +350,52 @@ func TestMySQLErrorsNeverQuoteValues(t *testing.T) {
 		t.Errorf("a driver error's text was repeated: %v", err)
 	}
 }
+
+// A reference a foreign key links is followed as InnoDB compares it, by the
+// columns' collation: the child 'A_B@X.IO' belongs to the parent 'a_b@x.io'
+// under utf8mb4_general_ci, and is erased with it (without it, deleting the
+// parent fails on the key). A reference only the map declares stays exact.
+func TestMySQLReferencesFollowTheForeignKeysCollation(t *testing.T) {
+	h := openHarness(t, storetest.Fixture{Empty: true}, "utf8mb4_general_ci")
+	for _, stmt := range []string{
+		`CREATE TABLE people (id INT PRIMARY KEY, email VARCHAR(255) NOT NULL, UNIQUE KEY (email))`,
+		`CREATE TABLE orders (id INT PRIMARY KEY, buyer VARCHAR(255) NOT NULL, KEY (buyer), FOREIGN KEY (buyer) REFERENCES people (email))`,
+		`CREATE TABLE notes (id INT PRIMARY KEY, author VARCHAR(255) NOT NULL, KEY (author))`,
+		`INSERT INTO people VALUES (1, 'a_b@x.io'), (2, 'c_d@x.io')`,
+		`INSERT INTO orders VALUES (10, 'a_b@x.io'), (11, 'A_B@X.IO'), (12, 'c_d@x.io')`,
+		`INSERT INTO notes VALUES (20, 'a_b@x.io'), (21, 'A_B@X.IO'), (22, 'c_d@x.io')`,
+	} {
+		h.exec(t, stmt)
+	}
+	child := func(name, field string) privacyv1.Collection {
+		return privacyv1.Collection{
+			Name: privacyv1.Identifier(name), PrimaryKey: "id", OnErasure: privacyv1.ErasureDelete,
+			References: []privacyv1.Reference{{Field: privacyv1.Identifier(field), Collection: "people", CollectionField: "email"}},
+			Fields:     []privacyv1.Field{{Name: privacyv1.Identifier(field), Category: "user.contact.email"}},
+		}
+	}
+	spec := privacyv1.DataStoreSpec{Collections: []privacyv1.Collection{
+		{Name: "people", PrimaryKey: "id", OnErasure: privacyv1.ErasureDelete,
+			Identity: map[string]privacyv1.Identifier{"email": "email"},
+			Fields:   []privacyv1.Field{{Name: "email", Category: "user.contact.email"}}},
+		child("orders", "buyer"), child("notes", "author"),
+	}}
+	s := h.mysqlStore(t, spec, nil)
+	res, err := s.Apply(context.Background(), erasureRequest(map[string]string{"email": "a_b@x.io"}))
+	if err != nil {
+		t.Fatalf("erasure: %v", err)
+	}
+	got := map[string]int64{}
+	for _, c := range res.Collections {
+		got[c.Collection] += c.Rows
+	}
+	if want := map[string]int64{"people": 1, "orders": 2, "notes": 1}; !reflect.DeepEqual(got, want) {
+		t.Errorf("erased %v, want %v", got, want)
+	}
+	for table, want := range map[string]string{"people": "2", "orders": "12", "notes": "21,22"} {
+		var ids string
+		if err := h.db.QueryRow("SELECT GROUP_CONCAT(id ORDER BY id) FROM " + table).Scan(&ids); err != nil || ids != want {
+			t.Errorf("%s left: %q (%v), want %q", table, ids, err, want)
+		}
+	}
+}

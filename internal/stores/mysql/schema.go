@@ -40,8 +40,9 @@ type foreignKey struct {
 	schema, table       string // referring table
 	columns             []string
 	refSchema, refTable string
-	onDelete            string // DELETE_RULE: CASCADE, SET NULL, RESTRICT, NO ACTION, SET DEFAULT
-	display             string // referring table as messages show it
+	refColumns          []string // the referenced columns, in the order of columns
+	onDelete            string   // DELETE_RULE: CASCADE, SET NULL, RESTRICT, NO ACTION, SET DEFAULT
+	display             string   // referring table as messages show it
 }
 
 var _ sqlcore.Schema = (*liveSchema)(nil)
@@ -275,7 +276,7 @@ func columnInfo(dataType string, maxLength, precision, scale int64) masking.Colu
 func readForeignKeys(ctx context.Context, tx *sql.Tx, live *liveSchema, names []tableName, byName map[string]*table) ([]foreignKey, error) {
 	where, args := inNames("k.REFERENCED_TABLE_SCHEMA", "k.REFERENCED_TABLE_NAME", names)
 	const q = `SELECT k.CONSTRAINT_NAME, k.TABLE_SCHEMA, k.TABLE_NAME, k.COLUMN_NAME,
-	k.REFERENCED_TABLE_SCHEMA, k.REFERENCED_TABLE_NAME, rc.DELETE_RULE
+	k.REFERENCED_TABLE_SCHEMA, k.REFERENCED_TABLE_NAME, k.REFERENCED_COLUMN_NAME, rc.DELETE_RULE
 FROM information_schema.KEY_COLUMN_USAGE k
 JOIN information_schema.REFERENTIAL_CONSTRAINTS rc
 	ON rc.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND rc.CONSTRAINT_NAME = k.CONSTRAINT_NAME AND rc.TABLE_NAME = k.TABLE_NAME
@@ -288,8 +289,8 @@ WHERE `
 	var fks []foreignKey
 	for rows.Next() {
 		var fk foreignKey
-		var col string
-		if err := rows.Scan(&fk.name, &fk.schema, &fk.table, &col, &fk.refSchema, &fk.refTable, &fk.onDelete); err != nil {
+		var col, refCol string
+		if err := rows.Scan(&fk.name, &fk.schema, &fk.table, &col, &fk.refSchema, &fk.refTable, &refCol, &fk.onDelete); err != nil {
 			return nil, dbError("reading foreign keys", err)
 		}
 		if _, ok := byName[live.key(fk.refSchema)+"."+live.key(fk.refTable)]; !ok {
@@ -297,9 +298,10 @@ WHERE `
 		}
 		if n := len(fks); n > 0 && fks[n-1].name == fk.name && fks[n-1].schema == fk.schema && fks[n-1].table == fk.table {
 			fks[n-1].columns = append(fks[n-1].columns, col)
+			fks[n-1].refColumns = append(fks[n-1].refColumns, refCol)
 			continue
 		}
-		fk.columns = []string{col}
+		fk.columns, fk.refColumns = []string{col}, []string{refCol}
 		fk.display = fk.table
 		if fk.schema != live.database {
 			fk.display = fk.schema + "." + fk.table
@@ -313,6 +315,23 @@ WHERE `
 		return strings.Compare(a.display+"\x00"+a.name, b.display+"\x00"+b.name)
 	})
 	return fks, nil
+}
+
+// Linked reports whether a foreign key of one column links e's child field
+// to its parent field: the database then decides which rows refer to which,
+// by the columns' collation, and Lethe follows the reference as it does.
+func (l *liveSchema) Linked(e *datamap.Edge) bool {
+	child, parent := l.tables[e.Child.Name], l.tables[e.Parent.Name]
+	if child == nil || parent == nil {
+		return false
+	}
+	for _, fk := range l.foreignKeys {
+		if len(fk.columns) == 1 && l.sameTable(child, fk.schema, fk.table) && l.sameTable(parent, fk.refSchema, fk.refTable) &&
+			strings.EqualFold(fk.columns[0], e.ChildField) && strings.EqualFold(fk.refColumns[0], e.ParentField) {
+			return true
+		}
+	}
+	return false
 }
 
 // sameTable reports whether (schema, name) is t, as the server compares names.

@@ -2,9 +2,13 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/lethe-dev/lethe/internal/datamap"
+	"github.com/lethe-dev/lethe/internal/stores/sqlcore"
 )
 
 // Retention sweeps are sqlcore's (see sqlcore.Core.SweepBatch), with two
@@ -32,4 +36,27 @@ func (s *Store) inSweepTx(ctx context.Context, lockTimeout time.Duration, fn fun
 	const customPlans = ", set_config('plan_cache_mode', 'force_custom_plan', true)"
 	lock, statement := min(s.opts.LockTimeout, lockTimeout), min(s.opts.StatementTimeout, sweepStatementTimeout)
 	return s.inTxWithTimeouts(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, lock, statement, customPlans, fn)
+}
+
+// Descend finds a sweep batch's rows and the rows below them, down the
+// cascade references, with the database comparing each reference (as
+// ChildrenOf does): one statement a reference, the parent keys bound as one
+// array, whatever their number.
+func (r inDatabase) Descend(ctx context.Context, from *datamap.Collection, keys []string) (sqlcore.Rows, error) {
+	return r.DescendWith(ctx, from, keys, r.referring)
+}
+
+// referring selects (and, when the session locks, locks) the rows of e's
+// child that refer to the parent rows of parentKeys.
+func (r inDatabase) referring(ctx context.Context, e *datamap.Edge, parentKeys []string) ([]string, error) {
+	p := r.Params()
+	sql := fmt.Sprintf("SELECT CAST(t.%s AS text) FROM %s AS t WHERE %s", quote(e.Child.PrimaryKey), tableRef(e.Child), r.referencesRows(e, parentKeys, p))
+	if r.Lock {
+		sql += " FOR UPDATE OF t"
+	}
+	keys, err := r.QueryKeys(ctx, sqlcore.Statement{SQL: sql, Args: p.Values()})
+	if err != nil {
+		return nil, dbError(fmt.Sprintf("finding the rows of collection %q that refer to %q", e.Child.Name, e.Parent.Name), err)
+	}
+	return keys, nil
 }

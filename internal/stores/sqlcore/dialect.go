@@ -75,6 +75,22 @@ type SkipLockedChanger interface {
 	SkipLockedChange(table, pk, set, where string) string
 }
 
+// LinkedSchema is a schema that knows which references the database itself
+// links with a foreign key (MySQL).
+type LinkedSchema interface {
+	// Linked reports whether a foreign key links e's child field to its
+	// parent field.
+	Linked(e *datamap.Edge) bool
+}
+
+// LinkMatcher is a dialect whose foreign keys compare values otherwise than
+// exactly (MySQL: by the columns' collation). A reference a foreign key links
+// is followed by that comparison, so the rows found are the rows the database
+// links; a reference only the data map declares is compared exactly (Match).
+type LinkMatcher interface {
+	MatchLinked(col Column, ref string, values []string, from masking.Kind, p *masking.Params) (cond string, ok bool)
+}
+
 // Column is a live column: what masking knows of it, and what a dialect
 // needs to bind and compare its values.
 type Column struct {

@@ -26,13 +26,26 @@ import (
 // the hold ends count (in scope, not retained by the map). Each path row is
 // reported with the hold's reason and the child collection it leads to.
 func HeldPaths(ctx context.Context, m *datamap.Map, rows Rows, kept Kept, scope datamap.Scope, f Finder) (Kept, error) {
+	return PathsUp(ctx, m,
+		func(c *datamap.Collection, paths []Retained) []Retained { return heldSources(c, kept[c], paths, scope) },
+		func(p *datamap.Collection, paths Kept) []string { return candidates(p, rows, kept, paths, scope) }, f)
+}
+
+// PathsUp walks the cascade references up, children first, from rows that
+// must keep the rows they are found through (held rows for an erasure; rows
+// that keep their parents for a sweep): each collection's sources (given its
+// rows found so far to lead to sources below, paths) are followed to their
+// parents' rows among candidates, which are reported with the source's
+// reason and holds, leading to the collection below.
+func PathsUp(ctx context.Context, m *datamap.Map, sources func(c *datamap.Collection, paths []Retained) []Retained,
+	candidates func(p *datamap.Collection, paths Kept) []string, f Finder) (Kept, error) {
 	paths := Kept{}
 	for i := len(m.Collections) - 1; i >= 0; i-- {
 		c := m.Collections[i]
-		sources := heldSources(c, kept[c], paths[c], scope)
+		srcs := sources(c, paths[c])
 		for _, e := range c.Parents {
-			for _, src := range sources {
-				among := candidates(e.Parent, rows, kept, paths, scope)
+			for _, src := range srcs {
+				among := candidates(e.Parent, paths)
 				if len(among) == 0 {
 					break
 				}
@@ -41,7 +54,7 @@ func HeldPaths(ctx context.Context, m *datamap.Map, rows Rows, kept Kept, scope 
 					return nil, err
 				}
 				if len(keys) > 0 {
-					paths[e.Parent] = append(paths[e.Parent], Retained{Reason: src.Reason, Leads: c.Name, Held: true, Holds: src.Holds, Keys: keys})
+					paths[e.Parent] = append(paths[e.Parent], Retained{Reason: src.Reason, Leads: c.Name, Held: src.Held, Holds: src.Holds, Keys: keys})
 				}
 			}
 		}

@@ -23,20 +23,51 @@ var _ Resolver = (*Session)(nil)
 
 // Resolve finds the subject's rows (see Resolver).
 func (s *Session) Resolve(ctx context.Context, subject map[string]string) (Rows, error) {
+	return s.walk(ctx, func(c *datamap.Collection) ([]string, error) { return s.byIdentity(ctx, c, subject) }, s.referring)
+}
+
+// Descend finds the rows below from's rows of keys (see Resolver).
+func (s *Session) Descend(ctx context.Context, from *datamap.Collection, keys []string) (Rows, error) {
+	return s.DescendWith(ctx, from, keys, s.referring)
+}
+
+// DescendWith is Descend with an engine's own statement for the rows of a
+// reference's child that refer to some parent rows (locking them when the
+// session locks): the walk is the resolution's, started from keys instead of
+// identities.
+func (s *Session) DescendWith(ctx context.Context, from *datamap.Collection, keys []string,
+	referring func(ctx context.Context, e *datamap.Edge, parentKeys []string) ([]string, error)) (Rows, error) {
+	return s.walk(ctx, func(c *datamap.Collection) ([]string, error) {
+		if c == from {
+			return keys, nil
+		}
+		return nil, nil
+	}, referring)
+}
+
+// walk finds rows parents first: in each collection the rows own finds, and
+// the rows whose cascade reference points at rows found in the parent.
+func (s *Session) walk(ctx context.Context, own func(*datamap.Collection) ([]string, error),
+	referring func(ctx context.Context, e *datamap.Edge, parentKeys []string) ([]string, error)) (Rows, error) {
 	rows := Rows{}
 	for _, c := range s.Map.Collections {
-		keys, err := s.byIdentity(ctx, c, subject)
+		keys, err := own(c)
 		if err != nil {
 			return nil, err
 		}
 		for _, e := range c.Parents {
-			children, err := s.referring(ctx, e, rows[e.Parent])
+			if len(rows[e.Parent]) == 0 {
+				continue
+			}
+			children, err := referring(ctx, e, rows[e.Parent])
 			if err != nil {
 				return nil, err
 			}
 			keys = append(keys, children...)
 		}
-		rows[c] = s.distinctSorted(c, keys)
+		if keys = s.distinctSorted(c, keys); len(keys) > 0 {
+			rows[c] = keys
+		}
 	}
 	return rows, nil
 }
@@ -74,7 +105,7 @@ func (s *Session) referring(ctx context.Context, e *datamap.Edge, parentKeys []s
 	var keys []string
 	for _, batch := range KeyBatches(s.Dialect, values) {
 		p := s.Params()
-		cond, ok := s.Dialect.Match(childCol, s.quote(e.ChildField), batch, from, p)
+		cond, ok := s.matchReference(e, childCol, s.quote(e.ChildField), batch, from, p)
 		if !ok {
 			continue
 		}
@@ -85,6 +116,18 @@ func (s *Session) referring(ctx context.Context, e *datamap.Edge, parentKeys []s
 		keys = append(keys, found...)
 	}
 	return keys, nil
+}
+
+// matchReference selects the rows whose ref, one end of reference e, equals
+// one of values: as the foreign key compares them where the database links e
+// (LinkedSchema, LinkMatcher), exactly otherwise.
+func (s *Session) matchReference(e *datamap.Edge, col Column, ref string, values []string, from masking.Kind, p *masking.Params) (string, bool) {
+	if lm, ok := s.Dialect.(LinkMatcher); ok {
+		if ls, ok := s.Schema.(LinkedSchema); ok && ls.Linked(e) {
+			return lm.MatchLinked(col, ref, values, from, p)
+		}
+	}
+	return s.Dialect.Match(col, ref, values, from, p)
 }
 
 // fieldValues are the distinct values of field in c's rows of keys: the keys
@@ -162,7 +205,7 @@ func (s *Session) ParentsOf(ctx context.Context, e *datamap.Edge, childKeys, amo
 		for _, batch := range KeyBatches(s.Dialect, values) {
 			p := s.Params()
 			where := s.KeyIn(e.Parent, parents, p)
-			cond, ok := s.Dialect.Match(parentCol, s.quote(e.ParentField), batch, from, p)
+			cond, ok := s.matchReference(e, parentCol, s.quote(e.ParentField), batch, from, p)
 			if !ok {
 				continue
 			}

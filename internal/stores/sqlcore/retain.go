@@ -63,6 +63,17 @@ type Finder interface {
 // held gives, per hold of the request, the subject's rows it holds (see
 // HeldRows).
 func RetainedRows(ctx context.Context, m *datamap.Map, rows Rows, req stores.Request, held HeldRows, f Finder) (Kept, error) {
+	return retainedRows(ctx, m, rows, req, held, nil, f)
+}
+
+// KeptWithTheirRows is RetainedRows for rows kept for reasons decided
+// beforehand (seed, per collection; a sweep's rows kept because of rows
+// below them): those rows, and the rows that belong to them.
+func KeptWithTheirRows(ctx context.Context, m *datamap.Map, rows Rows, seed Kept, f Finder) (Kept, error) {
+	return retainedRows(ctx, m, rows, stores.Request{}, nil, seed, f)
+}
+
+func retainedRows(ctx context.Context, m *datamap.Map, rows Rows, req stores.Request, held HeldRows, seed Kept, f Finder) (Kept, error) {
 	out := Kept{}
 	for _, c := range m.Collections {
 		remaining := rows[c]
@@ -72,6 +83,10 @@ func RetainedRows(ctx context.Context, m *datamap.Map, rows Rows, req stores.Req
 				kept = append(kept, r)
 				remaining = Without(remaining, r.Keys)
 			}
+		}
+		for _, r := range seed[c] {
+			r.Keys = Intersect(remaining, r.Keys)
+			keep(r)
 		}
 		if reason, names := wholeHolds(req.Holds, held, c.Name); reason != "" {
 			keep(Retained{Reason: reason, Held: true, Holds: names, Keys: remaining})

@@ -83,6 +83,11 @@ type Resolver interface {
 	// value exactly, and the rows whose cascade reference points at a
 	// subject's row of the parent. Keys are text, in key order.
 	Resolve(ctx context.Context, subject map[string]string) (Rows, error)
+	// Descend finds, as Resolve does below the identities, the rows of from
+	// given by keys and every row below them down the cascade references
+	// (a retention sweep's batch and what belongs to it), locking them when
+	// the session locks. Collections without such rows have none.
+	Descend(ctx context.Context, from *datamap.Collection, keys []string) (Rows, error)
 	// ClearReferences is the step that sets e's field to NULL in the rows
 	// referring to the parent rows of parentKeys, about to be deleted (those
 	// rows belong to others), except in the spared rows.

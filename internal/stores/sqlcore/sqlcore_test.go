@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -182,5 +183,123 @@ func TestPlanErasureKeepsThePathsToHeldRows(t *testing.T) {
 	}
 	if masks := plan.Erasures[get("accounts")].Masks(); len(masks) != 1 || len(masks[0].Fields) != 3 {
 		t.Errorf("accounts masks without a hold: %+v", masks)
+	}
+}
+
+// edgeFinder knows, per reference (child collection and field), which child
+// rows refer to which parent rows; rows of exempted are exempted.
+type edgeFinder struct {
+	parentOf map[string]string // "collection.field:key" -> parent key
+	exempted []string
+}
+
+func (f edgeFinder) parent(e *datamap.Edge, child string) string {
+	return f.parentOf[e.Child.Name+"."+e.ChildField+":"+child]
+}
+
+func (f edgeFinder) ChildrenOf(_ context.Context, e *datamap.Edge, parentKeys, among []string) ([]string, error) {
+	var out []string
+	for _, k := range among {
+		if p := f.parent(e, k); p != "" && slices.Contains(parentKeys, p) {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+func (f edgeFinder) ParentsOf(_ context.Context, e *datamap.Edge, childKeys, among []string) ([]string, error) {
+	var out []string
+	for _, k := range among {
+		if slices.ContainsFunc(childKeys, func(c string) bool { return f.parent(e, c) == k }) {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+func (f edgeFinder) Exempted(_ context.Context, _ *datamap.Collection, _ stores.Exemption, among []string) ([]string, Span, error) {
+	return Intersect(among, f.exempted), Span{}, nil
+}
+
+// A sweep of accounts: a held line keeps its invoice and account 2 with all
+// below it, project P among them; line 100, below project P and invoice 10,
+// then keeps invoice 10 and account 1 too. Without the hold, everything is
+// erased as mapped: notes anonymized, the rest deleted, and a self-reference
+// among the batch's rows unlinked first.
+func TestPlanSweepBatchKeepsEveryParentOfAKeptRow(t *testing.T) {
+	mask := &privacyv1.Masking{Strategy: privacyv1.MaskRedact}
+	m, err := datamap.Build(privacyv1.DataStoreSpec{Engine: privacyv1.EnginePostgres, Collections: []privacyv1.Collection{
+		{Name: "accounts", PrimaryKey: "id", Identity: map[string]privacyv1.Identifier{"userId": "id"},
+			References: []privacyv1.Reference{{Field: "referred_by", Collection: "accounts", OnParentErasure: privacyv1.ParentSetNull}}},
+		{Name: "invoices", PrimaryKey: "id", References: []privacyv1.Reference{{Field: "account_id", Collection: "accounts"}}},
+		{Name: "projects", PrimaryKey: "id", References: []privacyv1.Reference{{Field: "account_id", Collection: "accounts"}}},
+		{Name: "lines", PrimaryKey: "id", References: []privacyv1.Reference{{Field: "invoice_id", Collection: "invoices"}, {Field: "project_id", Collection: "projects"}}},
+		{Name: "notes", PrimaryKey: "id", OnErasure: privacyv1.ErasureAnonymize, References: []privacyv1.Reference{{Field: "invoice_id", Collection: "invoices"}},
+			Fields: []privacyv1.Field{{Name: "body", Category: "customer.content", Masking: mask}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(name string) *datamap.Collection { c, _ := m.Get(name); return c }
+	rows := Rows{get("accounts"): {"1", "2", "3"}, get("invoices"): {"10", "20"}, get("projects"): {"P"},
+		get("lines"): {"100", "200"}, get("notes"): {"n10"}}
+	f := edgeFinder{parentOf: map[string]string{
+		"invoices.account_id:10": "1", "invoices.account_id:20": "2", "projects.account_id:P": "2",
+		"lines.invoice_id:100": "10", "lines.project_id:100": "P", "lines.invoice_id:200": "20", "notes.invoice_id:n10": "10",
+	}}
+	sw := Sweep{C: get("accounts"), Rule: stores.SweepRule{Collection: "accounts", HeldChildKeys: map[string][]string{"lines": {"200"}}}}
+
+	plan, err := PlanSweepBatch(context.Background(), m, sw, rows, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []stores.CollectionResult{{Collection: "accounts", Action: stores.ActionRetain, Rows: 2, Reason: "kept: lines below are on legal hold"}}
+	if !reflect.DeepEqual(plan.Kept, want) {
+		t.Errorf("kept %+v, want %+v", plan.Kept, want)
+	}
+	for name, keys := range map[string][]string{"accounts": {"3"}, "invoices": nil, "projects": nil, "lines": nil, "notes": nil} {
+		if got := plan.Erasure.Erasures[get(name)].Keys; !slices.Equal(got, keys) {
+			t.Errorf("%s erased %v, want %v", name, got, keys)
+		}
+	}
+	if got := plan.SparedFrom(get("accounts").Referrers[0]); !slices.Contains(got, "1") || !slices.Contains(got, "3") || slices.Contains(got, "4") {
+		t.Errorf("accounts spared from clearing %v, want the kept 1 and 2 and the deleted 3", got)
+	}
+
+	// With line 100 below invoice 10 only, an exempted note keeps invoice 10
+	// and account 1 only.
+	sw.Rule.HeldChildKeys = nil
+	delete(f.parentOf, "lines.project_id:100")
+	f.exempted = []string{"n10"}
+	sw.Rule.Exemptions = []stores.Exemption{{Collection: "notes", Rule: "r", LegalBasis: "law", Period: "1y"}}
+	if plan, err = PlanSweepBatch(context.Background(), m, sw, rows, f); err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Kept) != 1 || plan.Kept[0].Rows != 1 || plan.Kept[0].Reason != "kept: notes below are kept by retention rule r (legal basis: law) for 1y" {
+		t.Errorf("kept %+v, want account 1 for the exempted note", plan.Kept)
+	}
+	if got := plan.Erasure.Erasures[get("lines")].Keys; !slices.Equal(got, []string{"200"}) {
+		t.Errorf("lines erased %v, want 200 (not 100, below invoice 10)", got)
+	}
+	if got := plan.Erasure.Erasures[get("projects")].Keys; !slices.Equal(got, []string{"P"}) {
+		t.Errorf("projects erased %v, want P", got)
+	}
+
+	// Nothing held or exempted: the map's actions, and the batch's own referrals unlinked first.
+	sw.Rule.Exemptions = nil
+	if plan, err = PlanSweepBatch(context.Background(), m, sw, rows, f); err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Kept) != 0 {
+		t.Errorf("kept %+v, want none", plan.Kept)
+	}
+	if e := plan.Erasure.Erasures[get("notes")]; e.Action != stores.ActionAnonymize || len(e.Fields) != 1 || !slices.Equal(e.Keys, []string{"n10"}) {
+		t.Errorf("notes: %+v, want note n10 anonymized, customer content included", e)
+	}
+	if e := plan.Erasure.Erasures[get("accounts")]; e.Action != stores.ActionDelete || !slices.Equal(e.Keys, []string{"1", "2", "3"}) {
+		t.Errorf("accounts: %+v, want all three deleted", e)
+	}
+	if u := plan.Unlinks(); len(u) != 1 || u[0].Ref.Child.Name != "accounts" || !slices.Equal(u[0].Keys, []string{"1", "2", "3"}) {
+		t.Errorf("unlinks %+v, want the self-reference in the three deleted accounts", u)
 	}
 }

@@ -113,32 +113,37 @@ func (s *Session) erasureSteps(ctx context.Context, r Resolver, rows Rows, req s
 		return nil, nil, err
 	}
 	own := func(c *datamap.Collection, e Erasure, spared map[*datamap.Collection][]string) ([]Step, error) {
-		switch e.Action {
-		case stores.ActionRetain:
+		if e.Action == stores.ActionRetain {
 			return []Step{{Result: RetainResult(c, len(rows[c]))}}, nil
-		default:
-			// Links from others' rows to the erased rows are cleared whether
-			// the rows are deleted or anonymized: an anonymized account kept
-			// for its invoices must not stay linked to the people it referred.
-			// A request scoped to some of the fields leaves the links.
-			var steps []Step
-			if len(e.Keys) > 0 && e.Whole {
-				for _, ref := range c.Referrers {
-					st, err := r.ClearReferences(ctx, ref, e.Keys, spared[ref.Child])
-					if err != nil {
-						return nil, err
-					}
-					steps = append(steps, st)
-				}
-			}
-			if e.Action == stores.ActionDelete {
-				return append(steps, s.deleteRows(c, e.Keys)), nil
-			}
-			st, err := s.anonymizeRows(c, e)
-			return append(steps, st), err
 		}
+		return s.eraseRows(ctx, r, c, e, func(ref *datamap.Edge) []string { return spared[ref.Child] })
 	}
 	return EraseSteps(ctx, s.Map, rows, req, held, r, own, ReportStep)
+}
+
+// eraseRows are the steps that delete or anonymize e's rows of c, as erasure
+// and sweeps do: first, when the rows are erased whole, the setNull
+// references to them are cleared, except in the referring rows spared
+// returns for that reference. Links from others' rows are cleared whether
+// the rows are deleted or anonymized: an anonymized account kept for its
+// invoices must not stay linked to the people it referred. A request scoped
+// to some of the fields leaves the links.
+func (s *Session) eraseRows(ctx context.Context, r Resolver, c *datamap.Collection, e Erasure, spared func(*datamap.Edge) []string) ([]Step, error) {
+	var steps []Step
+	if len(e.Keys) > 0 && e.Whole {
+		for _, ref := range c.Referrers {
+			st, err := r.ClearReferences(ctx, ref, e.Keys, spared(ref))
+			if err != nil {
+				return nil, err
+			}
+			steps = append(steps, st)
+		}
+	}
+	if e.Action == stores.ActionDelete {
+		return append(steps, s.deleteRows(c, e.Keys)), nil
+	}
+	st, err := s.anonymizeRows(c, e)
+	return append(steps, st), err
 }
 
 // resolveHolds finds the rows the request's subject holds hold (see

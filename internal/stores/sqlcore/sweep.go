@@ -38,6 +38,12 @@ import (
 // be safe too, but it writes each row twice and makes the sweep three times
 // slower.
 //
+// A delete rule on a collection that other rows belong to (cascade
+// references) or refer to (setNull) goes by key instead: the batch picks its
+// rows as above (at most BatchSize, SKIP LOCKED), then finds and locks the
+// rows below them and erases all of them as the data map says, children
+// first, in the same transaction (see sweepmap.go).
+//
 // The cursor is the last key of the batch, sealed (SealCursor) so that the
 // status it is kept in never holds a value from the database.
 
@@ -109,9 +115,12 @@ func (c *Core[L, T]) SweepBatch(ctx context.Context, rule stores.SweepRule, curs
 		if err != nil {
 			return err
 		}
-		if q.heldByKey() {
+		switch {
+		case q.followsMap():
+			out, err = c.sweepFollowingMap(ctx, live, q, cursor)
+		case q.heldByKey():
 			out, err = c.sweepByKeys(ctx, live, q, cursor)
-		} else {
+		default:
 			out, err = c.sweepRange(ctx, live, q, cursor)
 		}
 		return err
@@ -182,34 +191,141 @@ func (c *Core[L, T]) sweepByKeys(ctx context.Context, live *L, q *sweepQuery, cu
 	return out, nil
 }
 
-// CountPastPeriod counts the rows the rule would still act on: past their
-// period, meeting every where condition, not held, and (anonymize) not masked
-// yet. Held keys the dialect binds in batches are counted per batch and
-// subtracted.
+// sweepFollowingMap picks at most BatchSize expired rows after the cursor
+// (locking them, skipping locked ones), finds and locks the rows below those
+// not held, and erases them all as the data map says, children first, in the
+// same transaction (see PlanSweepBatch). A batch always goes by key: the rows
+// below are found from the batch's keys.
+func (c *Core[L, T]) sweepFollowingMap(ctx context.Context, live *L, q *sweepQuery, cursor string) (stores.SweepBatch, error) {
+	out := stores.SweepBatch{Cursor: cursor}
+	err := c.inTx(ctx, SweepLocking, live, func(s *Session) error {
+		picked, err := q.pick(ctx, s, OpenCursor(c.key, q.C.Name, cursor), "", false)
+		if err != nil {
+			return err
+		}
+		if keys := Without(picked, q.Rule.HeldKeys); len(keys) > 0 {
+			if err := q.followMap(ctx, s, keys, &out); err != nil {
+				return err
+			}
+		}
+		out.Done = len(picked) < q.BatchSize
+		if len(picked) > 0 {
+			out.Cursor, err = SealCursor(c.key, q.C.Name, picked[len(picked)-1])
+		}
+		return err
+	})
+	if err != nil {
+		return stores.SweepBatch{}, err
+	}
+	return out, nil
+}
+
+// followsMap reports whether the rule's batches act below their rows: a
+// delete rule on a collection that others belong to (cascade references) or
+// refer to (setNull). An anonymize rule leaves its rows, so what belongs or
+// refers to them stays as it is.
+func (q *sweepQuery) followsMap() bool {
+	return q.Rule.Action == stores.ActionDelete && (len(q.C.Children) > 0 || len(q.C.Referrers) > 0)
+}
+
+// followMap erases the batch's rows of keys and the rows below them with the
+// erasure's steps, and reports what it did in out. The rows below are locked
+// as they are found, as Apply locks a subject's rows, so none can be added
+// under a row between its resolution and its delete.
+func (q *sweepQuery) followMap(ctx context.Context, s *Session, keys []string, out *stores.SweepBatch) error {
+	s.Lock = true
+	r := s.resolver()
+	rows, err := r.Descend(ctx, q.C, keys)
+	if err != nil {
+		return err
+	}
+	plan, err := PlanSweepBatch(ctx, s.Map, q.Sweep, rows, r)
+	if err != nil {
+		return err
+	}
+	var unlinks []Step
+	for _, u := range plan.Unlinks() {
+		unlinks = append(unlinks, s.unlink(u))
+	}
+	steps, _, err := ErasureSteps(s.Map, plan.Erasure, func(c *datamap.Collection, e Erasure) ([]Step, error) {
+		return s.eraseRows(ctx, r, c, e, plan.SparedFrom)
+	}, ReportStep)
+	if err != nil {
+		return err
+	}
+	all := append(unlinks, steps...)
+	if err := s.perform(ctx, all, true); err != nil {
+		return err
+	}
+	for _, st := range all[len(unlinks):] { // unlinked rows are deleted: not reported
+		switch res := st.Result; {
+		case res.Collection == q.C.Name && res.Action == stores.ActionDelete:
+			out.Rows += res.Rows
+		case res.Rows > 0:
+			out.Children = AddResult(out.Children, res)
+		}
+	}
+	out.Kept = plan.Kept
+	return nil
+}
+
+// unlink clears u's reference in its rows, by key.
+func (s *Session) unlink(u Unlink) Step {
+	c, field := u.Ref.Child, s.quote(u.Ref.ChildField)
+	st := Step{Result: stores.CollectionResult{Collection: c.Name, Action: stores.ActionSetNull}}
+	st.Exec, _ = s.changeByKeys(c, u.Keys, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
+		return fmt.Sprintf("UPDATE %s SET %s = NULL WHERE %s IS NOT NULL AND %s", s.tableRef(c), field, field, keyCond(p)), nil
+	})
+	return st
+}
+
+// CountPastPeriod counts the rows past their period that the rule would
+// still act on (meeting every where condition and, to anonymize, not masked
+// yet): those held (among rule.HeldKeys, counted per batch of keys the
+// dialect binds) apart from the others, and the rows without a date (the
+// period field NULL, meeting every where condition).
 func (c *Core[L, T]) CountPastPeriod(ctx context.Context, rule stores.SweepRule) (stores.PastPeriod, error) {
-	var n int64
+	var out stores.PastPeriod
 	err := c.withCheckedSchema(ctx, func(live *L) error {
 		q, err := c.sweepQuery(live, rule)
 		if err != nil {
 			return err
 		}
-		inline := q.d.Batching().Keys == 0
 		return c.inTx(ctx, SweepCount, live, func(s *Session) error {
-			var err error
-			if n, err = q.count(ctx, s, inline, nil); err != nil || inline {
+			expired := func(p *masking.Params) (string, error) { return q.expired(s, p, false) }
+			past, err := q.count(ctx, s, expired, nil)
+			if err != nil {
 				return err
 			}
-			for _, batch := range KeyBatches(q.d, rule.HeldKeys) {
-				held, err := q.count(ctx, s, false, func(p *masking.Params) string { return s.KeyIn(q.C, batch, p) })
+			for _, batch := range KeyBatches(q.d, distinct(rule.HeldKeys)) {
+				held, err := q.count(ctx, s, expired, func(p *masking.Params) string { return s.KeyIn(q.C, batch, p) })
 				if err != nil {
 					return err
 				}
-				n -= held
+				out.Held += held
 			}
-			return nil
+			out.Rows = past - out.Held
+			out.WithoutDate, err = q.count(ctx, s, func(*masking.Params) (string, error) { return q.withoutDate(), nil }, nil)
+			return err
 		})
 	})
-	return stores.PastPeriod{Rows: n}, err
+	if err != nil {
+		return stores.PastPeriod{}, err
+	}
+	return out, nil
+}
+
+// distinct is keys without repeats, so no held row is counted twice.
+func distinct(keys []string) []string {
+	seen := make(map[string]bool, len(keys))
+	var out []string
+	for _, k := range keys {
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // sweepQuery is a rule checked against the live schema, ready to render.
@@ -242,14 +358,7 @@ func (q *sweepQuery) what() string { return fmt.Sprintf("sweeping collection %q"
 // expired renders the condition on the rows the rule acts on (the cursor
 // aside), held keys included when inline.
 func (q *sweepQuery) expired(s *Session, p *masking.Params, held bool) (string, error) {
-	conds := []string{q.d.Quote(q.Rule.Field) + " < " + p.Add(q.Rule.Cutoff.UTC())}
-	for _, w := range q.Rule.Where {
-		if w.IsNull {
-			conds = append(conds, q.d.Quote(w.Field)+" IS NULL")
-		} else {
-			conds = append(conds, q.d.Quote(w.Field)+" IS NOT NULL")
-		}
-	}
+	conds := append([]string{q.d.Quote(q.Rule.Field) + " < " + p.Add(q.Rule.Cutoff.UTC())}, q.where()...)
 	if held && len(q.Rule.HeldKeys) > 0 {
 		conds = append(conds, "NOT ("+s.KeyIn(q.C, q.Rule.HeldKeys, p)+")")
 	}
@@ -263,6 +372,25 @@ func (q *sweepQuery) expired(s *Session, p *masking.Params, held bool) (string, 
 		}
 	}
 	return strings.Join(conds, " AND "), nil
+}
+
+// where renders the rule's where conditions.
+func (q *sweepQuery) where() []string {
+	var conds []string
+	for _, w := range q.Rule.Where {
+		if w.IsNull {
+			conds = append(conds, q.d.Quote(w.Field)+" IS NULL")
+		} else {
+			conds = append(conds, q.d.Quote(w.Field)+" IS NOT NULL")
+		}
+	}
+	return conds
+}
+
+// withoutDate renders the condition on the rows the rule cannot date: the
+// period field NULL, every where condition met.
+func (q *sweepQuery) withoutDate() string {
+	return strings.Join(append([]string{q.d.Quote(q.Rule.Field) + " IS NULL"}, q.where()...), " AND ")
 }
 
 // masked tests whether a row's fields already hold their masked values, so a
@@ -434,11 +562,10 @@ func (q *sweepQuery) change(ctx context.Context, s *Session, keys []string) (int
 	return rows, nil
 }
 
-// count counts the expired rows (held keys left out when held), narrowed by
-// the extra condition when given.
-func (q *sweepQuery) count(ctx context.Context, s *Session, held bool, extra func(*masking.Params) string) (int64, error) {
+// count counts the rows meeting cond, narrowed by the extra condition when given.
+func (q *sweepQuery) count(ctx context.Context, s *Session, cond func(*masking.Params) (string, error), extra func(*masking.Params) string) (int64, error) {
 	p := s.Params()
-	where, err := q.expired(s, p, held)
+	where, err := cond(p)
 	if err != nil {
 		return 0, err
 	}

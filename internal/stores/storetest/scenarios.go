@@ -87,6 +87,14 @@ var scenarios = []scenario{
 	{name: "sweep-cursor-is-opaque-and-resumes-in-another-store", needs: []Feature{Sweeps}, run: sweepCursorIsOpaqueAndResumes},
 	{name: "sweep-refuses-rules-that-do-not-fit", needs: []Feature{Sweeps}, run: sweepRefusesRulesThatDoNotFit},
 	{name: "sweep-skips-rows-locked-by-others", needs: []Feature{Sweeps, Locks}, run: sweepSkipsRowsLockedByOthers},
+	{name: "past-period-counts-held-rows-and-rows-without-a-date", needs: []Feature{Sweeps}, run: pastPeriodCountsHeldRowsAndRowsWithoutADate},
+
+	// Sweeps that follow the data map below the rows they delete.
+	{name: "sweep-deletes-the-children-of-expired-rows", needs: []Feature{Sweeps, References}, run: sweepDeletesTheChildrenOfExpiredRows},
+	{name: "sweep-follows-a-three-level-chain-and-clears-links", needs: []Feature{Sweeps, References}, run: sweepFollowsAThreeLevelChainAndClearsLinks},
+	{name: "sweep-keeps-a-parent-whose-child-the-map-retains", needs: []Feature{Sweeps, References}, run: sweepKeepsAParentWhoseChildTheMapRetains},
+	{name: "sweep-keeps-a-parent-whose-child-is-held", needs: []Feature{Sweeps, References}, run: sweepKeepsAParentWhoseChildIsHeld},
+	{name: "sweep-keeps-a-parent-whose-child-is-exempted", needs: []Feature{Sweeps, References, Exemptions}, run: sweepKeepsAParentWhoseChildIsExempted},
 }
 
 // RequestID is the RequestID of the suite's requests.
