@@ -51,6 +51,7 @@ func main() {
 		"postgres-sweep": bench.RunPostgresSweep,
 		"mysql-sweep":    bench.RunMySQLSweep,
 		"control-plane":  bench.RunControlPlane,
+		"partitions":     bench.RunPartitions,
 	}
 	report := bench.NewReport(cfg)
 	for _, name := range strings.Split(parts, ",") {

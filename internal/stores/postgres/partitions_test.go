@@ -1,0 +1,449 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/datamap"
+	"github.com/lethe-dev/lethe/internal/stores"
+	"github.com/lethe-dev/lethe/internal/stores/sqlcore"
+	"github.com/lethe-dev/lethe/internal/testdb"
+)
+
+// Partition sweeps and table health on a table with monthly partitions over
+// the first half of 2024, ten rows a month (id month*100+day, on that day),
+// and a cutoff of 15 April: January to March lie wholly before it, April
+// straddles it, May and June are after it.
+
+var partCutoff = time.Date(2024, 4, 15, 0, 0, 0, 0, time.UTC)
+
+// partitionedSQL creates events partitioned by month; {extra} is appended.
+const partitionedSQL = `
+CREATE TABLE events (id bigint NOT NULL, user_id bigint NOT NULL, note text, at timestamptz NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE events_2024_01 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
+CREATE TABLE events_2024_02 PARTITION OF events FOR VALUES FROM ('2024-02-01') TO ('2024-03-01');
+CREATE TABLE events_2024_03 PARTITION OF events FOR VALUES FROM ('2024-03-01') TO ('2024-04-01');
+CREATE TABLE events_2024_04 PARTITION OF events FOR VALUES FROM ('2024-04-01') TO ('2024-05-01');
+CREATE TABLE events_2024_05 PARTITION OF events FOR VALUES FROM ('2024-05-01') TO ('2024-06-01');
+CREATE TABLE events_2024_06 PARTITION OF events FOR VALUES FROM ('2024-06-01') TO ('2024-07-01');
+INSERT INTO events SELECT m * 100 + d, d, 'n', make_timestamptz(2024, m, d, 12, 0, 0, 'UTC')
+	FROM generate_series(1, 6) m, generate_series(1, 28, 3) d;
+CREATE TABLE plain (id bigint PRIMARY KEY, user_id bigint NOT NULL, note text, at timestamptz NOT NULL);
+INSERT INTO plain SELECT g, g, 'n', timestamptz '2020-01-01' + g * interval '1 day' FROM generate_series(1, 100) g;
+CREATE TABLE daily (id bigint NOT NULL, user_id bigint NOT NULL, note text, at date NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE daily_q1 PARTITION OF daily FOR VALUES FROM ('2024-01-01') TO ('2024-04-01');
+CREATE TABLE daily_q2 PARTITION OF daily FOR VALUES FROM ('2024-04-01') TO ('2024-07-01');
+INSERT INTO daily SELECT id, user_id, note, at::date FROM events;
+`
+
+// partSpec maps events and plain; withChild adds a collection referring to events.
+func partSpec(withChild bool) privacyv1.DataStoreSpec {
+	coll := func(name string) privacyv1.Collection {
+		return privacyv1.Collection{
+			Name: privacyv1.Identifier(name), PrimaryKey: "id", OnErasure: privacyv1.ErasureDelete,
+			Identity: map[string]privacyv1.Identifier{"userId": "user_id"},
+			Fields:   []privacyv1.Field{{Name: "note", Category: "user.notes", Masking: &privacyv1.Masking{Strategy: privacyv1.MaskRedact}}},
+		}
+	}
+	spec := privacyv1.DataStoreSpec{Engine: privacyv1.EnginePostgres, Collections: []privacyv1.Collection{coll("events"), coll("plain"), coll("daily")}}
+	if withChild {
+		spec.Collections = append(spec.Collections, privacyv1.Collection{
+			Name: "event_notes", PrimaryKey: "id", OnErasure: privacyv1.ErasureDelete,
+			References: []privacyv1.Reference{{Field: "event_id", Collection: "events"}},
+		})
+	}
+	return spec
+}
+
+type partFixture struct {
+	dsn   string
+	conn  *pgx.Conn
+	store *Store
+}
+
+func newPartFixture(t *testing.T, withChild bool, extra string) *partFixture {
+	t.Helper()
+	ctx := context.Background()
+	dsn := testdb.ReusedPostgres(t)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	f := &partFixture{dsn: dsn, conn: conn}
+	f.exec(t, partitionedSQL+extra)
+	f.store = f.open(t, withChild)
+	return f
+}
+
+func (f *partFixture) open(t *testing.T, withChild bool) *Store {
+	t.Helper()
+	m, err := datamap.Build(partSpec(withChild))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(context.Background(), f.dsn, m, nil, testdb.Loopback, WithTimeouts(2*time.Second, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (f *partFixture) exec(t *testing.T, sql string) {
+	t.Helper()
+	if _, err := f.conn.Exec(context.Background(), sql); err != nil {
+		t.Fatalf("%.80s: %v", sql, err)
+	}
+}
+
+func (f *partFixture) count(t *testing.T, sql string) int64 {
+	t.Helper()
+	var n int64
+	if err := f.conn.QueryRow(context.Background(), sql).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+// partitions lists the partitions attached to events, from the catalog.
+func (f *partFixture) partitions(t *testing.T) []string {
+	t.Helper()
+	rows, err := f.conn.Query(context.Background(), "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'events'::regclass ORDER BY 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+func deleteRule() stores.SweepRule {
+	return stores.SweepRule{Collection: "events", Field: "at", Cutoff: partCutoff, Action: stores.ActionDelete, BatchSize: 100}
+}
+
+func names(outcomes []stores.PartitionOutcome) []string {
+	var out []string
+	for _, o := range outcomes {
+		out = append(out, o.Name)
+	}
+	return out
+}
+
+func sweepParts(t *testing.T, s *Store, rule stores.SweepRule, dryRun bool) stores.PartitionSweep {
+	t.Helper()
+	res, err := s.SweepPartitions(context.Background(), rule, dryRun)
+	if err != nil {
+		t.Fatalf("SweepPartitions: %v", err)
+	}
+	return res
+}
+
+var allMonths = []string{"events_2024_01", "events_2024_02", "events_2024_03", "events_2024_04", "events_2024_05", "events_2024_06"}
+
+// The partitions wholly before the cutoff are dropped, counted exactly; a
+// dry run first reports the same and changes nothing; the straddling
+// partition keeps every row for row batches.
+func TestPartitionSweepDropsExpiredPartitions(t *testing.T) {
+	f := newPartFixture(t, false, "")
+	dry := sweepParts(t, f.store, deleteRule(), true)
+	want := []string{"events_2024_01", "events_2024_02", "events_2024_03"}
+	if got := names(dry.Dropped); !slices.Equal(got, want) || len(dry.Kept) != 0 {
+		t.Fatalf("dry run: dropped %v kept %+v, want dropped %v", got, dry.Kept, want)
+	}
+	if got := f.partitions(t); !slices.Equal(got, allMonths) {
+		t.Fatalf("after the dry run the partitions are %v", got)
+	}
+	if n := f.count(t, "SELECT count(*) FROM events"); n != 60 {
+		t.Fatalf("after the dry run events has %d rows, want 60", n)
+	}
+	res := sweepParts(t, f.store, deleteRule(), false)
+	if got := names(res.Dropped); !slices.Equal(got, want) || len(res.Kept) != 0 {
+		t.Fatalf("dropped %v kept %+v, want dropped %v", got, res.Kept, want)
+	}
+	for _, o := range res.Dropped {
+		if o.Rows != 10 || o.Estimated {
+			t.Errorf("partition %s: %d rows (estimated %v), want exactly 10", o.Name, o.Rows, o.Estimated)
+		}
+	}
+	if got := f.partitions(t); !slices.Equal(got, allMonths[3:]) {
+		t.Fatalf("partitions left: %v, want %v", got, allMonths[3:])
+	}
+	if n := f.count(t, "SELECT count(*) FROM pg_class WHERE relname IN ('events_2024_01', 'events_2024_02', 'events_2024_03')"); n != 0 {
+		t.Errorf("%d dropped partitions are still tables", n)
+	}
+	if n := f.count(t, "SELECT count(*) FROM events"); n != 30 {
+		t.Errorf("events has %d rows, want 30", n)
+	}
+	// April straddles the cutoff: its 5 expired rows are left to row batches.
+	if n := f.count(t, "SELECT count(*) FROM events_2024_04 WHERE at < '2024-04-15'"); n != 5 {
+		t.Errorf("the straddling partition has %d expired rows, want 5", n)
+	}
+	// Nothing left to drop.
+	if again := sweepParts(t, f.store, deleteRule(), false); len(again.Dropped)+len(again.Kept) != 0 {
+		t.Errorf("second sweep: %+v", again)
+	}
+}
+
+// A partition holding a held key, or a row an exemption still keeps, is kept
+// with its reason; the others are dropped.
+func TestPartitionSweepKeepsHeldAndExemptPartitions(t *testing.T) {
+	f := newPartFixture(t, false, "")
+	rule := deleteRule()
+	rule.HeldKeys = []string{"204", "999"} // 4 February, and a key no row has
+	rule.Exemptions = []stores.Exemption{
+		// Keeps the rows after 10 March: only March has some.
+		{Collection: "events", Field: "at", Cutoff: time.Date(2024, 3, 10, 0, 0, 0, 0, time.UTC), Period: "10y", LegalBasis: "accounting", Rule: "invoices-10y"},
+		// Another collection's exemption says nothing about this table.
+		{Collection: "plain", Field: "at", Cutoff: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), Rule: "other"},
+	}
+	res := sweepParts(t, f.store, rule, false)
+	if got := names(res.Dropped); !slices.Equal(got, []string{"events_2024_01"}) {
+		t.Fatalf("dropped %v, want only events_2024_01", got)
+	}
+	reasons := map[string]string{}
+	for _, o := range res.Kept {
+		reasons[o.Name] = o.Reason
+		if o.Rows != 10 || o.Estimated {
+			t.Errorf("kept %s: %d rows (estimated %v), want exactly 10", o.Name, o.Rows, o.Estimated)
+		}
+	}
+	if r := reasons["events_2024_02"]; !strings.Contains(r, "legal hold") || !strings.Contains(r, "1 row") {
+		t.Errorf("February kept for %q, want a legal hold of 1 row", r)
+	}
+	if r := reasons["events_2024_03"]; !strings.Contains(r, "invoices-10y") || !strings.Contains(r, "accounting") {
+		t.Errorf("March kept for %q, want the exemption", r)
+	}
+	if len(res.Kept) != 2 {
+		t.Errorf("kept %+v, want February and March", res.Kept)
+	}
+	if got := f.partitions(t); !slices.Equal(got, allMonths[1:]) {
+		t.Errorf("partitions left: %v", got)
+	}
+	if n := f.count(t, "SELECT count(*) FROM events WHERE at < '2024-04-01'"); n != 20 {
+		t.Errorf("%d rows left in February and March, want 20", n)
+	}
+}
+
+// A table other tables refer to (in the data map, or by a foreign key in
+// the database), a rule with where conditions and an anonymizing rule keep
+// every expired partition, with the reason.
+func TestPartitionSweepKeepsWhatRowBatchesMustDo(t *testing.T) {
+	cases := []struct {
+		name      string
+		withChild bool
+		extra     string
+		rule      func(stores.SweepRule) stores.SweepRule
+		reason    string
+	}{
+		{name: "map reference", withChild: true, extra: "CREATE TABLE event_notes (id bigint PRIMARY KEY, event_id bigint);", reason: "event_notes"},
+		{name: "foreign key", extra: `CREATE TABLE audit (id bigint PRIMARY KEY, event_id bigint, event_at timestamptz,
+			CONSTRAINT audit_event_fk FOREIGN KEY (event_id, event_at) REFERENCES events (id, at));`, reason: "audit_event_fk on audit"},
+		{name: "where", rule: func(r stores.SweepRule) stores.SweepRule {
+			r.Where = []stores.Condition{{Field: "note", IsNull: true}}
+			return r
+		}, reason: "where conditions"},
+		{name: "anonymize", rule: func(r stores.SweepRule) stores.SweepRule {
+			r.Action = stores.ActionAnonymize
+			return r
+		}, reason: "anonymizes"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newPartFixture(t, tc.withChild, tc.extra)
+			rule := deleteRule()
+			if tc.rule != nil {
+				rule = tc.rule(rule)
+			}
+			res := sweepParts(t, f.store, rule, false)
+			if len(res.Dropped) != 0 {
+				t.Fatalf("dropped %v", names(res.Dropped))
+			}
+			if got := names(res.Kept); !slices.Equal(got, allMonths[:3]) {
+				t.Fatalf("kept %v, want %v", got, allMonths[:3])
+			}
+			for _, o := range res.Kept {
+				if !strings.Contains(o.Reason, tc.reason) {
+					t.Errorf("%s kept for %q, want it to name %q", o.Name, o.Reason, tc.reason)
+				}
+			}
+			if got := f.partitions(t); !slices.Equal(got, allMonths) {
+				t.Errorf("partitions left: %v", got)
+			}
+		})
+	}
+}
+
+// A date column's partitions compare with the cutoff as the row sweep's
+// condition does (at < cutoff): the first quarter goes, the second stays.
+func TestPartitionSweepOnADateColumn(t *testing.T) {
+	f := newPartFixture(t, false, "")
+	rule := deleteRule()
+	rule.Collection = "daily"
+	res := sweepParts(t, f.store, rule, false)
+	if got := names(res.Dropped); !slices.Equal(got, []string{"daily_q1"}) || res.Dropped[0].Rows != 30 {
+		t.Fatalf("dropped %+v, want daily_q1 with 30 rows", res.Dropped)
+	}
+	if n := f.count(t, "SELECT count(*) FROM daily"); n != 30 {
+		t.Errorf("daily has %d rows, want 30", n)
+	}
+}
+
+// An unpartitioned table, and a table partitioned on another column, are
+// not partition-swept.
+func TestPartitionSweepLeavesOtherTables(t *testing.T) {
+	f := newPartFixture(t, false, "")
+	rule := deleteRule()
+	rule.Collection = "plain"
+	if res := sweepParts(t, f.store, rule, false); len(res.Dropped)+len(res.Kept) != 0 {
+		t.Errorf("unpartitioned table: %+v", res)
+	}
+	if n := f.count(t, "SELECT count(*) FROM plain"); n != 100 {
+		t.Errorf("plain has %d rows, want 100", n)
+	}
+	f.exec(t, `DROP TABLE events;
+		CREATE TABLE events (id bigint NOT NULL, user_id bigint NOT NULL, note text, at timestamptz NOT NULL, PRIMARY KEY (id, user_id)) PARTITION BY RANGE (user_id);
+		CREATE TABLE events_low PARTITION OF events FOR VALUES FROM (0) TO (1000);`)
+	if res := sweepParts(t, f.open(t, false), deleteRule(), false); len(res.Dropped)+len(res.Kept) != 0 {
+		t.Errorf("table partitioned on another column: %+v", res)
+	}
+}
+
+// With a DEFAULT partition PostgreSQL refuses a concurrent detach: the
+// expired partitions are dropped under the parent's lock; the DEFAULT one
+// and a MAXVALUE one are not touched.
+func TestPartitionSweepWithDefaultAndMaxValuePartitions(t *testing.T) {
+	f := newPartFixture(t, false, `
+		CREATE TABLE events_default PARTITION OF events DEFAULT;
+		CREATE TABLE events_old PARTITION OF events FOR VALUES FROM (MINVALUE) TO ('2023-01-01');
+		CREATE TABLE events_late PARTITION OF events FOR VALUES FROM ('2030-01-01') TO (MAXVALUE);
+		INSERT INTO events VALUES (1, 1, 'n', '2022-06-01'), (2, 2, 'n', '2023-06-01'), (3, 3, 'n', '2031-01-01');`)
+	res := sweepParts(t, f.store, deleteRule(), false)
+	want := []string{"events_2024_01", "events_2024_02", "events_2024_03", "events_old"}
+	if got := names(res.Dropped); !slices.Equal(got, want) {
+		t.Fatalf("dropped %v, want %v", got, want)
+	}
+	got := f.partitions(t)
+	for _, keep := range []string{"events_default", "events_late", "events_2024_04"} {
+		if !slices.Contains(got, keep) {
+			t.Errorf("partition %s is gone: %v", keep, got)
+		}
+	}
+	// The 2023 row lies in the DEFAULT partition: left to row batches.
+	if n := f.count(t, "SELECT count(*) FROM events WHERE at < '2024-01-01'"); n != 1 {
+		t.Errorf("%d rows before 2024 left, want the DEFAULT partition's 1", n)
+	}
+}
+
+// A partition whose last check, once detached, finds a reason to keep it is
+// attached again as it was, rows and all.
+func TestPartitionKeptAfterDetachIsAttachedAgain(t *testing.T) {
+	f := newPartFixture(t, false, "")
+	ctx := context.Background()
+	var live *liveSchema
+	err := f.store.inTx(ctx, readOnly, func(tx pgx.Tx) error {
+		var err error
+		live, err = f.store.introspect(ctx, tx)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, err := sqlcore.CheckSweep(f.store.m, deleteRule(), live.Table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &partitioner{s: f.store}
+	table, err := p.RangePartitions(ctx, live, sw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !table.Partitioned || !p.concurrent || len(table.Partitions) != 6 || !table.Partitions[0].Expired || table.Partitions[3].Expired {
+		t.Fatalf("catalog read: %+v (concurrent %v)", table, p.concurrent)
+	}
+	var detached int64
+	keep := func(ctx context.Context, tx sqlcore.Tx, rp sqlcore.RangePartition) (stores.PartitionOutcome, bool, error) {
+		// Detached by now: the parent no longer has it.
+		err := tx.Query(ctx, sqlcore.Statement{SQL: "SELECT count(*) FROM pg_inherits WHERE inhrelid = 'events_2024_01'::regclass"}, []any{&detached}, func() error { return nil })
+		return stores.PartitionOutcome{Name: rp.Name, Reason: "test"}, true, err
+	}
+	dropped, kept, err := p.DropPartitions(ctx, live, sw, table.Partitions[:1], keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if detached != 0 {
+		t.Errorf("the check ran while the partition was still attached")
+	}
+	if len(dropped) != 0 || len(kept) != 1 {
+		t.Fatalf("dropped %+v kept %+v", dropped, kept)
+	}
+	if got := f.partitions(t); !slices.Equal(got, allMonths) {
+		t.Errorf("partitions: %v", got)
+	}
+	if n := f.count(t, "SELECT count(*) FROM events WHERE at < '2024-02-01'"); n != 10 {
+		t.Errorf("January has %d rows through the parent, want 10", n)
+	}
+}
+
+// TableHealth counts dead rows after a DELETE (summed over partitions),
+// and none once VACUUM has run.
+func TestPartitionTableHealth(t *testing.T) {
+	f := newPartFixture(t, false, "")
+	ctx := context.Background()
+	for _, tc := range []struct{ collection, table, del string }{
+		{"plain", "plain", "DELETE FROM plain WHERE id <= 40"},
+		{"events", "events", "DELETE FROM events WHERE at < '2024-03-01'"},
+	} {
+		f.exec(t, "VACUUM "+tc.table)
+		before := waitHealth(t, f.store, tc.collection, func(h stores.TableHealth) bool { return h.DeadRows == 0 })
+		if !before.Known || before.LastVacuum.IsZero() {
+			t.Errorf("%s after VACUUM: %+v, want known, with a last vacuum", tc.collection, before)
+		}
+		f.exec(t, tc.del)
+		// The statistics are flushed asynchronously: ask this backend to
+		// flush them as soon as it is idle.
+		f.exec(t, "SELECT pg_stat_force_next_flush()")
+		after := waitHealth(t, f.store, tc.collection, func(h stores.TableHealth) bool { return h.DeadRows > 0 })
+		want := int64(40)
+		if tc.collection == "events" {
+			want = 20
+		}
+		if after.DeadRows != want {
+			t.Errorf("%s after the DELETE: %d dead rows, want %d", tc.collection, after.DeadRows, want)
+		}
+		f.exec(t, "VACUUM "+tc.table)
+		vacuumed := waitHealth(t, f.store, tc.collection, func(h stores.TableHealth) bool { return h.DeadRows == 0 })
+		if vacuumed.LastVacuum.Before(before.LastVacuum) {
+			t.Errorf("%s: last vacuum went back from %v to %v", tc.collection, before.LastVacuum, vacuumed.LastVacuum)
+		}
+	}
+	if _, err := f.store.TableHealth(ctx, "nope"); !errors.Is(err, stores.ErrInvalid) {
+		t.Errorf("unknown collection: %v, want ErrInvalid", err)
+	}
+}
+
+// waitHealth polls TableHealth until ok (statistics lag), failing after 15s.
+func waitHealth(t *testing.T, s *Store, collection string, ok func(stores.TableHealth) bool) stores.TableHealth {
+	t.Helper()
+	var h stores.TableHealth
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if h, err = s.TableHealth(context.Background(), collection); err != nil {
+			t.Fatalf("TableHealth(%s): %v", collection, err)
+		}
+		if ok(h) {
+			return h
+		}
+	}
+	t.Fatalf("TableHealth(%s) stayed %+v", collection, h)
+	return h
+}
