@@ -237,12 +237,19 @@ func (run *requestRun) applyOne(ctx context.Context, ds *privacyv1.DataStore, ou
 		res, err = store.Apply(ctx, sreq)
 	}
 	if err != nil {
+		if res.Repeated && !run.dsr.Spec.DryRun && len(res.Collections) > 0 {
+			// The calls that succeeded before the failure are done: keep them.
+			out.Collections = collectionOutcomes(stores.MergeRepeated(earlierChanges(out.Collections), res.Collections))
+		}
 		return run.storeError(out, err)
 	}
 	out.HeldBy = res.HeldBy
 	switch {
 	case run.dsr.Spec.DryRun:
 		out.Collections = collectionOutcomes(res.Collections)
+	case res.Repeated:
+		// Each pass repeats every call: its results replace the earlier ones.
+		out.Collections = collectionOutcomes(stores.MergeRepeated(earlierChanges(out.Collections), res.Collections))
 	case res.Totals != nil:
 		// The store's journal says what every pass did: exact after a crash.
 		out.Collections, out.Journaled = collectionOutcomes(res.Totals), true

@@ -90,7 +90,7 @@ func earlierChanges(outcomes []privacyv1.CollectionOutcome) []stores.CollectionR
 	var out []stores.CollectionResult
 	for _, o := range outcomes {
 		if a := stores.Action(o.Action); a.ChangesRows() {
-			out = append(out, stores.CollectionResult{Collection: o.Collection, Action: a, Rows: o.Rows})
+			out = append(out, stores.CollectionResult{Collection: o.Collection, Action: a, Rows: o.Rows, Reason: o.Reason})
 		}
 	}
 	return out

@@ -2,8 +2,13 @@ package controllers_test
 
 import (
 	"fmt"
+	"maps"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -208,4 +213,73 @@ func TestAcceptedWeakeningIsRecorded(t *testing.T) {
 	if !strings.Contains(note, fmt.Sprintf("generation %d", ds.Generation)) {
 		t.Errorf("event note %q does not name the generation", note)
 	}
+}
+
+// A processor's calls are not one transaction: when one fails (contacts, called
+// after tickets: children first), the calls that succeeded before it are in
+// the receipt at once, and the repeat that
+// completes the request (each call again, with its idempotency key) does not
+// count them twice.
+func TestProcessorCallsAreKeptAsTheyHappen(t *testing.T) {
+	ns := env.Namespace(t)
+	var contactsDown atomic.Bool
+	contactsDown.Store(true)
+	calls := map[string]int{}
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls[r.URL.Path]++
+		mu.Unlock()
+		if strings.HasPrefix(r.URL.Path, "/contacts") && contactsDown.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	create(t, secret(ns, "helpdesk", map[string]string{"url": srv.URL, "authorization": "Bearer t"}))
+	ds := httpDataStore(ns, "helpdesk", privacyv1.Collection{
+		Name: "contacts", OnErasure: privacyv1.ErasureDelete,
+		Identity: map[string]privacyv1.Identifier{"email": "email"},
+		HTTP:     &privacyv1.HTTPCollection{Erasure: &privacyv1.HTTPRequestTemplate{Method: privacyv1.HTTPDelete, Path: "/contacts/{email}"}},
+	})
+	ds.Spec.Collections = append(ds.Spec.Collections, privacyv1.Collection{
+		Name: "tickets", OnErasure: privacyv1.ErasureDelete,
+		Identity: map[string]privacyv1.Identifier{"email": "requester"},
+		HTTP:     &privacyv1.HTTPCollection{Erasure: &privacyv1.HTTPRequestTemplate{Method: privacyv1.HTTPDelete, Path: "/tickets/{email}"}},
+	})
+	create(t, ds)
+	waitStore(t, ds, metav1.ConditionTrue, privacyv1.ReasonSucceeded)
+
+	dsr := erasureOf(t, ns, "erase", map[string]string{"email": "a_b@x.io"})
+	eventually(t, 60*time.Second, func() error {
+		if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(dsr), dsr); err != nil {
+			return err
+		}
+		out := storeOutcome(dsr, "helpdesk")
+		if out.Phase != privacyv1.StorePending || out.Attempts < 2 {
+			return fmt.Errorf("helpdesk: %s after %d attempts, want Pending after 2", out.Phase, out.Attempts)
+		}
+		if len(out.Collections) != 1 || out.Collections[0].Collection != "tickets" || out.Collections[0].Rows != 1 {
+			return fmt.Errorf("while contacts fail, the receipt is %+v, want the tickets call done", out.Collections)
+		}
+		return nil
+	})
+
+	contactsDown.Store(false)
+	waitRequest(t, dsr, metav1.ConditionTrue, privacyv1.ReasonCompleted)
+	out := storeOutcome(dsr, "helpdesk")
+	got := map[string]int64{}
+	for _, c := range out.Collections {
+		got[c.Collection+"/"+c.Action] += c.Rows
+	}
+	if want := map[string]int64{"contacts/delete": 1, "tickets/delete": 1}; !maps.Equal(got, want) {
+		t.Errorf("receipt %v, want %v: a repeated call is not a second deletion", got, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls["/tickets/a_b@x.io"] < 3 {
+		t.Errorf("tickets called %d times: each pass repeats every call", calls["/tickets/a_b@x.io"])
+	}
+	assertNoPersonalData(t, dsr, "a_b@x.io")
 }

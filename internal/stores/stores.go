@@ -37,6 +37,38 @@ func (a Action) ChangesRows() bool {
 	return false
 }
 
+// MergeRepeated is a request's receipt over passes of a store whose passes
+// repeat every call (Result.Repeated): a repeated call is not a second change,
+// and a repeat answered "nothing there" (after the first call did it) does not
+// undo the first. So each collection and action keeps the result with the
+// most rows (the latest on a tie), and the earlier changes a failed pass did
+// not reach stay.
+func MergeRepeated(earlier, pass []CollectionResult) []CollectionResult {
+	type key struct {
+		c string
+		a Action
+	}
+	before := map[key]CollectionResult{}
+	for _, r := range earlier {
+		before[key{r.Collection, r.Action}] = r
+	}
+	out := make([]CollectionResult, 0, len(pass)+len(earlier))
+	for _, r := range pass {
+		k := key{r.Collection, r.Action}
+		if e, ok := before[k]; ok && e.Rows > r.Rows {
+			r = e
+		}
+		delete(before, k)
+		out = append(out, r)
+	}
+	for _, r := range earlier {
+		if _, left := before[key{r.Collection, r.Action}]; left {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // AddUp is a request's receipt over passes: pass's results, each change
 // (ChangesRows) with the rows earlier passes changed in that collection by
 // that action added, then the earlier changes pass has no result for. Rows a
@@ -176,6 +208,12 @@ type Result struct {
 	// (exact after any crash or retry), and this pass's retained rows. Nil
 	// without a journal: Collections are this pass's changes only.
 	Totals []CollectionResult
+	// Repeated is true when every pass repeats the request's calls, each with
+	// its idempotency key (processors): a collection's result in this pass
+	// replaces the earlier one instead of adding to it. Such a store is not
+	// atomic: Apply returns the results of the calls that succeeded with its
+	// error, and they are kept as they happen.
+	Repeated bool
 }
 
 // Verification is what checking an applied request found: per collection,

@@ -408,7 +408,7 @@ func (s *Store) Apply(ctx context.Context, req stores.Request) (stores.Result, e
 	if err != nil {
 		return stores.Result{}, err
 	}
-	res := stores.Result{Held: len(heldBy) > 0, HeldBy: heldBy}
+	res := stores.Result{Held: len(heldBy) > 0, HeldBy: heldBy, Repeated: true}
 	for _, st := range steps {
 		if st.op != nil {
 			r, _, err := s.execute(ctx, req, st, false)

@@ -63,7 +63,7 @@ func TestErasureSendsExactlyTheTemplatedRequest(t *testing.T) {
 	want := stores.Result{Collections: []stores.CollectionResult{{
 		Collection: "customers", Action: stores.ActionDelete, Rows: 1,
 		Reason: "processor answered 200 to DELETE /v1/customers/{customerId}",
-	}}}
+	}}, Repeated: true}
 	if !reflect.DeepEqual(res, want) {
 		t.Errorf("result = %+v, want %+v", res, want)
 	}
