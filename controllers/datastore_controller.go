@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,15 +53,12 @@ func (r *DataStoreReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	before := ds.DeepCopy()
 	result, checkErr := r.check(ctx, ds)
 	ds.Status.ObservedGeneration = ds.Generation
-	accepted := recordWeakening(ds, r.Now())
+	accepted := recordWeakening(ds, &ds.Status.AcceptedWeakenings, ds.Spec.WeakeningJustification, r.Now())
 	recordConditionTransitions(r.Recorder, ds, before.Status.Conditions, ds.Status.Conditions)
 	if err := patchStatus(ctx, r.Client, ds, before); err != nil {
 		return ctrl.Result{}, err
 	}
-	if accepted != nil {
-		r.Recorder.Eventf(ds, nil, corev1.EventTypeWarning, privacyv1.ReasonProtectionWeakened, "Update",
-			"generation %d accepted with a justification (an update that decreases protection needs one): %s", accepted.Generation, truncate(accepted.Justification, 900))
-	}
+	reportWeakening(r.Recorder, ds, accepted)
 	metrics.StoreReadiness(ds.Namespace, ds.Name, apimeta.IsStatusConditionTrue(ds.Status.Conditions, privacyv1.ConditionReady)) // metrics
 	return result, checkErr
 }
@@ -162,27 +158,4 @@ func setJournalCondition(conds *[]metav1.Condition, gen int64, j *stores.Journal
 		setCondition(conds, gen, privacyv1.ConditionJournal, metav1.ConditionFalse, privacyv1.ReasonJournalUnavailable,
 			j.Reason+"; requests run without it (grant CREATE, INSERT and SELECT on it, or set spec.journal.disabled)")
 	}
-}
-
-// maxAcceptedWeakenings bounds status.acceptedWeakenings.
-const maxAcceptedWeakenings = 20
-
-// recordWeakening adds to the status a justification the controller has not
-// recorded yet: the admission policy refuses a weakening without a new one,
-// so each new justification is an update accepted because of it (one given
-// at creation weakens nothing, and is not recorded). It returns
-// the record to report as an Event, nil when there is none.
-func recordWeakening(ds *privacyv1.DataStore, now time.Time) *privacyv1.AcceptedWeakening {
-	j := ds.Spec.WeakeningJustification
-	list := ds.Status.AcceptedWeakenings
-	if j == "" || ds.Generation < 2 || len(list) > 0 && list[len(list)-1].Justification == j {
-		return nil
-	}
-	w := privacyv1.AcceptedWeakening{Generation: ds.Generation, Justification: j, ObservedTime: metav1.NewTime(now)}
-	list = append(list, w)
-	if len(list) > maxAcceptedWeakenings {
-		list = list[len(list)-maxAcceptedWeakenings:]
-	}
-	ds.Status.AcceptedWeakenings = list
-	return &w
 }

@@ -191,31 +191,7 @@ func (r *DataSubjectRequestReconciler) rectificationValues(ctx context.Context, 
 	return values, nil
 }
 
-// exemptions turns exemptFromErasure rules of the store's RetentionPolicies
-// into cutoffs: rows newer than now minus the period are kept.
+// exemptions are the legal minimum retention of the store (storeExemptions).
 func (r *DataSubjectRequestReconciler) exemptions(ctx context.Context, ds *privacyv1.DataStore) ([]stores.Exemption, error) {
-	list := &privacyv1.RetentionPolicyList{}
-	if err := r.List(ctx, list, client.InNamespace(ds.Namespace)); err != nil {
-		return nil, err
-	}
-	var out []stores.Exemption
-	for _, p := range list.Items {
-		if string(p.Spec.StoreRef) != ds.Name {
-			continue
-		}
-		for _, rule := range p.Spec.Rules {
-			if !rule.ExemptFromErasure {
-				continue
-			}
-			cutoff, err := rule.After.Period.Before(r.Now())
-			if err != nil {
-				return nil, fmt.Errorf("%w: RetentionPolicy %q rule %q: %w", stores.ErrInvalid, p.Name, rule.Name, err)
-			}
-			out = append(out, stores.Exemption{
-				Collection: string(rule.Collection), Field: string(rule.After.Field), Cutoff: cutoff,
-				Period: string(rule.After.Period), LegalBasis: rule.LegalBasis, Rule: p.Name + "/" + rule.Name,
-			})
-		}
-	}
-	return out, nil
+	return storeExemptions(ctx, r, ds, r.Now())
 }

@@ -48,6 +48,11 @@ const (
 // created (a policy applied at noon with "0 3 * * *" first runs at 03:00), so
 // the schedule alone decides when the database is loaded. A run that was
 // missed (the operator was down) runs as soon as possible, once.
+//
+// The annotation privacy.lethe.dev/run-now, set to a value the policy has not
+// run for (status.lastRunNowValue), starts a run at once (after the run in
+// progress, if any), once per value; the schedule goes on as before. A
+// suspended policy keeps the request until suspend is turned off.
 type RetentionPolicyReconciler struct {
 	client.Client
 	// APIReader reads the Secrets of legal holds' subjects.
@@ -122,6 +127,9 @@ func (r *RetentionPolicyReconciler) Reconcile(ctx context.Context, req reconcile
 	result, err := run.advance(ctx)
 	pol.Status.ObservedGeneration = pol.Generation
 	recordConditionTransitions(r.Recorder, pol, run.before.Status.Conditions, pol.Status.Conditions)
+	// Before the write, so that whoever sees the status sees its gauges (a
+	// failed write is retried, and the retry sets them again).
+	publishMetrics(pol)
 	if perr := r.saveStatus(ctx, pol, run.before); perr != nil {
 		return reconcile.Result{}, perr
 	}
@@ -166,8 +174,10 @@ type sweepRun struct {
 	now    time.Time
 	// finished is set when this reconcile finished a run: its summary.
 	finished string
-	// weakened lists the accepted weakenings to record once the status is saved.
-	weakened []string
+	// failedRules are the rules of the finished run that could not run, and why.
+	failedRules []string
+	// weakened is the accepted weakening to report once the status is saved.
+	weakened *privacyv1.AcceptedWeakening
 }
 
 func (run *sweepRun) conds() *[]metav1.Condition { return &run.pol.Status.Conditions }
@@ -178,8 +188,7 @@ const minScheduleInterval = time.Minute
 
 func (run *sweepRun) advance(ctx context.Context) (reconcile.Result, error) {
 	pol := run.pol
-	run.weakened = weakenings(pol.Status.Applied, pol.Spec, run.now)
-	pol.Status.Applied = appliedPolicy(pol.Spec)
+	run.weakened = recordWeakening(pol, &pol.Status.AcceptedWeakenings, pol.Spec.WeakeningJustification, run.now)
 
 	sched, err := cron.ParseStandard(pol.Spec.Schedule)
 	if err != nil {
@@ -202,14 +211,19 @@ func (run *sweepRun) advance(ctx context.Context) (reconcile.Result, error) {
 		}
 	}
 	if pol.Status.Sweep == nil {
+		runNow := runNowPending(pol)
 		if pol.Spec.Suspend {
 			pol.Status.NextRunTime = nil
-			markReady(run.conds(), run.gen(), privacyv1.ReasonSuspended, "suspended: no sweep is scheduled")
+			msg := "suspended: no sweep is scheduled"
+			if runNow != "" {
+				msg += "; the " + privacyv1.AnnotationRunNow + " request waits until suspend is turned off"
+			}
+			markReady(run.conds(), run.gen(), privacyv1.ReasonSuspended, msg)
 			return reconcile.Result{}, nil
 		}
 		next := nextRun(sched, pol)
 		pol.Status.NextRunTime = &metav1.Time{Time: next}
-		if run.now.Before(next) {
+		if run.now.Before(next) && runNow == "" {
 			if !lastRunStands(pol) {
 				markReady(run.conds(), run.gen(), privacyv1.ReasonSucceeded, "scheduled; next sweep at "+timeText(next))
 			}
@@ -219,13 +233,22 @@ func (run *sweepRun) advance(ctx context.Context) (reconcile.Result, error) {
 		pol.Status.Sweep = &privacyv1.SweepProgress{StartedAt: start}
 		pol.Status.LastRunTime = &start
 		pol.Status.NextRunTime = &metav1.Time{Time: sched.Next(run.now)}
+		if runNow != "" {
+			// Handled once: the same value again starts nothing.
+			pol.Status.LastRunNowValue = runNow
+		}
 	}
 	if pol.Spec.Suspend {
 		markReady(run.conds(), run.gen(), privacyv1.ReasonSuspended,
 			"suspended during a sweep: it stopped after its last batch and resumes where it stopped when suspend is turned off")
 		return reconcile.Result{}, nil
 	}
-	return run.sweep(ctx, sched)
+	res, err := run.sweep(ctx, sched)
+	if err == nil && pol.Status.Sweep == nil && runNowPending(pol) != "" {
+		// A run-now value set during the run asks for a run of its own.
+		res = reconcile.Result{RequeueAfter: time.Millisecond}
+	}
+	return res, err
 }
 
 // lastRunStands reports whether Ready, between runs, still describes the spec:

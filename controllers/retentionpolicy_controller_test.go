@@ -364,7 +364,10 @@ func TestPolicyStatesInKstatusTerms(t *testing.T) {
 	assertEvent(t, mixed, privacyv1.ReasonInvalidRule)
 }
 
-func TestWeakeningIsRefusedWithoutJustificationAndRecordedWithOne(t *testing.T) {
+// Admission (config/admission, tested in api/v1alpha1) decides what is weaker;
+// the controller records each justification it let through, in status and in
+// an Event, once.
+func TestAcceptedWeakeningIsRecordedWithItsJustification(t *testing.T) {
 	ns := env.Namespace(t)
 	readyStore(t, ns)
 	p := policy(ns, "retention", rule("access-logs-1y", "access_logs", "at", "1y", privacyv1.RetentionDelete))
@@ -372,33 +375,40 @@ func TestWeakeningIsRefusedWithoutJustificationAndRecordedWithOne(t *testing.T) 
 	waitPolicy(t, p, metav1.ConditionTrue, privacyv1.ReasonSucceeded)
 
 	p.Spec.Rules[0].After.Period = "2y"
-	err := k8s.Update(t.Context(), p)
-	if err == nil || !strings.Contains(err.Error(), "lengthening a retention period keeps data longer and decreases protection: set spec.weakeningJustification") {
-		t.Fatalf("lengthening without a justification: %v", err)
-	}
-
-	if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(p), p); err != nil {
-		t.Fatal(err)
-	}
-	p.Spec.Rules[0].After.Period = "2y"
 	p.Spec.Rules[0].Action = privacyv1.RetentionAnonymize
 	p.Spec.WeakeningJustification = "tax audit: logs kept 2 years, DPO ticket 17"
 	if err := k8s.Update(t.Context(), p); err != nil {
 		t.Fatalf("justified weakening refused: %v", err)
 	}
-	note := eventNote(t, p, privacyv1.ReasonProtectionWeakened, "period lengthened from 1y to 2y")
-	for _, want := range []string{"delete turned into anonymize", "DPO ticket 17"} {
-		if !strings.Contains(note, want) {
-			t.Errorf("event %q does not say %q", note, want)
-		}
+	gen := p.Generation
+	if note := eventNote(t, p, privacyv1.ReasonProtectionWeakened, fmt.Sprintf("generation %d accepted with a justification", gen)); !strings.Contains(note, "DPO ticket 17") {
+		t.Errorf("event %q does not give the justification", note)
 	}
 	eventually(t, 20*time.Second, func() error {
 		if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(p), p); err != nil {
 			return err
 		}
-		if a := p.Status.Applied; a == nil || len(a.Rules) != 1 || a.Rules[0].Period != "2y" {
-			return fmt.Errorf("applied: %+v", a)
+		if a := p.Status.AcceptedWeakenings; len(a) != 1 || a[0].Generation != gen || a[0].Justification != p.Spec.WeakeningJustification {
+			return fmt.Errorf("acceptedWeakenings: %+v", a)
 		}
 		return nil
 	})
+
+	// A strengthening update keeps the justification: nothing new is recorded.
+	p.Spec.Rules[0].After.Period = "6mo"
+	if err := k8s.Update(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, func() error {
+		if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(p), p); err != nil {
+			return err
+		}
+		if p.Status.ObservedGeneration != p.Generation {
+			return fmt.Errorf("generation %d not observed yet", p.Generation)
+		}
+		return nil
+	})
+	if a := p.Status.AcceptedWeakenings; len(a) != 1 {
+		t.Errorf("a strengthening update was recorded as a weakening: %+v", a)
+	}
 }

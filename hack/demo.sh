@@ -6,8 +6,10 @@
 #         applies the demo DataStore, RetentionPolicy and subject Secret, runs the
 #         manager in the background (bin/manager, log .dev-cluster/manager.log),
 #         files an Access request and a dry-run Erasure, waits for them
-#         (kubectl wait --for=condition=Ready), then the Erasure, and prints each
-#         receipt, the export, and what changed in the database. Everything stays
+#         (kubectl wait --for=condition=Ready), then the Erasure, runs the
+#         RetentionPolicy at once (annotation privacy.lethe.dev/run-now, no
+#         waiting for its schedule), and prints each receipt, the export, what
+#         changed in the database and the sweep's results. Everything stays
 #         up for exploring with kubectl. Running it again starts over: the
 #         database is recreated and the requests are filed anew.
 #   down  stops the manager and the control plane and drops the demo database.
@@ -186,6 +188,31 @@ wait_ready() {
   fi
 }
 
+# run_retention_now: start a sweep of the demo policy at once (once per
+# annotation value) and wait for it to finish.
+run_retention_now() {
+  local value
+  value="demo-$(date +%s)"
+  log "running rpol/platform-db-retention now (annotation privacy.lethe.dev/run-now=$value)"
+  kctl -n "$NS" annotate rpol platform-db-retention --overwrite "privacy.lethe.dev/run-now=$value" >/dev/null
+  if ! kctl -n "$NS" wait rpol/platform-db-retention --for=jsonpath='{.status.lastRunNowValue}'="$value" --timeout="$WAIT_TIMEOUT" >/dev/null ||
+    ! kctl -n "$NS" wait rpol/platform-db-retention --for=condition=Ready --timeout="$WAIT_TIMEOUT" >/dev/null; then
+    kctl -n "$NS" get rpol platform-db-retention -o yaml >&2 || true
+    tail -n 25 "$MANAGER_LOG" >&2 || true
+    die "the retention sweep did not finish"
+  fi
+}
+
+print_retention() {
+  kctl -n "$NS" get rpol platform-db-retention -o json | jq -r '
+    "  last run \(.status.lastRunTime) (run-now \(.status.lastRunNowValue // "-")), next \(.status.nextRunTime)",
+    (.status.rules[]? |
+      "  \(.name): \(.rowsAffected) row(s) swept, \(.rowsPastPeriod) still past their period (\(.rowsHeld // 0) held), \(.rowsWithoutDate // 0) without a date" +
+      ([.children[]? | "; \(.rows) row(s) below in \(.collection): \(.action)"] | join("")) +
+      ([.kept[]? | "; \(.rows) kept: \(.reason)"] | join("")) +
+      (if .message then " (\(.message))" else "" end))'
+}
+
 snapshot() { # snapshot NAME: per-table counts and digests, and the subject's rows
   demo_psql -At -F '|' -v uid="$SUBJECT_ID" -f "$DEMO/snapshot.sql" >"$SNAPSHOTS/$1.counts"
   demo_psql -P pager=off -P footer=off -v uid="$SUBJECT_ID" -f "$DEMO/subject-rows.sql" >"$SNAPSHOTS/$1.rows"
@@ -267,6 +294,12 @@ EOF
   print_database || db_ok=$?
   cat <<EOF
 
+-- Retention: platform-db-retention, run now (no waiting for "30 3 * * *") ---------
+
+EOF
+  print_retention
+  cat <<EOF
+
 -- Keep exploring (everything is still running) ------------------------------------
 
   export KUBECONFIG=$KUBECONFIG_FILE
@@ -274,6 +307,7 @@ EOF
 
   kubectl get dstore,rpol,dsr -n $NS
   kubectl get dsr demo-erasure -n $NS -o yaml     # the whole receipt
+  kubectl annotate rpol platform-db-retention -n $NS --overwrite privacy.lethe.dev/run-now="\$(date +%s)"  # sweep again now
   kubectl events -n $NS                           # an Event per state change
   curl -s http://$metrics/metrics | grep '^lethe_'
   psql -h $PGHOST -p $PGPORT -U $PGUSER $DEMO_DB
@@ -305,6 +339,7 @@ up() {
   kctl apply -f "$DEMO/erasure.yaml" >/dev/null
   wait_ready dsr/demo-erasure
   snapshot after
+  run_retention_now
   summary
 }
 

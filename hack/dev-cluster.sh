@@ -4,7 +4,8 @@
 #
 #   up      start etcd and kube-apiserver in the background on free loopback ports,
 #           write a kubeconfig (admin user in system:masters, client-certificate
-#           auth), install the CRDs from config/crd/bases and wait until they are
+#           auth), install the CRDs from config/crd/bases (and the admission
+#           policies of config/admission) and wait until they are
 #           Established. When already running, re-applies the CRDs (a no-op unless
 #           `make manifests` changed them) and prints the kubeconfig path.
 #   down    stop both processes and remove every piece of state.
@@ -111,6 +112,10 @@ install_crds() {
   log "installing CRDs from config/crd/bases"
   kctl apply --server-side --force-conflicts --field-manager=lethe-dev-cluster -f "$REPO/config/crd/bases" >&2 || return 1
   kctl wait --for=condition=Established --timeout=60s -f "$REPO/config/crd/bases" >&2 || return 1
+  # The admission policies decide what a weakening is (and refuse inline
+  # identities in Erasure requests), as in a real installation.
+  log "installing the admission policies from config/admission"
+  kctl apply --server-side --force-conflicts --field-manager=lethe-dev-cluster -k "$REPO/config/admission" >&2 || return 1
 }
 
 # ---- certificates -------------------------------------------------------------

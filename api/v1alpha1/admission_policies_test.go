@@ -79,8 +79,8 @@ func requirePolicies(t *testing.T) {
 		objs := renderKustomize(t, filepath.Join(testenv.RepoRoot(), "config", "default"))
 		policies := admissionObjects(objs, "ValidatingAdmissionPolicy")
 		bindings := admissionObjects(objs, "ValidatingAdmissionPolicyBinding")
-		if len(policies) != 3 || len(bindings) != 3 {
-			policiesErr = fmt.Errorf("config/default renders %d policies and %d bindings, want 3 and 3", len(policies), len(bindings))
+		if len(policies) != 4 || len(bindings) != 4 {
+			policiesErr = fmt.Errorf("config/default renders %d policies and %d bindings, want 4 and 4", len(policies), len(bindings))
 			return
 		}
 		for _, o := range append(policies, bindings...) {
@@ -173,7 +173,7 @@ func TestInlineIdentitiesAreRefusedForErasureUnlessTheOperatorAllowsThem(t *test
 	for _, b := range admissionObjects(rendered, "ValidatingAdmissionPolicyBinding") {
 		bindings = append(bindings, b.GetName())
 	}
-	if strings.Join(bindings, ",") != "lethe-datastore-protection,lethe-manager-secret-deletion" {
+	if strings.Join(bindings, ",") != "lethe-datastore-protection,lethe-manager-secret-deletion,lethe-retentionpolicy-protection" {
 		t.Fatalf("with the component, the bindings are %v; want all but lethe-inline-identities", bindings)
 	}
 	binding := &admissionv1.ValidatingAdmissionPolicyBinding{}

@@ -120,3 +120,13 @@ type CommonStatus struct {
 	// +patchMergeKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
 }
+
+// AcceptedWeakening is one update accepted with a justification.
+type AcceptedWeakening struct {
+	// Generation of the object the justification came with.
+	Generation int64 `json:"generation"`
+	// Justification as written in spec.weakeningJustification.
+	Justification string `json:"justification"`
+	// ObservedTime is when the controller first saw it.
+	ObservedTime metav1.Time `json:"observedTime"`
+}

@@ -344,16 +344,6 @@ type DataStoreStatus struct {
 	AcceptedWeakenings []AcceptedWeakening `json:"acceptedWeakenings,omitempty"`
 }
 
-// AcceptedWeakening is one update accepted with a justification.
-type AcceptedWeakening struct {
-	// Generation of the DataStore the justification came with.
-	Generation int64 `json:"generation"`
-	// Justification as written in spec.weakeningJustification.
-	Justification string `json:"justification"`
-	// ObservedTime is when the controller first saw it.
-	ObservedTime metav1.Time `json:"observedTime"`
-}
-
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=dstore,categories=lethe

@@ -11,9 +11,10 @@ import (
 	v1 "github.com/lethe-dev/lethe/api/v1alpha1"
 )
 
-// Protection never decreases without saying why: the API server refuses an
-// update of a RetentionPolicy that keeps data longer or weakens what happens to
-// it, unless the update carries a new justification.
+// Protection never decreases without saying why: the admission policy
+// lethe-retentionpolicy-protection (config/admission) refuses an update of a
+// RetentionPolicy that keeps data longer or weakens what happens to it, unless
+// the update carries a new justification.
 
 // weakening is one update and whether it decreases protection.
 type weakening struct {
@@ -58,6 +59,7 @@ func TestWeakeningAPolicyNeedsAJustification(t *testing.T) {
 		}, ""},
 	}
 	ns := env.Namespace(t)
+	awaitRetentionProtection(t, ns)
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p := weakeningBase()
@@ -95,6 +97,7 @@ func TestWeakeningAPolicyNeedsAJustification(t *testing.T) {
 
 func TestAJustificationCannotBeReused(t *testing.T) {
 	ns := env.Namespace(t)
+	awaitRetentionProtection(t, ns)
 	p := weakeningBase()
 	p.Namespace, p.Name = ns, "reuse"
 	if err := env.Client.Create(t.Context(), p); err != nil {
@@ -128,6 +131,25 @@ func TestAJustificationCannotBeReused(t *testing.T) {
 	if err := env.Client.Update(t.Context(), p); err != nil {
 		t.Fatalf("shortening refused: %v", err)
 	}
+}
+
+// awaitRetentionProtection installs the admission policies and waits until the
+// API server enforces the RetentionPolicy one (a new policy takes a moment).
+func awaitRetentionProtection(t *testing.T, ns string) {
+	t.Helper()
+	requirePolicies(t)
+	p := weakeningBase()
+	p.Namespace, p.Name = ns, "probe"
+	if err := env.Client.Create(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyRefused(t, func() error {
+		if err := env.Client.Get(t.Context(), client.ObjectKeyFromObject(p), p); err != nil {
+			return err
+		}
+		p.Spec.Rules[0].After.Period = "2y"
+		return env.Client.Update(t.Context(), p, client.DryRunAll)
+	})
 }
 
 // weakeningBase has a delete rule of 1y and an anonymize rule with a condition.

@@ -83,22 +83,18 @@ type RetentionRule struct {
 
 // RetentionPolicySpec schedules deletion or anonymisation of data past its period.
 //
-// Protection never decreases without saying why: an update that removes a rule
-// (or moves it to another collection or field), narrows it with new where
+// Protection never decreases without saying why: the admission policy
+// lethe-retentionpolicy-protection (config/admission, the one definition of
+// "weaker", beside lethe-datastore-protection) refuses an update that removes a
+// rule (or moves it to another collection or field), narrows it with new where
 // conditions, lengthens its period, turns delete into anonymize, turns on
 // exemptFromErasure, points the policy at another store, or turns on suspend or
-// dryRun is refused unless it also sets weakeningJustification to a new,
-// non-empty text. Periods of different units are compared in hours with a month
-// counted as 30 days and a year as 365 days, and a change to a calendar unit of
-// the same approximate length (30d to 1mo, 365d to 1y) counts as lengthening:
-// the comparison errs on the side of asking for a justification. Periods of the
+// dryRun, unless it also sets weakeningJustification to a new, non-empty text.
+// Periods of different units are compared in hours with a month counted as 30
+// days and a year as 365 days, and a change to a calendar unit of the same
+// approximate length (30d to 1mo, 365d to 1y) counts as lengthening: the
+// comparison errs on the side of asking for a justification. Periods of the
 // same unit are compared exactly.
-// +kubebuilder:validation:XValidation:rule="oldSelf.rules.all(o, self.rules.exists(n, n.name == o.name && n.collection == o.collection && n.after.field == o.after.field)) || (has(self.weakeningJustification) && size(self.weakeningJustification) > 0 && (!has(oldSelf.weakeningJustification) || oldSelf.weakeningJustification != self.weakeningJustification))",message="removing a rule (or renaming it, or moving it to another collection or field) decreases protection: set spec.weakeningJustification to a new explanation to accept it"
-// +kubebuilder:validation:XValidation:rule="oldSelf.rules.all(o, self.rules.all(n, n.name != o.name || n.after.period == o.after.period || !(n.after.period.find('[a-z]+$') == o.after.period.find('[a-z]+$') ? int(n.after.period.find('^[0-9]+')) > int(o.after.period.find('^[0-9]+')) : int(n.after.period.find('^[0-9]+')) * (n.after.period.endsWith('h') ? 1 : n.after.period.endsWith('d') ? 24 : n.after.period.endsWith('w') ? 168 : n.after.period.endsWith('mo') ? 720 : 8760) >= int(o.after.period.find('^[0-9]+')) * (o.after.period.endsWith('h') ? 1 : o.after.period.endsWith('d') ? 24 : o.after.period.endsWith('w') ? 168 : o.after.period.endsWith('mo') ? 720 : 8760)))) || (has(self.weakeningJustification) && size(self.weakeningJustification) > 0 && (!has(oldSelf.weakeningJustification) || oldSelf.weakeningJustification != self.weakeningJustification))",message="lengthening a retention period keeps data longer and decreases protection: set spec.weakeningJustification to a new explanation to accept it"
-// +kubebuilder:validation:XValidation:rule="oldSelf.rules.all(o, self.rules.all(n, n.name != o.name || !((!has(o.action) || o.action == 'delete') && has(n.action) && n.action == 'anonymize'))) || (has(self.weakeningJustification) && size(self.weakeningJustification) > 0 && (!has(oldSelf.weakeningJustification) || oldSelf.weakeningJustification != self.weakeningJustification))",message="turning a rule's action from delete into anonymize keeps the rows and decreases protection: set spec.weakeningJustification to a new explanation to accept it"
-// +kubebuilder:validation:XValidation:rule="oldSelf.rules.all(o, self.rules.all(n, n.name != o.name || !has(n.where) || n.where.all(w, has(o.where) && w in o.where))) || (has(self.weakeningJustification) && size(self.weakeningJustification) > 0 && (!has(oldSelf.weakeningJustification) || oldSelf.weakeningJustification != self.weakeningJustification))",message="adding where conditions to a rule narrows the rows it removes and decreases protection: set spec.weakeningJustification to a new explanation to accept it"
-// +kubebuilder:validation:XValidation:rule="oldSelf.rules.all(o, self.rules.all(n, n.name != o.name || !(has(n.exemptFromErasure) && n.exemptFromErasure && !(has(o.exemptFromErasure) && o.exemptFromErasure)))) || (has(self.weakeningJustification) && size(self.weakeningJustification) > 0 && (!has(oldSelf.weakeningJustification) || oldSelf.weakeningJustification != self.weakeningJustification))",message="turning on exemptFromErasure makes erasure requests keep rows and decreases protection: set spec.weakeningJustification to a new explanation to accept it"
-// +kubebuilder:validation:XValidation:rule="(self.storeRef == oldSelf.storeRef && !(has(self.suspend) && self.suspend && !(has(oldSelf.suspend) && oldSelf.suspend)) && !(has(self.dryRun) && self.dryRun && !(has(oldSelf.dryRun) && oldSelf.dryRun))) || (has(self.weakeningJustification) && size(self.weakeningJustification) > 0 && (!has(oldSelf.weakeningJustification) || oldSelf.weakeningJustification != self.weakeningJustification))",message="changing storeRef or turning on suspend or dryRun stops the policy's sweeps and decreases protection: set spec.weakeningJustification to a new explanation to accept it"
 type RetentionPolicySpec struct {
 	// StoreRef names the DataStore, in the same namespace.
 	StoreRef StoreName `json:"storeRef"`
@@ -127,7 +123,8 @@ type RetentionPolicySpec struct {
 
 	// WeakeningJustification explains a change that decreases protection (see
 	// above). Such a change is accepted only if it also sets this field to a new,
-	// non-empty text; the controller records the change and this text in an Event.
+	// non-empty text; the controller records it in status.acceptedWeakenings and
+	// in a ProtectionWeakened Event.
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
 	WeakeningJustification string `json:"weakeningJustification,omitempty"`
@@ -137,16 +134,136 @@ type RetentionPolicySpec struct {
 type RuleStatus struct {
 	// Name of the rule.
 	Name string `json:"name"`
-	// RowsAffected in the last run (or, for a dry run, that would be).
+	// RowsAffected in the last run (or, for a dry run, that would be): rows
+	// deleted or anonymized by row batches, plus the rows of the partitions
+	// dropped (partitions says whether those are estimates).
 	RowsAffected int64 `json:"rowsAffected"`
-	// RowsPastPeriod still past their period after the last run: the compliance gap.
+	// RowsPastPeriod are the rows still past their period after the last run:
+	// the compliance gap, counted in the database after the run whatever its
+	// outcome. It includes the rows a failing rule could not remove, the rows
+	// kept because of rows below them, and the held rows (rowsHeld). When the
+	// count itself fails, the message says so and this is the last count.
 	RowsPastPeriod int64 `json:"rowsPastPeriod"`
-	// RowsHeld skipped because of a legal hold.
+	// RowsHeld are the rows past their period kept because of a legal hold
+	// (part of rowsPastPeriod).
 	// +optional
 	RowsHeld int64 `json:"rowsHeld,omitempty"`
-	// Message explains held rows or a skipped rule, for humans.
+	// RowsWithoutDate are rows whose period field is NULL (and that meet every
+	// where condition): Lethe never acts on an unknown date, so they are not
+	// past their period; they are counted so that they are seen.
+	// +optional
+	RowsWithoutDate int64 `json:"rowsWithoutDate,omitempty"`
+	// CountedAt is when rowsPastPeriod, rowsHeld and rowsWithoutDate were
+	// counted: the run's end, or an earlier run's when this run could not
+	// count them (the message says why). Absent if they were never counted.
+	// +optional
+	CountedAt *metav1.Time `json:"countedAt,omitempty"`
+	// Children is what the run did to the rows below the swept ones in the data
+	// map, as erasure does (deleted, or their reference cleared: setNull), per
+	// collection and action.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=128
+	Children []ChildRows `json:"children,omitempty"`
+	// Kept are the rows past their period the run left because of rows below
+	// them (a collection the map retains, a held or exempted row), per reason.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=21
+	Kept []KeptRows `json:"kept,omitempty"`
+	// Partitions dropped as a unit, and partitions wholly past the cutoff left
+	// to row batches, for a store that sweeps partitions.
+	// +optional
+	Partitions *PartitionsStatus `json:"partitions,omitempty"`
+	// Table is how much of the collection's table deleted rows still occupy
+	// after the run, for a store that can tell (PostgreSQL: dead tuples until
+	// VACUUM). Dropped partitions free their space at once.
+	// +optional
+	Table *TableHealthStatus `json:"table,omitempty"`
+	// Message explains held rows, a skipped or failed rule, or a gap that could
+	// not be counted, for humans.
 	// +optional
 	Message string `json:"message,omitempty"`
+}
+
+// ChildRows are the rows of one collection below the swept one that a run
+// changed by one action.
+type ChildRows struct {
+	// Collection below the swept one.
+	Collection string `json:"collection"`
+	// Action done to them: delete, anonymize, or setNull (their reference to a
+	// swept row cleared).
+	Action string `json:"action"`
+	// Rows changed.
+	Rows int64 `json:"rows"`
+}
+
+// KeptRows are rows past their period left for one reason.
+type KeptRows struct {
+	// Reason names the collection below and why (the map retains it, a legal
+	// hold, an erasure exemption); never a value.
+	Reason string `json:"reason"`
+	// Rows of the swept collection kept for it.
+	Rows int64 `json:"rows"`
+}
+
+// MaxPartitionsListed bounds the partitions a rule's status names; the
+// counts cover them all.
+const MaxPartitionsListed = 20
+
+// PartitionsStatus is what a rule's run did with whole partitions.
+type PartitionsStatus struct {
+	// DryRun: nothing was dropped; dropped lists what would be.
+	// +optional
+	DryRun bool `json:"dryRun,omitempty"`
+	// Dropped partitions (the first 20; droppedCount counts them all).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=20
+	Dropped []PartitionOutcome `json:"dropped,omitempty"`
+	// DroppedCount is the number of partitions dropped.
+	// +optional
+	DroppedCount int32 `json:"droppedCount,omitempty"`
+	// DroppedRows are the rows of every dropped partition.
+	// +optional
+	DroppedRows int64 `json:"droppedRows,omitempty"`
+	// DroppedRowsEstimated: some of those counts are the database's estimate,
+	// not an exact count.
+	// +optional
+	DroppedRowsEstimated bool `json:"droppedRowsEstimated,omitempty"`
+	// Kept partitions wholly past the cutoff that went through row batches
+	// instead, with why (the first 20; keptCount counts them all).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=20
+	Kept []PartitionOutcome `json:"kept,omitempty"`
+	// KeptCount is the number of partitions kept.
+	// +optional
+	KeptCount int32 `json:"keptCount,omitempty"`
+}
+
+// PartitionOutcome is one partition: its name (an identifier, never data),
+// its rows, and whether that count is the database's estimate.
+type PartitionOutcome struct {
+	// Name of the partition's table.
+	Name string `json:"name"`
+	// Rows in the partition.
+	Rows int64 `json:"rows"`
+	// Estimated: rows is the database's estimate.
+	// +optional
+	Estimated bool `json:"estimated,omitempty"`
+	// Reason the partition was kept, for humans.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+}
+
+// TableHealthStatus is how much of a table deleted rows still occupy.
+type TableHealthStatus struct {
+	// DeadRows are deleted or updated row versions not reclaimed yet.
+	DeadRows int64 `json:"deadRows"`
+	// LastVacuum is the table's last (auto)vacuum; absent if never.
+	// +optional
+	LastVacuum *metav1.Time `json:"lastVacuum,omitempty"`
 }
 
 // SweepProgress is a sweep in progress. The controller works in bounded slices
@@ -163,38 +280,27 @@ type SweepProgress struct {
 	Cursor string `json:"cursor,omitempty"`
 	// RowsAffected in Rule so far in this run.
 	RowsAffected int64 `json:"rowsAffected"`
+	// BatchesDone: Rule's batches are all done; what is left is counting.
+	// +optional
+	BatchesDone bool `json:"batchesDone,omitempty"`
+	// Children of Rule's swept rows changed so far in this run.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=128
+	Children []ChildRows `json:"children,omitempty"`
+	// Kept rows of Rule so far in this run, per reason.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=21
+	Kept []KeptRows `json:"kept,omitempty"`
+	// Partitions is what Rule's partition sweep did in this run, once it ran.
+	// +optional
+	Partitions *PartitionsStatus `json:"partitions,omitempty"`
 	// Completed rules of this run, with their results.
 	// +optional
 	// +listType=map
 	// +listMapKey=name
 	Completed []RuleStatus `json:"completed,omitempty"`
-}
-
-// AppliedRule is a rule as the controller last applied it.
-type AppliedRule struct {
-	Name              string          `json:"name"`
-	Collection        string          `json:"collection"`
-	Field             string          `json:"field"`
-	Period            Period          `json:"period"`
-	Action            RetentionAction `json:"action"`
-	ExemptFromErasure bool            `json:"exemptFromErasure,omitempty"`
-	// +optional
-	// +listType=atomic
-	Where []RetentionCondition `json:"where,omitempty"`
-}
-
-// AppliedPolicy is what the controller last applied. Comparing the spec with it,
-// the controller records every accepted weakening as an Event.
-type AppliedPolicy struct {
-	StoreRef StoreName `json:"storeRef"`
-	// +optional
-	Suspend bool `json:"suspend,omitempty"`
-	// +optional
-	DryRun bool `json:"dryRun,omitempty"`
-	// +optional
-	// +listType=map
-	// +listMapKey=name
-	Rules []AppliedRule `json:"rules,omitempty"`
 }
 
 // RetentionPolicyStatus is the observed state of a RetentionPolicy.
@@ -218,10 +324,25 @@ type RetentionPolicyStatus struct {
 	// Sweep is the run in progress, if any.
 	// +optional
 	Sweep *SweepProgress `json:"sweep,omitempty"`
-	// Applied is the policy as the controller last applied it.
+	// LastRunNowValue is the value of the privacy.lethe.dev/run-now annotation
+	// the controller last started a run for (a value over 128 characters is
+	// kept as its SHA-256): setting the annotation to any other value starts a
+	// run at once, once.
 	// +optional
-	Applied *AppliedPolicy `json:"applied,omitempty"`
+	// +kubebuilder:validation:MaxLength=128
+	LastRunNowValue string `json:"lastRunNowValue,omitempty"`
+	// AcceptedWeakenings records, newest last (at most 20), each update the
+	// admission policy lethe-retentionpolicy-protection accepted with a new
+	// weakeningJustification: the generation and the justification given.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=20
+	AcceptedWeakenings []AcceptedWeakening `json:"acceptedWeakenings,omitempty"`
 }
+
+// AnnotationRunNow starts a sweep at once when set to a value the policy has
+// not run for yet (status.lastRunNowValue); once per value.
+const AnnotationRunNow = "privacy.lethe.dev/run-now"
 
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status

@@ -112,8 +112,8 @@ func TestInstallationIsWhatItClaims(t *testing.T) {
 		t.Errorf("%d CRDs, want 4", n)
 	}
 	// config/admission: inline identities, DataStore weakening, the manager's Secret deletions.
-	if p, b := len(byKind(objs, "ValidatingAdmissionPolicy")), len(byKind(objs, "ValidatingAdmissionPolicyBinding")); p != 3 || b != 3 {
-		t.Errorf("%d admission policies and %d bindings, want 3 and 3", p, b)
+	if p, b := len(byKind(objs, "ValidatingAdmissionPolicy")), len(byKind(objs, "ValidatingAdmissionPolicyBinding")); p != 4 || b != 4 {
+		t.Errorf("%d admission policies and %d bindings, want 4 and 4", p, b)
 	}
 	ns := one[corev1.Namespace](t, objs, "Namespace")
 	if ns.Name != "lethe-system" || ns.Labels["pod-security.kubernetes.io/enforce"] != "restricted" {

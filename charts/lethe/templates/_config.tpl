@@ -733,7 +733,7 @@ versions:
                   description: AcceptedWeakening is one update accepted with a justification.
                   properties:
                     generation:
-                      description: Generation of the DataStore the justification came with.
+                      description: Generation of the object the justification came with.
                       format: int64
                       type: integer
                     justification:
@@ -1485,15 +1485,17 @@ versions:
             description: |-
               RetentionPolicySpec schedules deletion or anonymisation of data past its period.
 
-              Protection never decreases without saying why: an update that removes a rule
-              (or moves it to another collection or field), narrows it with new where
+              Protection never decreases without saying why: the admission policy
+              lethe-retentionpolicy-protection (config/admission, the one definition of
+              "weaker", beside lethe-datastore-protection) refuses an update that removes a
+              rule (or moves it to another collection or field), narrows it with new where
               conditions, lengthens its period, turns delete into anonymize, turns on
               exemptFromErasure, points the policy at another store, or turns on suspend or
-              dryRun is refused unless it also sets weakeningJustification to a new,
-              non-empty text. Periods of different units are compared in hours with a month
-              counted as 30 days and a year as 365 days, and a change to a calendar unit of
-              the same approximate length (30d to 1mo, 365d to 1y) counts as lengthening:
-              the comparison errs on the side of asking for a justification. Periods of the
+              dryRun, unless it also sets weakeningJustification to a new, non-empty text.
+              Periods of different units are compared in hours with a month counted as 30
+              days and a year as 365 days, and a change to a calendar unit of the same
+              approximate length (30d to 1mo, 365d to 1y) counts as lengthening: the
+              comparison errs on the side of asking for a justification. Periods of the
               same unit are compared exactly.
             properties:
               dryRun:
@@ -1623,7 +1625,8 @@ versions:
                 description: |-
                   WeakeningJustification explains a change that decreases protection (see
                   above). Such a change is accepted only if it also sets this field to a new,
-                  non-empty text; the controller records the change and this text in an Event.
+                  non-empty text; the controller records it in status.acceptedWeakenings and
+                  in a ProtectionWeakened Event.
                 maxLength: 1024
                 type: string
             required:
@@ -1631,99 +1634,36 @@ versions:
               - schedule
               - storeRef
             type: object
-            x-kubernetes-validations:
-              - message: 'removing a rule (or renaming it, or moving it to another collection or field) decreases protection: set spec.weakeningJustification to a new explanation to accept it'
-                rule: oldSelf.rules.all(o, self.rules.exists(n, n.name == o.name && n.collection == o.collection && n.after.field == o.after.field)) || (has(self.weakeningJustification) && size(self.weakeningJustification) > 0 && (!has(oldSelf.weakeningJustification) || oldSelf.weakeningJustification != self.weakeningJustification))
-              - message: 'lengthening a retention period keeps data longer and decreases protection: set spec.weakeningJustification to a new explanation to accept it'
-                rule: 'oldSelf.rules.all(o, self.rules.all(n, n.name != o.name || n.after.period == o.after.period || !(n.after.period.find(''[a-z]+$'') == o.after.period.find(''[a-z]+$'') ? int(n.after.period.find(''^[0-9]+'')) > int(o.after.period.find(''^[0-9]+'')) : int(n.after.period.find(''^[0-9]+'')) * (n.after.period.endsWith(''h'') ? 1 : n.after.period.endsWith(''d'') ? 24 : n.after.period.endsWith(''w'') ? 168 : n.after.period.endsWith(''mo'') ? 720 : 8760) >= int(o.after.period.find(''^[0-9]+'')) * (o.after.period.endsWith(''h'') ? 1 : o.after.period.endsWith(''d'') ? 24 : o.after.period.endsWith(''w'') ? 168 : o.after.period.endsWith(''mo'') ? 720 : 8760)))) || (has(self.weakeningJustification) && size(self.weakeningJustification) > 0 && (!has(oldSelf.weakeningJustification) || oldSelf.weakeningJustification != self.weakeningJustification))'
-              - message: 'turning a rule''s action from delete into anonymize keeps the rows and decreases protection: set spec.weakeningJustification to a new explanation to accept it'
-                rule: oldSelf.rules.all(o, self.rules.all(n, n.name != o.name || !((!has(o.action) || o.action == 'delete') && has(n.action) && n.action == 'anonymize'))) || (has(self.weakeningJustification) && size(self.weakeningJustification) > 0 && (!has(oldSelf.weakeningJustification) || oldSelf.weakeningJustification != self.weakeningJustification))
-              - message: 'adding where conditions to a rule narrows the rows it removes and decreases protection: set spec.weakeningJustification to a new explanation to accept it'
-                rule: oldSelf.rules.all(o, self.rules.all(n, n.name != o.name || !has(n.where) || n.where.all(w, has(o.where) && w in o.where))) || (has(self.weakeningJustification) && size(self.weakeningJustification) > 0 && (!has(oldSelf.weakeningJustification) || oldSelf.weakeningJustification != self.weakeningJustification))
-              - message: 'turning on exemptFromErasure makes erasure requests keep rows and decreases protection: set spec.weakeningJustification to a new explanation to accept it'
-                rule: oldSelf.rules.all(o, self.rules.all(n, n.name != o.name || !(has(n.exemptFromErasure) && n.exemptFromErasure && !(has(o.exemptFromErasure) && o.exemptFromErasure)))) || (has(self.weakeningJustification) && size(self.weakeningJustification) > 0 && (!has(oldSelf.weakeningJustification) || oldSelf.weakeningJustification != self.weakeningJustification))
-              - message: 'changing storeRef or turning on suspend or dryRun stops the policy''s sweeps and decreases protection: set spec.weakeningJustification to a new explanation to accept it'
-                rule: (self.storeRef == oldSelf.storeRef && !(has(self.suspend) && self.suspend && !(has(oldSelf.suspend) && oldSelf.suspend)) && !(has(self.dryRun) && self.dryRun && !(has(oldSelf.dryRun) && oldSelf.dryRun))) || (has(self.weakeningJustification) && size(self.weakeningJustification) > 0 && (!has(oldSelf.weakeningJustification) || oldSelf.weakeningJustification != self.weakeningJustification))
           status:
             description: RetentionPolicyStatus is the observed state of a RetentionPolicy.
             properties:
-              applied:
-                description: Applied is the policy as the controller last applied it.
-                properties:
-                  dryRun:
-                    type: boolean
-                  rules:
-                    items:
-                      description: AppliedRule is a rule as the controller last applied it.
-                      properties:
-                        action:
-                          description: RetentionAction is what a sweep does to rows past their period.
-                          enum:
-                            - delete
-                            - anonymize
-                          type: string
-                        collection:
-                          type: string
-                        exemptFromErasure:
-                          type: boolean
-                        field:
-                          type: string
-                        name:
-                          type: string
-                        period:
-                          description: |-
-                            Period is a human duration: a positive whole number followed by a unit,
-                            h (hours), d (days), w (weeks), mo (calendar months) or y (calendar years),
-                            for example 12h, 30d, 6mo, 10y. Months and years are calendar arithmetic, so
-                            10y kept since 2016-02-29 ends on 2026-03-01, never a day early.
-                          maxLength: 8
-                          pattern: ^[1-9][0-9]{0,5}(h|d|w|mo|y)$
-                          type: string
-                        where:
-                          items:
-                            description: |-
-                              RetentionCondition is an extra structural condition on the rows a rule
-                              applies to. Raw SQL is never accepted.
-                            properties:
-                              field:
-                                description: Field the condition tests.
-                                maxLength: 63
-                                minLength: 1
-                                pattern: ^[A-Za-z_][A-Za-z0-9_$]*$
-                                type: string
-                              isNull:
-                                description: 'IsNull: true selects rows where field IS NULL, false where it IS NOT NULL.'
-                                type: boolean
-                            required:
-                              - field
-                            type: object
-                            x-kubernetes-validations:
-                              - message: a where condition needs isNull
-                                rule: has(self.isNull)
-                          type: array
-                          x-kubernetes-list-type: atomic
-                      required:
-                        - action
-                        - collection
-                        - field
-                        - name
-                        - period
-                      type: object
-                    type: array
-                    x-kubernetes-list-map-keys:
-                      - name
-                    x-kubernetes-list-type: map
-                  storeRef:
-                    description: StoreName is the name of a DataStore in the same namespace.
-                    maxLength: 253
-                    minLength: 1
-                    pattern: ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$
-                    type: string
-                  suspend:
-                    type: boolean
-                required:
-                  - storeRef
-                type: object
+              acceptedWeakenings:
+                description: |-
+                  AcceptedWeakenings records, newest last (at most 20), each update the
+                  admission policy lethe-retentionpolicy-protection accepted with a new
+                  weakeningJustification: the generation and the justification given.
+                items:
+                  description: AcceptedWeakening is one update accepted with a justification.
+                  properties:
+                    generation:
+                      description: Generation of the object the justification came with.
+                      format: int64
+                      type: integer
+                    justification:
+                      description: Justification as written in spec.weakeningJustification.
+                      type: string
+                    observedTime:
+                      description: ObservedTime is when the controller first saw it.
+                      format: date-time
+                      type: string
+                  required:
+                    - generation
+                    - justification
+                    - observedTime
+                  type: object
+                maxItems: 20
+                type: array
+                x-kubernetes-list-type: atomic
               conditions:
                 description: 'Conditions: Ready, Reconciling and Stalled (kstatus), and domain conditions.'
                 items:
@@ -1783,6 +1723,14 @@ versions:
                 x-kubernetes-list-map-keys:
                   - type
                 x-kubernetes-list-type: map
+              lastRunNowValue:
+                description: |-
+                  LastRunNowValue is the value of the privacy.lethe.dev/run-now annotation
+                  the controller last started a run for (a value over 128 characters is
+                  kept as its SHA-256): setting the annotation to any other value starts a
+                  run at once, once.
+                maxLength: 128
+                type: string
               lastRunTime:
                 description: LastRunTime is when the last sweep started.
                 format: date-time
@@ -1804,24 +1752,202 @@ versions:
                 items:
                   description: RuleStatus is the state of one rule.
                   properties:
+                    children:
+                      description: |-
+                        Children is what the run did to the rows below the swept ones in the data
+                        map, as erasure does (deleted, or their reference cleared: setNull), per
+                        collection and action.
+                      items:
+                        description: |-
+                          ChildRows are the rows of one collection below the swept one that a run
+                          changed by one action.
+                        properties:
+                          action:
+                            description: |-
+                              Action done to them: delete, anonymize, or setNull (their reference to a
+                              swept row cleared).
+                            type: string
+                          collection:
+                            description: Collection below the swept one.
+                            type: string
+                          rows:
+                            description: Rows changed.
+                            format: int64
+                            type: integer
+                        required:
+                          - action
+                          - collection
+                          - rows
+                        type: object
+                      maxItems: 128
+                      type: array
+                      x-kubernetes-list-type: atomic
+                    countedAt:
+                      description: |-
+                        CountedAt is when rowsPastPeriod, rowsHeld and rowsWithoutDate were
+                        counted: the run's end, or an earlier run's when this run could not
+                        count them (the message says why). Absent if they were never counted.
+                      format: date-time
+                      type: string
+                    kept:
+                      description: |-
+                        Kept are the rows past their period the run left because of rows below
+                        them (a collection the map retains, a held or exempted row), per reason.
+                      items:
+                        description: KeptRows are rows past their period left for one reason.
+                        properties:
+                          reason:
+                            description: |-
+                              Reason names the collection below and why (the map retains it, a legal
+                              hold, an erasure exemption); never a value.
+                            type: string
+                          rows:
+                            description: Rows of the swept collection kept for it.
+                            format: int64
+                            type: integer
+                        required:
+                          - reason
+                          - rows
+                        type: object
+                      maxItems: 21
+                      type: array
+                      x-kubernetes-list-type: atomic
                     message:
-                      description: Message explains held rows or a skipped rule, for humans.
+                      description: |-
+                        Message explains held rows, a skipped or failed rule, or a gap that could
+                        not be counted, for humans.
                       type: string
                     name:
                       description: Name of the rule.
                       type: string
+                    partitions:
+                      description: |-
+                        Partitions dropped as a unit, and partitions wholly past the cutoff left
+                        to row batches, for a store that sweeps partitions.
+                      properties:
+                        dropped:
+                          description: Dropped partitions (the first 20; droppedCount counts them all).
+                          items:
+                            description: |-
+                              PartitionOutcome is one partition: its name (an identifier, never data),
+                              its rows, and whether that count is the database's estimate.
+                            properties:
+                              estimated:
+                                description: 'Estimated: rows is the database''s estimate.'
+                                type: boolean
+                              name:
+                                description: Name of the partition's table.
+                                type: string
+                              reason:
+                                description: Reason the partition was kept, for humans.
+                                type: string
+                              rows:
+                                description: Rows in the partition.
+                                format: int64
+                                type: integer
+                            required:
+                              - name
+                              - rows
+                            type: object
+                          maxItems: 20
+                          type: array
+                          x-kubernetes-list-type: atomic
+                        droppedCount:
+                          description: DroppedCount is the number of partitions dropped.
+                          format: int32
+                          type: integer
+                        droppedRows:
+                          description: DroppedRows are the rows of every dropped partition.
+                          format: int64
+                          type: integer
+                        droppedRowsEstimated:
+                          description: |-
+                            DroppedRowsEstimated: some of those counts are the database's estimate,
+                            not an exact count.
+                          type: boolean
+                        dryRun:
+                          description: 'DryRun: nothing was dropped; dropped lists what would be.'
+                          type: boolean
+                        kept:
+                          description: |-
+                            Kept partitions wholly past the cutoff that went through row batches
+                            instead, with why (the first 20; keptCount counts them all).
+                          items:
+                            description: |-
+                              PartitionOutcome is one partition: its name (an identifier, never data),
+                              its rows, and whether that count is the database's estimate.
+                            properties:
+                              estimated:
+                                description: 'Estimated: rows is the database''s estimate.'
+                                type: boolean
+                              name:
+                                description: Name of the partition's table.
+                                type: string
+                              reason:
+                                description: Reason the partition was kept, for humans.
+                                type: string
+                              rows:
+                                description: Rows in the partition.
+                                format: int64
+                                type: integer
+                            required:
+                              - name
+                              - rows
+                            type: object
+                          maxItems: 20
+                          type: array
+                          x-kubernetes-list-type: atomic
+                        keptCount:
+                          description: KeptCount is the number of partitions kept.
+                          format: int32
+                          type: integer
+                      type: object
                     rowsAffected:
-                      description: RowsAffected in the last run (or, for a dry run, that would be).
+                      description: |-
+                        RowsAffected in the last run (or, for a dry run, that would be): rows
+                        deleted or anonymized by row batches, plus the rows of the partitions
+                        dropped (partitions says whether those are estimates).
                       format: int64
                       type: integer
                     rowsHeld:
-                      description: RowsHeld skipped because of a legal hold.
+                      description: |-
+                        RowsHeld are the rows past their period kept because of a legal hold
+                        (part of rowsPastPeriod).
                       format: int64
                       type: integer
                     rowsPastPeriod:
-                      description: 'RowsPastPeriod still past their period after the last run: the compliance gap.'
+                      description: |-
+                        RowsPastPeriod are the rows still past their period after the last run:
+                        the compliance gap, counted in the database after the run whatever its
+                        outcome. It includes the rows a failing rule could not remove, the rows
+                        kept because of rows below them, and the held rows (rowsHeld). When the
+                        count itself fails, the message says so and this is the last count.
                       format: int64
                       type: integer
+                    rowsWithoutDate:
+                      description: |-
+                        RowsWithoutDate are rows whose period field is NULL (and that meet every
+                        where condition): Lethe never acts on an unknown date, so they are not
+                        past their period; they are counted so that they are seen.
+                      format: int64
+                      type: integer
+                    table:
+                      description: |-
+                        Table is how much of the collection's table deleted rows still occupy
+                        after the run, for a store that can tell (PostgreSQL: dead tuples until
+                        VACUUM). Dropped partitions free their space at once.
+                      properties:
+                        deadRows:
+                          description: DeadRows are deleted or updated row versions not reclaimed yet.
+                          format: int64
+                          type: integer
+                        lastVacuum:
+                          description: LastVacuum is the table's last (auto)vacuum; absent if never.
+                          format: date-time
+                          type: string
+                      required:
+                        - deadRows
+                      type: object
                   required:
                     - name
                     - rowsAffected
@@ -1834,29 +1960,237 @@ versions:
               sweep:
                 description: Sweep is the run in progress, if any.
                 properties:
+                  batchesDone:
+                    description: 'BatchesDone: Rule''s batches are all done; what is left is counting.'
+                    type: boolean
+                  children:
+                    description: Children of Rule's swept rows changed so far in this run.
+                    items:
+                      description: |-
+                        ChildRows are the rows of one collection below the swept one that a run
+                        changed by one action.
+                      properties:
+                        action:
+                          description: |-
+                            Action done to them: delete, anonymize, or setNull (their reference to a
+                            swept row cleared).
+                          type: string
+                        collection:
+                          description: Collection below the swept one.
+                          type: string
+                        rows:
+                          description: Rows changed.
+                          format: int64
+                          type: integer
+                      required:
+                        - action
+                        - collection
+                        - rows
+                      type: object
+                    maxItems: 128
+                    type: array
+                    x-kubernetes-list-type: atomic
                   completed:
                     description: Completed rules of this run, with their results.
                     items:
                       description: RuleStatus is the state of one rule.
                       properties:
+                        children:
+                          description: |-
+                            Children is what the run did to the rows below the swept ones in the data
+                            map, as erasure does (deleted, or their reference cleared: setNull), per
+                            collection and action.
+                          items:
+                            description: |-
+                              ChildRows are the rows of one collection below the swept one that a run
+                              changed by one action.
+                            properties:
+                              action:
+                                description: |-
+                                  Action done to them: delete, anonymize, or setNull (their reference to a
+                                  swept row cleared).
+                                type: string
+                              collection:
+                                description: Collection below the swept one.
+                                type: string
+                              rows:
+                                description: Rows changed.
+                                format: int64
+                                type: integer
+                            required:
+                              - action
+                              - collection
+                              - rows
+                            type: object
+                          maxItems: 128
+                          type: array
+                          x-kubernetes-list-type: atomic
+                        countedAt:
+                          description: |-
+                            CountedAt is when rowsPastPeriod, rowsHeld and rowsWithoutDate were
+                            counted: the run's end, or an earlier run's when this run could not
+                            count them (the message says why). Absent if they were never counted.
+                          format: date-time
+                          type: string
+                        kept:
+                          description: |-
+                            Kept are the rows past their period the run left because of rows below
+                            them (a collection the map retains, a held or exempted row), per reason.
+                          items:
+                            description: KeptRows are rows past their period left for one reason.
+                            properties:
+                              reason:
+                                description: |-
+                                  Reason names the collection below and why (the map retains it, a legal
+                                  hold, an erasure exemption); never a value.
+                                type: string
+                              rows:
+                                description: Rows of the swept collection kept for it.
+                                format: int64
+                                type: integer
+                            required:
+                              - reason
+                              - rows
+                            type: object
+                          maxItems: 21
+                          type: array
+                          x-kubernetes-list-type: atomic
                         message:
-                          description: Message explains held rows or a skipped rule, for humans.
+                          description: |-
+                            Message explains held rows, a skipped or failed rule, or a gap that could
+                            not be counted, for humans.
                           type: string
                         name:
                           description: Name of the rule.
                           type: string
+                        partitions:
+                          description: |-
+                            Partitions dropped as a unit, and partitions wholly past the cutoff left
+                            to row batches, for a store that sweeps partitions.
+                          properties:
+                            dropped:
+                              description: Dropped partitions (the first 20; droppedCount counts them all).
+                              items:
+                                description: |-
+                                  PartitionOutcome is one partition: its name (an identifier, never data),
+                                  its rows, and whether that count is the database's estimate.
+                                properties:
+                                  estimated:
+                                    description: 'Estimated: rows is the database''s estimate.'
+                                    type: boolean
+                                  name:
+                                    description: Name of the partition's table.
+                                    type: string
+                                  reason:
+                                    description: Reason the partition was kept, for humans.
+                                    type: string
+                                  rows:
+                                    description: Rows in the partition.
+                                    format: int64
+                                    type: integer
+                                required:
+                                  - name
+                                  - rows
+                                type: object
+                              maxItems: 20
+                              type: array
+                              x-kubernetes-list-type: atomic
+                            droppedCount:
+                              description: DroppedCount is the number of partitions dropped.
+                              format: int32
+                              type: integer
+                            droppedRows:
+                              description: DroppedRows are the rows of every dropped partition.
+                              format: int64
+                              type: integer
+                            droppedRowsEstimated:
+                              description: |-
+                                DroppedRowsEstimated: some of those counts are the database's estimate,
+                                not an exact count.
+                              type: boolean
+                            dryRun:
+                              description: 'DryRun: nothing was dropped; dropped lists what would be.'
+                              type: boolean
+                            kept:
+                              description: |-
+                                Kept partitions wholly past the cutoff that went through row batches
+                                instead, with why (the first 20; keptCount counts them all).
+                              items:
+                                description: |-
+                                  PartitionOutcome is one partition: its name (an identifier, never data),
+                                  its rows, and whether that count is the database's estimate.
+                                properties:
+                                  estimated:
+                                    description: 'Estimated: rows is the database''s estimate.'
+                                    type: boolean
+                                  name:
+                                    description: Name of the partition's table.
+                                    type: string
+                                  reason:
+                                    description: Reason the partition was kept, for humans.
+                                    type: string
+                                  rows:
+                                    description: Rows in the partition.
+                                    format: int64
+                                    type: integer
+                                required:
+                                  - name
+                                  - rows
+                                type: object
+                              maxItems: 20
+                              type: array
+                              x-kubernetes-list-type: atomic
+                            keptCount:
+                              description: KeptCount is the number of partitions kept.
+                              format: int32
+                              type: integer
+                          type: object
                         rowsAffected:
-                          description: RowsAffected in the last run (or, for a dry run, that would be).
+                          description: |-
+                            RowsAffected in the last run (or, for a dry run, that would be): rows
+                            deleted or anonymized by row batches, plus the rows of the partitions
+                            dropped (partitions says whether those are estimates).
                           format: int64
                           type: integer
                         rowsHeld:
-                          description: RowsHeld skipped because of a legal hold.
+                          description: |-
+                            RowsHeld are the rows past their period kept because of a legal hold
+                            (part of rowsPastPeriod).
                           format: int64
                           type: integer
                         rowsPastPeriod:
-                          description: 'RowsPastPeriod still past their period after the last run: the compliance gap.'
+                          description: |-
+                            RowsPastPeriod are the rows still past their period after the last run:
+                            the compliance gap, counted in the database after the run whatever its
+                            outcome. It includes the rows a failing rule could not remove, the rows
+                            kept because of rows below them, and the held rows (rowsHeld). When the
+                            count itself fails, the message says so and this is the last count.
                           format: int64
                           type: integer
+                        rowsWithoutDate:
+                          description: |-
+                            RowsWithoutDate are rows whose period field is NULL (and that meet every
+                            where condition): Lethe never acts on an unknown date, so they are not
+                            past their period; they are counted so that they are seen.
+                          format: int64
+                          type: integer
+                        table:
+                          description: |-
+                            Table is how much of the collection's table deleted rows still occupy
+                            after the run, for a store that can tell (PostgreSQL: dead tuples until
+                            VACUUM). Dropped partitions free their space at once.
+                          properties:
+                            deadRows:
+                              description: DeadRows are deleted or updated row versions not reclaimed yet.
+                              format: int64
+                              type: integer
+                            lastVacuum:
+                              description: LastVacuum is the table's last (auto)vacuum; absent if never.
+                              format: date-time
+                              type: string
+                          required:
+                            - deadRows
+                          type: object
                       required:
                         - name
                         - rowsAffected
@@ -1869,6 +2203,107 @@ versions:
                   cursor:
                     description: 'Cursor is the engine''s opaque position in Rule: the sweep resumes after it.'
                     type: string
+                  kept:
+                    description: Kept rows of Rule so far in this run, per reason.
+                    items:
+                      description: KeptRows are rows past their period left for one reason.
+                      properties:
+                        reason:
+                          description: |-
+                            Reason names the collection below and why (the map retains it, a legal
+                            hold, an erasure exemption); never a value.
+                          type: string
+                        rows:
+                          description: Rows of the swept collection kept for it.
+                          format: int64
+                          type: integer
+                      required:
+                        - reason
+                        - rows
+                      type: object
+                    maxItems: 21
+                    type: array
+                    x-kubernetes-list-type: atomic
+                  partitions:
+                    description: Partitions is what Rule's partition sweep did in this run, once it ran.
+                    properties:
+                      dropped:
+                        description: Dropped partitions (the first 20; droppedCount counts them all).
+                        items:
+                          description: |-
+                            PartitionOutcome is one partition: its name (an identifier, never data),
+                            its rows, and whether that count is the database's estimate.
+                          properties:
+                            estimated:
+                              description: 'Estimated: rows is the database''s estimate.'
+                              type: boolean
+                            name:
+                              description: Name of the partition's table.
+                              type: string
+                            reason:
+                              description: Reason the partition was kept, for humans.
+                              type: string
+                            rows:
+                              description: Rows in the partition.
+                              format: int64
+                              type: integer
+                          required:
+                            - name
+                            - rows
+                          type: object
+                        maxItems: 20
+                        type: array
+                        x-kubernetes-list-type: atomic
+                      droppedCount:
+                        description: DroppedCount is the number of partitions dropped.
+                        format: int32
+                        type: integer
+                      droppedRows:
+                        description: DroppedRows are the rows of every dropped partition.
+                        format: int64
+                        type: integer
+                      droppedRowsEstimated:
+                        description: |-
+                          DroppedRowsEstimated: some of those counts are the database's estimate,
+                          not an exact count.
+                        type: boolean
+                      dryRun:
+                        description: 'DryRun: nothing was dropped; dropped lists what would be.'
+                        type: boolean
+                      kept:
+                        description: |-
+                          Kept partitions wholly past the cutoff that went through row batches
+                          instead, with why (the first 20; keptCount counts them all).
+                        items:
+                          description: |-
+                            PartitionOutcome is one partition: its name (an identifier, never data),
+                            its rows, and whether that count is the database's estimate.
+                          properties:
+                            estimated:
+                              description: 'Estimated: rows is the database''s estimate.'
+                              type: boolean
+                            name:
+                              description: Name of the partition's table.
+                              type: string
+                            reason:
+                              description: Reason the partition was kept, for humans.
+                              type: string
+                            rows:
+                              description: Rows in the partition.
+                              format: int64
+                              type: integer
+                          required:
+                            - name
+                            - rows
+                          type: object
+                        maxItems: 20
+                        type: array
+                        x-kubernetes-list-type: atomic
+                      keptCount:
+                        description: KeptCount is the number of partitions kept.
+                        format: int32
+                        type: integer
+                    type: object
                   rowsAffected:
                     description: RowsAffected in Rule so far in this run.
                     format: int64
@@ -2277,9 +2712,13 @@ pod-security.kubernetes.io/warn: restricted
 - name: lethe.retention
   rules:
     # "Other data will be deleted within 30 days": rows still past their period
-    # after the sweeps are the compliance gap.
+    # after the sweeps are the compliance gap. Rows kept for a legal hold are
+    # past their period lawfully: they are reported (lethe_retention_rows_held)
+    # but do not page (a manager without that series: none are held).
     - alert: LetheRowsPastRetention
-      expr: sum by (namespace, policy, rule) (lethe_retention_rows_past_period) > 0
+      expr: |
+        sum by (namespace, policy, rule) (lethe_retention_rows_past_period)
+        - (sum by (namespace, policy, rule) (lethe_retention_rows_held) or sum by (namespace, policy, rule) (lethe_retention_rows_past_period) * 0) > 0
       for: 6h
       labels:
         severity: warning
@@ -2288,6 +2727,41 @@ pod-security.kubernetes.io/warn: restricted
         description: >-
           {{ "{{" }} $value }} row(s) of retention rule {{ "{{" }} $labels.rule }} of RetentionPolicy {{ "{{" }} $labels.policy }} in namespace {{ "{{" }} $labels.namespace }} have been kept past their period for 6 hours (sweeps failing, suspended, or too slow for the volume). kubectl get rpol {{ "{{" }} $labels.policy }} -n {{ "{{" }} $labels.namespace }} -o yaml.
         runbook_url: https://github.com/lethe-dev/lethe/blob/main/docs/operations.md#rows-past-retention
+    # A gap that does not shrink: sweeps run (or not) but the backlog stays.
+    - alert: LetheRetentionGapNotDecreasing
+      expr: |
+        (
+          sum by (namespace, policy, rule) (lethe_retention_rows_past_period)
+          - (sum by (namespace, policy, rule) (lethe_retention_rows_held) or sum by (namespace, policy, rule) (lethe_retention_rows_past_period) * 0)
+        ) > 0
+        and
+        (
+          sum by (namespace, policy, rule) (lethe_retention_rows_past_period)
+          - (sum by (namespace, policy, rule) (lethe_retention_rows_held) or sum by (namespace, policy, rule) (lethe_retention_rows_past_period) * 0)
+        )
+        >=
+        (
+          sum by (namespace, policy, rule) (lethe_retention_rows_past_period offset 1d)
+          - (sum by (namespace, policy, rule) (lethe_retention_rows_held offset 1d) or sum by (namespace, policy, rule) (lethe_retention_rows_past_period offset 1d) * 0)
+        )
+      for: 30m
+      labels:
+        severity: warning
+      annotations:
+        summary: The retention gap of {{ "{{" }} $labels.namespace }}/{{ "{{" }} $labels.policy }}/{{ "{{" }} $labels.rule }} has not decreased for a day
+        description: >-
+          Retention rule {{ "{{" }} $labels.rule }} of RetentionPolicy {{ "{{" }} $labels.policy }} in namespace {{ "{{" }} $labels.namespace }} has {{ "{{" }} $value }} row(s) past their period (held rows excluded), no fewer than a day ago: its sweeps fail, do not run, or remove less than arrives. kubectl get rpol {{ "{{" }} $labels.policy }} -n {{ "{{" }} $labels.namespace }} -o yaml.
+        runbook_url: https://github.com/lethe-dev/lethe/blob/main/docs/operations.md#rows-past-retention
+    - alert: LetheRetentionPolicyStalled
+      expr: max by (namespace, policy) (lethe_retention_policy_stalled) == 1
+      for: 15m
+      labels:
+        severity: warning
+      annotations:
+        summary: RetentionPolicy {{ "{{" }} $labels.namespace }}/{{ "{{" }} $labels.policy }} is stalled
+        description: >-
+          RetentionPolicy {{ "{{" }} $labels.policy }} in namespace {{ "{{" }} $labels.namespace }} has been Stalled for 15 minutes (a rule that does not fit its store or fails there, an invalid schedule, an engine without sweeps): retrying cannot help until the policy or the store changes. kubectl describe rpol {{ "{{" }} $labels.policy }} -n {{ "{{" }} $labels.namespace }}.
+        runbook_url: https://github.com/lethe-dev/lethe/blob/main/docs/operations.md#a-retentionpolicy-is-stalled
 - name: lethe.manager
   rules:
     - alert: LetheManagerDown
@@ -2446,6 +2920,89 @@ validationActions: ["Deny"]
 app.kubernetes.io/component: admission
 {{- end }}
 
+{{- /* config/admission/retentionpolicy_protection.yaml: ValidatingAdmissionPolicy retentionpolicy-protection: spec */ -}}
+{{- define "lethe.config.admission.retentionpolicy-protection.policy.spec" -}}
+failurePolicy: Fail
+matchConstraints:
+  resourceRules:
+    - apiGroups: ["privacy.lethe.dev"]
+      apiVersions: ["*"]
+      operations: ["UPDATE"]
+      resources: ["retentionpolicies"]
+matchConditions:
+  # A new, non-empty justification accepts the change as it is.
+  - name: not-justified
+    expression: >-
+      !(has(object.spec.weakeningJustification) && object.spec.weakeningJustification != '' && (!has(oldObject.spec.weakeningJustification) || oldObject.spec.weakeningJustification != object.spec.weakeningJustification))
+variables:
+  - name: accept
+    expression: "': this decreases protection: set spec.weakeningJustification to a new explanation to accept it'"
+  - name: newRules
+    expression: "object.spec.rules.transformMapEntry(i, r, {r.name: r})"
+  # Rules kept under their name, old and new side by side.
+  - name: pairs
+    expression: "oldObject.spec.rules.filter(r, r.name in variables.newRules).map(r, {'o': r, 'n': variables.newRules[r.name]})"
+  - name: unitHours
+    expression: "{'h': 1, 'd': 24, 'w': 168, 'mo': 720, 'y': 8760}"
+  - name: lengthened
+    expression: >-
+      variables.pairs.filter(p, p.n.after.period != p.o.after.period && (
+
+        p.n.after.period.find('[a-z]+$') == p.o.after.period.find('[a-z]+$') ?
+          int(p.n.after.period.find('^[0-9]+')) > int(p.o.after.period.find('^[0-9]+')) :
+          int(p.n.after.period.find('^[0-9]+')) * variables.unitHours[p.n.after.period.find('[a-z]+$')] >=
+          int(p.o.after.period.find('^[0-9]+')) * variables.unitHours[p.o.after.period.find('[a-z]+$')]))
+      .map(p, p.o.name + ' (' + p.o.after.period + ' to ' + p.n.after.period + ')')
+validations:
+  - expression: >-
+      oldObject.spec.rules.all(o, o.name in variables.newRules &&
+
+        variables.newRules[o.name].collection == o.collection && variables.newRules[o.name].after.field == o.after.field)
+    messageExpression: >-
+      'removing a rule (or renaming it, or moving it to another collection or field): ' + oldObject.spec.rules.filter(o, !(o.name in variables.newRules &&
+
+        variables.newRules[o.name].collection == o.collection && variables.newRules[o.name].after.field == o.after.field)).map(o, o.name).join(', ') +
+      ' no longer removes the data it removed' + variables.accept
+    reason: Forbidden
+  - expression: "size(variables.lengthened) == 0"
+    messageExpression: >-
+      'lengthening a retention period keeps data longer: ' + variables.lengthened.join(', ') + variables.accept
+    reason: Forbidden
+  - expression: >-
+      variables.pairs.all(p, !(p.o.?action.orValue('delete') == 'delete' && p.n.?action.orValue('delete') == 'anonymize'))
+    messageExpression: >-
+      'turning a rule\'s action from delete into anonymize keeps the rows: ' + variables.pairs.filter(p, p.o.?action.orValue('delete') == 'delete' && p.n.?action.orValue('delete') == 'anonymize').map(p, p.o.name).join(', ') + variables.accept
+    reason: Forbidden
+  - expression: "variables.pairs.all(p, p.n.?where.orValue([]).all(w, w in p.o.?where.orValue([])))"
+    messageExpression: >-
+      'adding where conditions to a rule narrows the rows it removes: ' + variables.pairs.filter(p, !p.n.?where.orValue([]).all(w, w in p.o.?where.orValue([]))).map(p, p.o.name).join(', ') + variables.accept
+    reason: Forbidden
+  - expression: "variables.pairs.all(p, !(p.n.?exemptFromErasure.orValue(false) && !p.o.?exemptFromErasure.orValue(false)))"
+    messageExpression: >-
+      'turning on exemptFromErasure makes erasure requests keep rows: ' + variables.pairs.filter(p, p.n.?exemptFromErasure.orValue(false) && !p.o.?exemptFromErasure.orValue(false)).map(p, p.o.name).join(', ') + variables.accept
+    reason: Forbidden
+  - expression: >-
+      object.spec.storeRef == oldObject.spec.storeRef && !(object.spec.?suspend.orValue(false) && !oldObject.spec.?suspend.orValue(false)) && !(object.spec.?dryRun.orValue(false) && !oldObject.spec.?dryRun.orValue(false))
+    messageExpression: "'changing storeRef or turning on suspend or dryRun stops the policy\\'s sweeps' + variables.accept"
+    reason: Forbidden
+{{- end }}
+
+{{- /* config/admission/retentionpolicy_protection.yaml: ValidatingAdmissionPolicy retentionpolicy-protection: metadata.labels but app.kubernetes.io/name */ -}}
+{{- define "lethe.config.admission.retentionpolicy-protection.policy.labels" -}}
+app.kubernetes.io/component: admission
+{{- end }}
+
+{{- /* config/admission/retentionpolicy_protection.yaml: ValidatingAdmissionPolicyBinding retentionpolicy-protection: spec */ -}}
+{{- define "lethe.config.admission.retentionpolicy-protection.binding.spec" -}}
+policyName: {{ include "lethe.fullname" . }}-retentionpolicy-protection
+validationActions: ["Deny"]
+{{- end }}
+
+{{- /* config/admission/retentionpolicy_protection.yaml: ValidatingAdmissionPolicyBinding retentionpolicy-protection: metadata.labels but app.kubernetes.io/name */ -}}
+{{- define "lethe.config.admission.retentionpolicy-protection.binding.labels" -}}
+app.kubernetes.io/component: admission
+{{- end }}
+
 {{- /* config/admission/manager_secret_deletion.yaml: ValidatingAdmissionPolicy manager-secret-deletion: spec */ -}}
 {{- define "lethe.config.admission.manager-secret-deletion.policy.spec" -}}
 failurePolicy: Fail
@@ -2486,6 +3043,7 @@ app.kubernetes.io/component: admission
 {{- define "lethe.config.admission.names" -}}
 - inline-identities
 - datastore-protection
+- retentionpolicy-protection
 - manager-secret-deletion
 {{- end }}
 
