@@ -24,7 +24,7 @@ func main() {
 	cfg := bench.DefaultConfig()
 	var parts, managerArgs string
 	var timeout time.Duration
-	flag.StringVar(&parts, "parts", "erasure,postgres-sweep,mysql-sweep,control-plane", "comma-separated parts to run")
+	flag.StringVar(&parts, "parts", "erasure,postgres-sweep,mysql-sweep,partitions,control-plane", "comma-separated parts to run")
 	flag.StringVar(&cfg.PostgresDSN, "postgres", cfg.PostgresDSN, "PostgreSQL maintenance database URL (env LETHE_TEST_POSTGRES_DSN)")
 	flag.StringVar(&cfg.MySQLDSN, "mysql", cfg.MySQLDSN, "MariaDB DSN without a database (env LETHE_TEST_MYSQL_DSN)")
 	flag.IntVar(&cfg.ErasureSubjects, "erasure-subjects", cfg.ErasureSubjects, "subjects erased by each side (part 1)")
