@@ -203,7 +203,9 @@ func (run *requestRun) applyEachStore(ctx context.Context, targets []privacyv1.D
 		out := findStoreOutcome(run.dsr, ds.Name)
 		// Failed stores are tried again when the request is rechecked: the
 		// fix (a migration, a corrected map) comes from outside the request.
-		if out.Phase == privacyv1.StoreCompleted {
+		// A subject too large for the store is not: each try would run the
+		// same statements into the same timeout.
+		if out.Phase == privacyv1.StoreCompleted || out.Reason == privacyv1.ReasonSubjectTooLarge {
 			continue
 		}
 		wait := run.applyOne(ctx, ds, out)
@@ -235,6 +237,15 @@ func (run *requestRun) applyOne(ctx context.Context, ds *privacyv1.DataStore, ou
 		res, err = store.Plan(ctx, sreq)
 	} else {
 		res, err = store.Apply(ctx, sreq)
+	}
+	if errors.Is(err, stores.ErrStatementTimeout) {
+		out.StatementTimeouts++
+		if out.StatementTimeouts >= maxStatementTimeouts {
+			run.tooLarge(ctx, store, sreq, out, err)
+			return 0
+		}
+	} else {
+		out.StatementTimeouts = 0
 	}
 	if err != nil {
 		if res.Repeated && !run.dsr.Spec.DryRun && len(res.Collections) > 0 {
@@ -273,6 +284,32 @@ func (run *requestRun) applyOne(ctx context.Context, ds *privacyv1.DataStore, ou
 	now := metav1.NewTime(run.r.Now())
 	out.CompletionTime = &now
 	return 0
+}
+
+// maxStatementTimeouts is how many attempts in a row may meet a store's
+// statement timeout before the subject is declared too large for it.
+const maxStatementTimeouts = 3
+
+// tooLarge ends a store's part that met the statement timeout
+// maxStatementTimeouts times in a row: the outcome fails with reason
+// SubjectTooLarge, naming what timed out and, when a read-only plan can tell,
+// the collection with the most rows of the subject and their count.
+func (run *requestRun) tooLarge(ctx context.Context, store stores.Store, sreq stores.Request, out *privacyv1.StoreOutcome, err error) {
+	largest := ""
+	if plan, perr := store.Plan(ctx, sreq); perr == nil {
+		var top stores.CollectionResult
+		for _, c := range plan.Collections {
+			if c.Action.ChangesRows() && c.Rows > top.Rows {
+				top = c
+			}
+		}
+		if top.Rows > 0 {
+			largest = fmt.Sprintf("; its largest part is %d row(s) of collection %q (%s)", top.Rows, top.Collection, top.Action)
+		}
+	}
+	out.Phase, out.Reason = privacyv1.StoreFailed, privacyv1.ReasonSubjectTooLarge
+	out.Message = fmt.Sprintf("%s: %d attempts in a row met the store's statement timeout (%v)%s; the subject's part is too large for one transaction within it: raise the DataStore's spec.statementTimeout, then create a new request (this one is not retried)",
+		privacyv1.ReasonSubjectTooLarge, out.StatementTimeouts, err, largest)
 }
 
 // verify checks a committed part where the engine can (stores.Verifier):
@@ -362,11 +399,13 @@ func (run *requestRun) storeError(out *privacyv1.StoreOutcome, err error) time.D
 func (run *requestRun) conclude(retryAfter time.Duration) reconcile.Result {
 	dsr := run.dsr
 	var pending, failed, held, removed []string
+	tooLarge := false
 	pendingReason := privacyv1.ReasonStoreNotReady
 	for _, o := range dsr.Status.Stores {
 		switch o.Phase {
 		case privacyv1.StoreFailed:
 			failed = append(failed, o.Store+": "+o.Message)
+			tooLarge = tooLarge || o.Reason == privacyv1.ReasonSubjectTooLarge
 		case privacyv1.StoreOnLegalHold:
 			held = append(held, o.Store)
 		case privacyv1.StoreRemoved:
@@ -387,6 +426,10 @@ func (run *requestRun) conclude(retryAfter time.Duration) reconcile.Result {
 		markProgressing(run.conds(), run.gen(), pendingReason,
 			fmt.Sprintf("waiting for %d store(s): %s", len(pending), strings.Join(pending, "; ")))
 		return reconcile.Result{RequeueAfter: retryAfter}
+	case len(failed) > 0 && tooLarge:
+		markStalled(run.conds(), run.gen(), privacyv1.ReasonSubjectTooLarge,
+			fmt.Sprintf("%d store(s) cannot carry out the request in one transaction: %s", len(failed), strings.Join(failed, "; ")))
+		return reconcile.Result{RequeueAfter: recheckStalled} // other failed stores are rechecked; too large ones are not
 	case len(failed) > 0:
 		markStalled(run.conds(), run.gen(), privacyv1.ReasonStoreFailed,
 			fmt.Sprintf("%d store(s) refused the request: %s", len(failed), strings.Join(failed, "; ")))

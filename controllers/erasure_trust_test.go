@@ -283,3 +283,67 @@ func TestProcessorCallsAreKeptAsTheyHappen(t *testing.T) {
 	}
 	assertNoPersonalData(t, dsr, "a_b@x.io")
 }
+
+// A subject whose part in a store meets the store's statement timeout on
+// every attempt is too large for one transaction: after 3 attempts the
+// store fails with SubjectTooLarge, naming its largest collection, the
+// request stalls with that reason, and it is not tried again.
+func TestSubjectTooLargeForTheStatementTimeoutStalls(t *testing.T) {
+	ns := env.Namespace(t)
+	db, dsn := fixtureDB(t)
+	// A heavy user: 50 access logs more, each taking 0.3 s to delete; the
+	// store allows 200 ms per statement.
+	for _, stmt := range []string{
+		`INSERT INTO access_logs SELECT g, 1, '10.0.0.1', 'Firefox', now() FROM generate_series(90000, 90049) g`,
+		`CREATE FUNCTION slow_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.3); RETURN OLD; END $$`,
+		`CREATE TRIGGER slow BEFORE DELETE ON access_logs FOR EACH ROW EXECUTE FUNCTION slow_delete()`,
+	} {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logs := count(t, db, `SELECT count(*) FROM access_logs WHERE account_id = 1`)
+	create(t, secret(ns, "app-db", map[string]string{"dsn": dsn, "maskingKey": "store-masking-key"}))
+	ds := fixtureStore(ns, "app-db", "app-db")
+	ds.Spec.StatementTimeout = &metav1.Duration{Duration: 200 * time.Millisecond}
+	create(t, ds)
+	waitStore(t, ds, metav1.ConditionTrue, privacyv1.ReasonSucceeded)
+
+	dsr := erasureOf(t, ns, "erase", map[string]string{"email": "a_b@x.io"})
+	waitRequest(t, dsr, metav1.ConditionFalse, privacyv1.ReasonSubjectTooLarge)
+	if !apimeta.IsStatusConditionTrue(dsr.Status.Conditions, privacyv1.ConditionStalled) {
+		t.Error("a subject too large for the store must stall the request")
+	}
+	out := storeOutcome(dsr, "app-db")
+	if out.Phase != privacyv1.StoreFailed || out.Reason != privacyv1.ReasonSubjectTooLarge || out.Attempts != 3 || out.StatementTimeouts != 3 {
+		t.Errorf("outcome %s/%s after %d attempts (%d timeouts), want Failed/SubjectTooLarge after 3", out.Phase, out.Reason, out.Attempts, out.StatementTimeouts)
+	}
+	for _, want := range []string{"statement timeout", fmt.Sprintf("%d row(s) of collection \"access_logs\"", logs), "spec.statementTimeout"} {
+		if !strings.Contains(out.Message, want) {
+			t.Errorf("message %q does not say %q", out.Message, want)
+		}
+	}
+	if n := count(t, db, `SELECT count(*) FROM access_logs WHERE account_id = 1`); n != logs {
+		t.Errorf("%d of %d access logs left: a part that timed out must change nothing", n, logs)
+	}
+
+	// Not tried again: a DataStore status change wakes the request, which
+	// leaves the store alone (a retry would count an attempt).
+	if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(ds), ds); err != nil {
+		t.Fatal(err)
+	}
+	ds.Labels = map[string]string{"touched": "yes"}
+	if err := k8s.Update(t.Context(), ds); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		time.Sleep(200 * time.Millisecond)
+		if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(dsr), dsr); err != nil {
+			t.Fatal(err)
+		}
+		if a := storeOutcome(dsr, "app-db").Attempts; a != 3 {
+			t.Fatalf("the store was tried again: %d attempts", a)
+		}
+	}
+	assertNoPersonalData(t, dsr, "a_b@x.io")
+}

@@ -175,6 +175,8 @@ func TestInvalidSpecsAreRejectedWithAClearMessage(t *testing.T) {
 		{"schedule every second", policyWith(func(p *v1.RetentionPolicy) { p.Spec.Schedule = "@every 1s" }), "schedule must not run more often than every minute"},
 		{"schedule every 59s", policyWith(func(p *v1.RetentionPolicy) { p.Spec.Schedule = "@every 59s" }), "schedule must not run more often than every minute"},
 		{"check every millisecond", storeWith(func(d *v1.DataStore) { d.Spec.CheckInterval = &metav1.Duration{Duration: time.Millisecond} }), "checkInterval must be at least 30s"},
+		{"statement timeout of 1ms", storeWith(func(d *v1.DataStore) { d.Spec.StatementTimeout = &metav1.Duration{Duration: time.Millisecond} }), "statementTimeout must be between 100ms and 1h"},
+		{"statement timeout of a day", storeWith(func(d *v1.DataStore) { d.Spec.StatementTimeout = &metav1.Duration{Duration: 24 * time.Hour} }), "statementTimeout must be between 100ms and 1h"},
 		{"cron with four fields", policyWith(func(p *v1.RetentionPolicy) { p.Spec.Schedule = "0 3 * *" }), "schedule must be a five-field cron expression"},
 		{"exempt from erasure without legal basis", policyWith(func(p *v1.RetentionPolicy) { p.Spec.Rules[1].LegalBasis = "" }), "legalBasis is required when exemptFromErasure is true"},
 		{"unknown retention action", policyWith(func(p *v1.RetentionPolicy) { p.Spec.Rules[0].Action = "archive" }), `Unsupported value: "archive"`},

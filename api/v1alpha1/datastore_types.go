@@ -265,6 +265,16 @@ type DataStoreSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('30s')",message="checkInterval must be at least 30s"
 	CheckInterval *metav1.Duration `json:"checkInterval,omitempty"`
 
+	// StatementTimeout bounds every statement of a SQL store's transactions
+	// (PostgreSQL statement_timeout, MariaDB max_statement_time). Default 1m.
+	// A request whose part in this store meets it 3 times in a row is too
+	// large for one transaction within it: the store's outcome fails with
+	// reason SubjectTooLarge and the request stalls, rather than retrying
+	// forever.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms') && duration(self) <= duration('1h')",message="statementTimeout must be between 100ms and 1h"
+	StatementTimeout *metav1.Duration `json:"statementTimeout,omitempty"`
+
 	// Journal is the table Lethe keeps in a SQL store to record what each
 	// request changed, written in the request's own transaction (see
 	// docs/concepts.md, "The journal"). It holds no personal data.

@@ -175,6 +175,14 @@ type StoreOutcome struct {
 	// Attempts made in this store.
 	// +optional
 	Attempts int32 `json:"attempts,omitempty"`
+	// Reason is why the phase, as a CamelCase reason, where a message alone
+	// would not do: SubjectTooLarge.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// StatementTimeouts counts the attempts in a row that met the store's
+	// statement timeout (spec.statementTimeout of the DataStore).
+	// +optional
+	StatementTimeouts int32 `json:"statementTimeouts,omitempty"`
 	// CompletionTime of this store's part.
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`

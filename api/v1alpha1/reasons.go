@@ -72,6 +72,11 @@ const (
 	ReasonInvalidSubject = "InvalidSubject"
 	// ReasonStoreFailed: a store refused the request in a way retrying cannot fix.
 	ReasonStoreFailed = "StoreFailed"
+	// ReasonSubjectTooLarge: the subject's part in a store met the store's
+	// statement timeout on several attempts in a row: it is too large for one
+	// transaction within that timeout, and retrying would only load the
+	// database again.
+	ReasonSubjectTooLarge = "SubjectTooLarge"
 	// ReasonExportTooLarge: the Access export does not fit in a Secret.
 	ReasonExportTooLarge = "ExportTooLarge"
 	// ReasonDeadlineExceeded: the deadline passed before the request completed.

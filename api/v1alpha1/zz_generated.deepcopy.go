@@ -247,6 +247,11 @@ func (in *DataStoreSpec) DeepCopyInto(out *DataStoreSpec) {
 		*out = new(v1.Duration)
 		**out = **in
 	}
+	if in.StatementTimeout != nil {
+		in, out := &in.StatementTimeout, &out.StatementTimeout
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	if in.Journal != nil {
 		in, out := &in.Journal, &out.Journal
 		*out = new(JournalSpec)

@@ -22,11 +22,15 @@ type Engines struct {
 
 // Open is the Opener the manager uses.
 func (e Engines) Open(ctx context.Context, ds *privacyv1.DataStore, m *datamap.Map, s Secrets) (stores.Store, error) {
+	sqlOptions := []sqlcore.Option{sqlcore.WithSchemaTTL(ds.Spec.CheckEvery()), sqlcore.WithJournal(journalOf(ds))}
+	if t := ds.Spec.StatementTimeoutOrDefault(); t > 0 {
+		sqlOptions = append(sqlOptions, sqlcore.WithTimeouts(sqlcore.DefaultLockTimeout, t))
+	}
 	switch ds.Spec.Engine {
 	case privacyv1.EnginePostgres:
-		return postgres.New(ctx, s.Connection, m, s.MaskingKey, e.Network, postgres.WithSchemaTTL(ds.Spec.CheckEvery()), sqlcore.WithJournal(journalOf(ds)))
+		return postgres.New(ctx, s.Connection, m, s.MaskingKey, e.Network, sqlOptions...)
 	case privacyv1.EngineMySQL:
-		return mysqlstore.New(ctx, s.Connection, m, s.MaskingKey, e.Network, mysqlstore.WithSchemaTTL(ds.Spec.CheckEvery()), sqlcore.WithJournal(journalOf(ds)))
+		return mysqlstore.New(ctx, s.Connection, m, s.MaskingKey, e.Network, sqlOptions...)
 	case privacyv1.EngineRedis:
 		return redisstore.New(ctx, s.Connection, m, s.MaskingKey, e.Network)
 	case privacyv1.EngineHTTP:

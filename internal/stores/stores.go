@@ -290,6 +290,12 @@ type Store interface {
 // ErrUnavailable wraps errors that retrying may fix: the store is down or busy.
 var ErrUnavailable = errors.New("store unavailable")
 
+// ErrStatementTimeout wraps, beside ErrUnavailable, a statement the database
+// cancelled at the store's statement timeout: retrying may help (the store
+// was busy), but a timeout that repeats means the subject's part is too large
+// for one transaction within that timeout.
+var ErrStatementTimeout = errors.New("statement timeout")
+
 // ErrInvalid wraps errors that retrying cannot fix: the data map does not match
 // the store, or the request cannot be expressed in it.
 var ErrInvalid = errors.New("invalid for this store")

@@ -684,6 +684,18 @@ versions:
                   - key
                   - name
                 type: object
+              statementTimeout:
+                description: |-
+                  StatementTimeout bounds every statement of a SQL store's transactions
+                  (PostgreSQL statement_timeout, MariaDB max_statement_time). Default 1m.
+                  A request whose part in this store meets it 3 times in a row is too
+                  large for one transaction within it: the store's outcome fails with
+                  reason SubjectTooLarge and the request stalls, rather than retrying
+                  forever.
+                type: string
+                x-kubernetes-validations:
+                  - message: statementTimeout must be between 100ms and 1h
+                    rule: duration(self) >= duration('100ms') && duration(self) <= duration('1h')
               weakeningJustification:
                 description: |-
                   WeakeningJustification explains a change that decreases protection. The
@@ -1388,6 +1400,17 @@ versions:
                     phase:
                       description: Phase of the request in this store.
                       type: string
+                    reason:
+                      description: |-
+                        Reason is why the phase, as a CamelCase reason, where a message alone
+                        would not do: SubjectTooLarge.
+                      type: string
+                    statementTimeouts:
+                      description: |-
+                        StatementTimeouts counts the attempts in a row that met the store's
+                        statement timeout (spec.statementTimeout of the DataStore).
+                      format: int32
+                      type: integer
                     store:
                       description: Store is the DataStore's name.
                       type: string

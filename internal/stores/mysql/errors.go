@@ -81,6 +81,9 @@ func dbError(what string, err error) error {
 	var netErr net.Error
 	switch {
 	case errors.As(err, &myErr):
+		if myErr.Number == 1969 || myErr.Number == 3024 { // MariaDB max_statement_time, MySQL max_execution_time
+			return fmt.Errorf("%w: %w: %s: %s", stores.ErrUnavailable, stores.ErrStatementTimeout, what, describe(myErr))
+		}
 		if class := classify(myErr); class != nil {
 			return fmt.Errorf("%w: %s: %s", class, what, describe(myErr))
 		}

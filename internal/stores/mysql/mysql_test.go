@@ -399,3 +399,36 @@ func TestMySQLReferencesFollowTheForeignKeysCollation(t *testing.T) {
 		}
 	}
 }
+
+// A statement the server cancels at the store's statement timeout
+// (max_statement_time) is unavailable and a statement timeout: the part is
+// rolled back whole.
+func TestMySQLStatementTimeoutIsReportedAsSuch(t *testing.T) {
+	h := openHarness(t, storetest.Fixture{}, "utf8mb4_general_ci")
+	// Each deleted newsletter row takes 0.3 s: the subject's part cannot finish in 200 ms.
+	h.exec(t, `CREATE TRIGGER slow BEFORE DELETE ON newsletter FOR EACH ROW DO SLEEP(0.3)`)
+	spec := h.f.Spec()
+	spec.Engine = privacyv1.EngineMySQL
+	for i := range spec.Collections {
+		if spec.Collections[i].Name == "invoices" {
+			spec.Collections[i].Table = h.name + ".invoices"
+		}
+	}
+	m, err := datamap.Build(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(context.Background(), h.dsn, m, storetest.MaskingKey, testdb.Loopback, WithTimeouts(5*time.Second, 200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	before := h.Snapshot(t)
+	_, err = s.Apply(context.Background(), erasureRequest(map[string]string{"email": "a_b@x.io"}))
+	if !errors.Is(err, stores.ErrStatementTimeout) || !errors.Is(err, stores.ErrUnavailable) || strings.Contains(err.Error(), "a_b@x.io") {
+		t.Fatalf("err = %v, want a statement timeout (unavailable), without the identity", err)
+	}
+	if after := h.Snapshot(t); !reflect.DeepEqual(after, before) {
+		t.Error("a part cancelled at the statement timeout changed rows")
+	}
+}

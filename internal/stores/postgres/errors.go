@@ -42,6 +42,9 @@ func dbError(what string, err error) error {
 	var netErr net.Error
 	switch {
 	case errors.As(err, &pgErr):
+		if pgErr.Code == "57014" {
+			return fmt.Errorf("%w: %w: %s: %s", stores.ErrUnavailable, stores.ErrStatementTimeout, what, describe(pgErr))
+		}
 		if class := classify(pgErr.Code); class != nil {
 			return fmt.Errorf("%w: %s: %s", class, what, describe(pgErr))
 		}

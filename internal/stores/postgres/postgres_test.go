@@ -3,8 +3,10 @@ package postgres
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/datamap"
@@ -36,5 +38,39 @@ func TestNewClassifiesConnectionErrors(t *testing.T) {
 	}
 	if _, err := New(context.Background(), "postgres://postgres:secret@127.0.0.1:1/x?sslmode=disable&connect_timeout=2", m, nil, testdb.Loopback); !errors.Is(err, stores.ErrUnavailable) || strings.Contains(err.Error(), "secret") {
 		t.Errorf("New(closed port) error = %v, want ErrUnavailable without the password", err)
+	}
+}
+
+// A statement the database cancels at the store's statement timeout is
+// unavailable (retrying may help) and a statement timeout (repeated, the
+// subject is too large for the store): the part is rolled back whole.
+func TestStatementTimeoutIsReportedAsSuch(t *testing.T) {
+	h := variants[0].open(t, storetest.Fixture{}).(*harness)
+	// Each deleted newsletter row takes 0.3 s: the subject's part cannot finish in 200 ms.
+	h.exec(t, `CREATE FUNCTION slow_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.3); RETURN OLD; END $$;
+		CREATE TRIGGER slow BEFORE DELETE ON newsletter FOR EACH ROW EXECUTE FUNCTION slow_delete()`)
+	spec := storetest.Fixture{}.Spec()
+	spec.Engine = privacyv1.EnginePostgres
+	for i := range spec.Collections {
+		if table, ok := tables[string(spec.Collections[i].Name)]; ok {
+			spec.Collections[i].Table = table
+		}
+	}
+	m, err := datamap.Build(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(context.Background(), h.dsn, m, storetest.MaskingKey, testdb.Loopback, WithTimeouts(5*time.Second, 200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	before := h.Snapshot(t)
+	_, err = s.Apply(context.Background(), stores.Request{Kind: stores.KindErasure, Subject: map[string]string{"email": "a_b@x.io"}, RequestID: "req-1"})
+	if !errors.Is(err, stores.ErrStatementTimeout) || !errors.Is(err, stores.ErrUnavailable) || strings.Contains(err.Error(), "a_b@x.io") {
+		t.Fatalf("err = %v, want a statement timeout (unavailable), without the identity", err)
+	}
+	if after := h.Snapshot(t); !reflect.DeepEqual(after, before) {
+		t.Error("a part cancelled at the statement timeout changed rows")
 	}
 }
