@@ -53,9 +53,16 @@ func (engine) LockTimedOut(err error) bool {
 	return errors.As(err, &myErr) && myErr.Number == lockWaitTimeout
 }
 
-// sqlTx runs the shared statements in a database/sql transaction: server-side
+// sqlTx runs the shared statements in a database/sql transaction (or on the
+// one connection a partition sweep holds its table lock on): server-side
 // prepared statements, so values are never interpolated.
-type sqlTx struct{ tx *sql.Tx }
+type sqlTx struct{ tx querier }
+
+// querier is a *sql.Tx or a *sql.Conn.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
 
 func (t sqlTx) Exec(ctx context.Context, s sqlcore.Statement) (int64, error) {
 	res, err := t.tx.ExecContext(ctx, s.SQL, s.Args...)

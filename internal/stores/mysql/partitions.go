@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/lethe-dev/lethe/internal/masking"
 	"github.com/lethe-dev/lethe/internal/stores"
 	"github.com/lethe-dev/lethe/internal/stores/sqlcore"
 )
@@ -173,7 +172,7 @@ func (p partitioner) DropPartitions(ctx context.Context, _ *liveSchema, sw sqlco
 	var drop []string
 	var outcomes []stores.PartitionOutcome
 	for _, rp := range parts {
-		o, keep, err := check(ctx, connTx{conn}, rp)
+		o, keep, err := check(ctx, sqlTx{conn}, rp) // on the connection holding the lock, outside a transaction (LOCK TABLES ends one)
 		if err != nil {
 			return nil, kept, err
 		}
@@ -191,34 +190,4 @@ func (p partitioner) DropPartitions(ctx context.Context, _ *liveSchema, sw sqlco
 		return nil, kept, dbError(what, err)
 	}
 	return outcomes, kept, nil
-}
-
-// connTx runs the partition checks on the connection holding the lock,
-// outside a transaction (LOCK TABLES ends one).
-type connTx struct{ conn *sql.Conn }
-
-func (t connTx) Exec(ctx context.Context, s sqlcore.Statement) (int64, error) {
-	res, err := t.conn.ExecContext(ctx, s.SQL, s.Args...)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
-}
-
-func (t connTx) Query(ctx context.Context, s sqlcore.Statement, dest []any, each func() error) error {
-	rows, err := t.conn.QueryContext(ctx, s.SQL, s.Args...)
-	if err != nil {
-		return err
-	}
-	return scanEach(rows, func(r *sql.Rows) error {
-		if err := r.Scan(dest...); err != nil {
-			return err
-		}
-		return each()
-	})
-}
-
-// ExportRows is not needed by partition checks.
-func (connTx) ExportRows(context.Context, sqlcore.Statement, []masking.Kind, func([]any) error) error {
-	return errors.New("exporting rows is not done on a locked connection")
 }

@@ -170,25 +170,10 @@ func (c *Core[L, T]) sweepRange(ctx context.Context, live *L, q *sweepQuery, cur
 // them, skipping locked ones) and changes those not held, by key. Held rows
 // are picked, so the cursor moves past them.
 func (c *Core[L, T]) sweepByKeys(ctx context.Context, live *L, q *sweepQuery, cursor string) (stores.SweepBatch, error) {
-	out := stores.SweepBatch{Cursor: cursor}
-	err := c.inTx(ctx, SweepLocking, live, func(s *Session) error {
-		picked, err := q.pick(ctx, s, OpenCursor(c.key, q.C.Name, cursor), "", false)
-		if err != nil {
-			return err
-		}
-		if out.Rows, err = q.change(ctx, s, Without(picked, q.Rule.HeldKeys)); err != nil {
-			return err
-		}
-		out.Done = len(picked) < q.BatchSize
-		if len(picked) > 0 {
-			out.Cursor, err = SealCursor(c.key, q.C.Name, picked[len(picked)-1])
-		}
+	return c.sweepPicked(ctx, live, q, cursor, func(s *Session, keys []string, out *stores.SweepBatch) (err error) {
+		out.Rows, err = q.change(ctx, s, keys)
 		return err
 	})
-	if err != nil {
-		return stores.SweepBatch{}, err
-	}
-	return out, nil
 }
 
 // sweepFollowingMap picks at most BatchSize expired rows after the cursor
@@ -197,16 +182,26 @@ func (c *Core[L, T]) sweepByKeys(ctx context.Context, live *L, q *sweepQuery, cu
 // same transaction (see PlanSweepBatch). A batch always goes by key: the rows
 // below are found from the batch's keys.
 func (c *Core[L, T]) sweepFollowingMap(ctx context.Context, live *L, q *sweepQuery, cursor string) (stores.SweepBatch, error) {
+	return c.sweepPicked(ctx, live, q, cursor, func(s *Session, keys []string, out *stores.SweepBatch) error {
+		if len(keys) == 0 {
+			return nil
+		}
+		return q.followMap(ctx, s, keys, out)
+	})
+}
+
+// sweepPicked is one batch by key: it picks at most BatchSize expired rows
+// after the cursor (locking them, skipping locked ones), acts on those not
+// held, and moves the cursor past every row picked (held ones included).
+func (c *Core[L, T]) sweepPicked(ctx context.Context, live *L, q *sweepQuery, cursor string, act func(*Session, []string, *stores.SweepBatch) error) (stores.SweepBatch, error) {
 	out := stores.SweepBatch{Cursor: cursor}
 	err := c.inTx(ctx, SweepLocking, live, func(s *Session) error {
 		picked, err := q.pick(ctx, s, OpenCursor(c.key, q.C.Name, cursor), "", false)
 		if err != nil {
 			return err
 		}
-		if keys := Without(picked, q.Rule.HeldKeys); len(keys) > 0 {
-			if err := q.followMap(ctx, s, keys, &out); err != nil {
-				return err
-			}
+		if err := act(s, Without(picked, q.Rule.HeldKeys), &out); err != nil {
+			return err
 		}
 		out.Done = len(picked) < q.BatchSize
 		if len(picked) > 0 {
