@@ -5,7 +5,7 @@
 # A server that does not answer is started (and, on a machine without it at all,
 # installed with apt-get first); then every started server is waited for, up to
 # TEST_SERVICES_TIMEOUT seconds (default 60). When everything is already up this
-# only runs three pings.
+# only runs three pings. It also installs promtool, best effort (see below).
 set -euo pipefail
 
 TIMEOUT="${TEST_SERVICES_TIMEOUT:-60}"
@@ -118,8 +118,22 @@ addr() {
   esac
 }
 
+# promtool (Debian package prometheus) checks the alert rules and runs their
+# unit tests (test/gitops). Best effort: without it those two checks are
+# reported as not run, and nothing else depends on it. Debian's postinst may
+# start a Prometheus server; it is stopped, the tests need only the tool.
+ensure_promtool() {
+  command -v promtool >/dev/null && return 0
+  if (apt_install prometheus) && command -v promtool >/dev/null; then
+    as_root pkill -x prometheus 2>/dev/null || true
+  else
+    log "promtool is not available: test/gitops will not check the alerts' PromQL"
+  fi
+}
+
 # ---- main -----------------------------------------------------------------------------
 
+ensure_promtool
 services=(postgres mariadb redis)
 down=()
 for s in "${services[@]}"; do
