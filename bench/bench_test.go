@@ -27,6 +27,7 @@ func tinyConfig(t *testing.T) Config {
 	cfg.BatchSize = 500
 	cfg.Requests = 5
 	cfg.Objects = 12
+	cfg.LargeSubjectRows = 2000
 	cfg.WorkDir = t.TempDir()
 	cfg.Log = testWriter{t}
 	return cfg
@@ -81,6 +82,37 @@ func TestControlPlaneSmoke(t *testing.T) {
 	cfg := tinyConfig(t)
 	cfg.ManagerBinary = "" // in-process: building bin/manager is make bench's job
 	checkPart(t, RunControlPlane(ctx, cfg))
+}
+
+func TestLargeSubjectSmoke(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cfg := tinyConfig(t)
+	cfg.ManagerBinary = "" // in-process, as in TestControlPlaneSmoke
+	p := RunLargeSubject(ctx, cfg)
+	checkPart(t, p)
+	if len(p.Rows) != 2*len(lsEngines) {
+		t.Fatalf("%d rows, want a time and a memory row per engine: %+v", len(p.Rows), p.Rows)
+	}
+}
+
+func TestBootstrapMedianRatio(t *testing.T) {
+	var a, b durations
+	for i := range 50 {
+		a = append(a, time.Duration(100+i%7)*time.Millisecond)
+		b = append(b, time.Duration(80+i%5)*time.Millisecond)
+	}
+	lo, hi := bootstrapMedianRatio(a, b, 1000, 1)
+	r := float64(a.quantile(0.5)) / float64(b.quantile(0.5))
+	if !(lo <= r && r <= hi) || lo <= 0 {
+		t.Fatalf("interval [%v, %v] does not hold the ratio %v", lo, hi, r)
+	}
+	if lo2, hi2 := bootstrapMedianRatio(a, b, 1000, 1); lo2 != lo || hi2 != hi {
+		t.Fatalf("same seed, different interval: [%v, %v] then [%v, %v]", lo, hi, lo2, hi2)
+	}
+	if lo, hi := bootstrapMedianRatio(a, a, 1000, 1); lo != 1 || hi != 1 {
+		t.Fatalf("a side against itself: [%v, %v], want [1, 1]", lo, hi)
+	}
 }
 
 func TestReport(t *testing.T) {
