@@ -45,6 +45,8 @@ func main() {
 	flag.StringVar(&digestKeySecret, "digest-key-secret", "lethe-digest-key", "Secret (in --operator-namespace) holding the key of subject digests; created if missing")
 	var discardIdentitiesAfter time.Duration
 	flag.DurationVar(&discardIdentitiesAfter, "discard-identities-after", 0, "how long after a request completes Lethe deletes the Secrets that handed it the subject's identities and rectified values (those labelled privacy.lethe.dev/consume=true or owned by the request); 0 deletes them at once")
+	var maxExportBytes int64
+	flag.Int64Var(&maxExportBytes, "max-export-bytes", controllers.DefaultMaxExportBytes, "budget of one Access export's JSON in bytes: an export that would pass it stops as ExportTooLarge before the manager holds more; exports over 900 KiB are split across several Secrets")
 	var maxConcurrentReconciles int
 	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 16, "objects each controller reconciles at once (requests mostly wait on the API server and databases)")
 	var net networkFlags
@@ -68,6 +70,7 @@ func main() {
 		erasureDeadline: erasureDeadline, otherDeadline: otherDeadline,
 		operatorNS: operatorNS, digestKeySecret: digestKeySecret, workers: maxConcurrentReconciles,
 		network: net, watchNamespaces: watchNamespaces, discardIdentitiesAfter: discardIdentitiesAfter,
+		maxExportBytes: maxExportBytes,
 	}); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
@@ -80,6 +83,7 @@ type runOptions struct {
 	erasureDeadline, otherDeadline time.Duration
 	operatorNS, digestKeySecret    string
 	workers                        int
+	maxExportBytes                 int64
 	network                        networkFlags
 	watchNamespaces                []string
 	discardIdentitiesAfter         time.Duration
@@ -133,7 +137,7 @@ func run(o runOptions) error {
 	defer conn.Close()
 	if err := controllers.SetupAll(mgr, controllers.Options{
 		Connector: conn, DigestKey: key, ErasureDeadline: o.erasureDeadline, OtherDeadline: o.otherDeadline,
-		DiscardIdentitiesAfter: o.discardIdentitiesAfter,
+		DiscardIdentitiesAfter: o.discardIdentitiesAfter, MaxExportBytes: o.maxExportBytes,
 	}); err != nil {
 		return err
 	}

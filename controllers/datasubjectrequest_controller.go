@@ -26,9 +26,12 @@ import (
 )
 
 const (
-	// MaxExportBytes is the largest Access export written to a Secret: the API
-	// server refuses Secrets over 1 MiB, and the object needs room for metadata.
-	MaxExportBytes = 1000 * 1024
+	// ExportPartBytes is the most export data one Secret holds: the API server
+	// refuses Secrets over 1 MiB, and the object needs room for metadata.
+	ExportPartBytes = 900 * 1024
+	// DefaultMaxExportBytes is the default budget of an Access export
+	// (--max-export-bytes): the manager never encodes more for one request.
+	DefaultMaxExportBytes = 8 << 20
 	// ExportKey is the data key of the export in the export Secret.
 	ExportKey = "export.json"
 	// RequestLabel marks objects Lethe creates for a request.
@@ -59,6 +62,12 @@ type DataSubjectRequestReconciler struct {
 	// RetryBase is the first wait before retrying an unavailable store; it
 	// doubles per attempt up to maxRetryBackoff. Default 5s.
 	RetryBase time.Duration
+	// MaxExportBytes is the budget of an Access export's JSON; an export that
+	// would pass it stops as ExportTooLarge. Default DefaultMaxExportBytes.
+	MaxExportBytes int64
+	// ExportPartBytes is the most one export Secret holds (default
+	// ExportPartBytes); tests make it small to split small exports.
+	ExportPartBytes int
 }
 
 // +kubebuilder:rbac:groups=privacy.lethe.dev,resources=datasubjectrequests,verbs=get;list;watch

@@ -484,6 +484,10 @@ func TestAccessExportTooLargeForASecretStallsWithAClearReason(t *testing.T) {
 	if !strings.Contains(msg, "narrow spec.scope") {
 		t.Errorf("message does not say what to do: %q", msg)
 	}
+	// The suite's --max-export-bytes is 1 MiB: the message names it and how far the export got.
+	if !strings.Contains(msg, "the limit of 1048576 bytes") || !strings.Contains(msg, "bytes encoded") || strings.Contains(msg, "xxxx") {
+		t.Errorf("message does not name the size reached and the limit, or quotes a value: %q", msg)
+	}
 	if !apimeta.IsStatusConditionTrue(dsr.Status.Conditions, privacyv1.ConditionStalled) {
 		t.Error("want Stalled: retrying cannot make the export fit")
 	}

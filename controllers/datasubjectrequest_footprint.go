@@ -342,26 +342,50 @@ func exportExpiry(dsr *privacyv1.DataSubjectRequest, t time.Time) (metav1.Time, 
 	return metav1.NewTime(at), nil
 }
 
-// expireExport deletes the export Secret, its TTL having passed.
+// expireExport deletes the export Secrets (every part of a split export),
+// the TTL having passed.
 func (r *FootprintReconciler) expireExport(ctx context.Context, dsr *privacyv1.DataSubjectRequest, now time.Time) (footprintNote, error) {
-	name := dsr.Status.ExportSecretRef.Name
-	msg := fmt.Sprintf("the export's TTL (%s) has passed: Secret %s was deleted", exportTTL(dsr), name)
-	sec := &corev1.Secret{}
-	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: dsr.Namespace, Name: name}, sec)
-	switch {
-	case apierrors.IsNotFound(err):
-		msg = fmt.Sprintf("the export's TTL (%s) has passed; Secret %s was already gone", exportTTL(dsr), name)
-	case err != nil:
-		return footprintNote{}, err
-	case !metav1.IsControlledBy(sec, dsr):
-		// writeExport only ever writes a Secret the request controls: this
-		// one is someone else's, created after the export was removed.
-		msg = fmt.Sprintf("the export's TTL (%s) has passed; Secret %s is no longer the request's export and was left alone", exportTTL(dsr), name)
-	default:
-		if err := r.Delete(ctx, sec, client.Preconditions{UID: &sec.UID}); err != nil && !apierrors.IsNotFound(err) {
-			return footprintNote{}, fmt.Errorf("deleting the expired export Secret %s: %w", name, err)
+	names := []string{dsr.Status.ExportSecretRef.Name}
+	if len(dsr.Status.ExportParts) > 0 {
+		names = names[:0]
+		for _, p := range dsr.Status.ExportParts {
+			names = append(names, p.Name)
 		}
 	}
+	var deleted, gone, others []string
+	for _, name := range names {
+		sec := &corev1.Secret{}
+		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: dsr.Namespace, Name: name}, sec)
+		switch {
+		case apierrors.IsNotFound(err):
+			gone = append(gone, name)
+		case err != nil:
+			return footprintNote{}, err
+		case !metav1.IsControlledBy(sec, dsr):
+			// writeExport only ever writes a Secret the request controls: this
+			// one is someone else's, created after the export was removed.
+			others = append(others, name)
+		default:
+			if err := r.Delete(ctx, sec, client.Preconditions{UID: &sec.UID}); err != nil && !apierrors.IsNotFound(err) {
+				return footprintNote{}, fmt.Errorf("deleting the expired export Secret %s: %w", name, err)
+			}
+			deleted = append(deleted, name)
+		}
+	}
+	var said []string
+	say := func(names []string, one, many string) {
+		switch len(names) {
+		case 0:
+		case 1:
+			said = append(said, fmt.Sprintf("Secret %s %s", names[0], one))
+		default:
+			said = append(said, fmt.Sprintf("Secrets %s %s", strings.Join(names, ", "), many))
+		}
+	}
+	say(deleted, "was deleted", "were deleted")
+	say(gone, "was already gone", "were already gone")
+	say(others, "is no longer the request's export and was left alone", "are no longer the request's export and were left alone")
+	msg := fmt.Sprintf("the export's TTL (%s) has passed: %s", exportTTL(dsr), strings.Join(said, "; "))
 	t := metav1.NewTime(now)
 	dsr.Status.ExportDeletedAt = &t
 	return footprintNote{corev1.EventTypeNormal, privacyv1.ReasonExportExpired, "Expire", msg}, nil

@@ -27,6 +27,11 @@ type Options struct {
 	// Secrets that handed it the subject's identities and rectified values
 	// are deleted (0: at once). See FootprintReconciler.
 	DiscardIdentitiesAfter time.Duration
+	// MaxExportBytes is the budget of one Access export (default
+	// DefaultMaxExportBytes); ExportPartBytes the most one export Secret
+	// holds (default ExportPartBytes).
+	MaxExportBytes  int64
+	ExportPartBytes int
 }
 
 // errNoClock refuses a reconciler built without its clock: every controller
@@ -57,5 +62,6 @@ func SetupAll(mgr ctrl.Manager, o Options) error {
 	return (&DataSubjectRequestReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Connector: o.Connector, Recorder: rec, Now: o.Now,
 		DigestKey: o.DigestKey, ErasureDeadline: o.ErasureDeadline, OtherDeadline: o.OtherDeadline, RetryBase: o.RetryBase,
+		MaxExportBytes: o.MaxExportBytes, ExportPartBytes: o.ExportPartBytes,
 	}).SetupWithManager(mgr)
 }

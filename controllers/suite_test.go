@@ -76,6 +76,8 @@ func startManager(ctx context.Context) (<-chan struct{}, error) {
 		Connector: conn, DigestKey: digestKey,
 		ErasureDeadline: 24 * time.Hour, OtherDeadline: 30 * 24 * time.Hour,
 		RetryBase: 200 * time.Millisecond, Now: clock.Now,
+		// Small, so tests split exports of a few hundred KiB and refuse one of 1 MiB.
+		MaxExportBytes: 1 << 20, ExportPartBytes: testExportPartBytes,
 	}); err != nil {
 		return nil, err
 	}

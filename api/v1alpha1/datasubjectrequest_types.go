@@ -234,9 +234,22 @@ type DataSubjectRequestStatus struct {
 	// +listMapKey=store
 	Stores []StoreOutcome `json:"stores,omitempty"`
 
-	// ExportSecretRef names the Secret (owned by the request) holding an Access export.
+	// ExportSecretRef names the Secret (owned by the request) holding an Access
+	// export: the only one (<name>-export), or the first part (<name>-export-0)
+	// of an export split across exportParts.
 	// +optional
 	ExportSecretRef *SecretReference `json:"exportSecretRef,omitempty"`
+
+	// ExportParts lists, in order, every Secret (owned by the request) holding
+	// a piece of the Access export: the pieces' data, concatenated in this
+	// order, is the export (JSON, or one age file when exportEncrypted).
+	// +optional
+	// +listType=atomic
+	ExportParts []SecretReference `json:"exportParts,omitempty"`
+
+	// ExportBytes is the size of the export (clear-text JSON) in bytes.
+	// +optional
+	ExportBytes int64 `json:"exportBytes,omitempty"`
 
 	// ReceiptDigest is a SHA-256 of the canonical receipt (the outcomes, times and
 	// subject digest), so a copy of the receipt kept elsewhere can be verified.

@@ -77,7 +77,8 @@ const (
 	// transaction within that timeout, and retrying would only load the
 	// database again.
 	ReasonSubjectTooLarge = "SubjectTooLarge"
-	// ReasonExportTooLarge: the Access export does not fit in a Secret.
+	// ReasonExportTooLarge: the Access export would pass the manager's
+	// --max-export-bytes budget.
 	ReasonExportTooLarge = "ExportTooLarge"
 	// ReasonDeadlineExceeded: the deadline passed before the request completed.
 	ReasonDeadlineExceeded = "DeadlineExceeded"

@@ -420,6 +420,11 @@ func (in *DataSubjectRequestStatus) DeepCopyInto(out *DataSubjectRequestStatus) 
 		*out = new(SecretReference)
 		**out = **in
 	}
+	if in.ExportParts != nil {
+		in, out := &in.ExportParts, &out.ExportParts
+		*out = make([]SecretReference, len(*in))
+		copy(*out, *in)
+	}
 	if in.ExportExpiresAt != nil {
 		in, out := &in.ExportExpiresAt, &out.ExportExpiresAt
 		*out = (*in).DeepCopy()

@@ -37,6 +37,7 @@ func everything() map[string]any {
 		"deadlines":              map[string]any{"erasure": "12h", "other": "168h"},
 		"workers":                4,
 		"discardIdentitiesAfter": "1h",
+		"maxExportBytes":         4194304,
 		"admission":              map[string]any{"enabled": true, "allowInlineIdentities": true},
 		"egress": map[string]any{
 			"allow":      []any{"10.20.0.0/16", "db.internal.example.com"},
@@ -98,6 +99,7 @@ var flagValues = map[string]struct{ value, arg string }{
 	"digest-key-secret":         {"digestKeySecret", "--digest-key-secret=privacy-digest-key"},
 	"max-concurrent-reconciles": {"workers", "--max-concurrent-reconciles=4"},
 	"discard-identities-after":  {"discardIdentitiesAfter", "--discard-identities-after=1h"},
+	"max-export-bytes":          {"maxExportBytes", "--max-export-bytes=4194304"},
 	"egress-allow":              {"egress.allow", "--egress-allow=10.20.0.0/16 --egress-allow=db.internal.example.com"},
 	"egress-deny":               {"egress.deny", "--egress-deny=10.20.99.0/24 --egress-deny=*.blocked.example.com"},
 	"require-tls":               {"egress.requireTLS", "--require-tls"},

@@ -1230,6 +1230,10 @@ versions:
                 description: Deadline by which the request must be complete.
                 format: date-time
                 type: string
+              exportBytes:
+                description: ExportBytes is the size of the export (clear-text JSON) in bytes.
+                format: int64
+                type: integer
               exportDeletedAt:
                 description: ExportDeletedAt is when Lethe deleted the export Secret, its TTL having passed.
                 format: date-time
@@ -1245,8 +1249,30 @@ versions:
                   after it was written.
                 format: date-time
                 type: string
+              exportParts:
+                description: |-
+                  ExportParts lists, in order, every Secret (owned by the request) holding
+                  a piece of the Access export: the pieces' data, concatenated in this
+                  order, is the export (JSON, or one age file when exportEncrypted).
+                items:
+                  description: SecretReference names a whole Secret in the object's own namespace.
+                  properties:
+                    name:
+                      description: Name of the Secret, in the same namespace as the object that refers to it.
+                      maxLength: 253
+                      minLength: 1
+                      pattern: ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$
+                      type: string
+                  required:
+                    - name
+                  type: object
+                type: array
+                x-kubernetes-list-type: atomic
               exportSecretRef:
-                description: ExportSecretRef names the Secret (owned by the request) holding an Access export.
+                description: |-
+                  ExportSecretRef names the Secret (owned by the request) holding an Access
+                  export: the only one (<name>-export), or the first part (<name>-export-0)
+                  of an export split across exportParts.
                 properties:
                   name:
                     description: Name of the Secret, in the same namespace as the object that refers to it.

@@ -422,35 +422,72 @@ func (s *Store) Apply(ctx context.Context, req stores.Request) (stores.Result, e
 	return res, nil
 }
 
-// Export sends the access requests and returns the decoded responses.
+// Export sends the access requests and returns the decoded responses,
+// collected in memory from StreamExport.
 func (s *Store) Export(ctx context.Context, req stores.Request) (stores.Export, stores.Result, error) {
+	return stores.CollectExport(func(w stores.ExportWriter) (stores.Result, error) { return s.StreamExport(ctx, req, w) })
+}
+
+// StreamExport sends the access requests and writes each response's records
+// to w, collections in name order (each response is bounded by
+// maxExportBytes; w's budget bounds the whole).
+func (s *Store) StreamExport(ctx context.Context, req stores.Request, w stores.ExportWriter) (stores.Result, error) {
 	req.Kind = stores.KindAccess
 	if err := stores.ValidateSubject(s.m, req.Subject); err != nil {
-		return nil, stores.Result{}, err
+		return stores.Result{}, err
 	}
 	if err := requireRequestID(req); err != nil {
-		return nil, stores.Result{}, err
+		return stores.Result{}, err
 	}
 	steps, _, err := s.steps(req)
 	if err != nil {
-		return nil, stores.Result{}, err
+		return stores.Result{}, err
 	}
-	export := stores.Export{}
-	var res stores.Result
-	for _, st := range steps {
-		if st.op != nil {
-			r, rows, err := s.execute(ctx, req, st, true)
-			if err != nil {
-				return nil, res, err
-			}
-			st.result = r
-			if len(rows) > 0 {
-				export[st.coll.Name] = rows
+	order := make([]int, len(steps))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(steps[a].coll.Name, steps[b].coll.Name) })
+	results := make([]stores.CollectionResult, len(steps))
+	for i := range steps {
+		results[i] = steps[i].result
+	}
+	for _, i := range order {
+		st := steps[i]
+		if st.op == nil {
+			continue
+		}
+		r, rows, err := s.execute(ctx, req, st, true)
+		if err != nil {
+			return stores.Result{Collections: done(results, order, i)}, err
+		}
+		results[i] = r
+		for _, row := range rows {
+			if err := w.Row(st.coll.Name, row); err != nil {
+				return stores.Result{Collections: done(results, order, i)}, err
 			}
 		}
-		res.Collections = append(res.Collections, st.result)
 	}
-	return export, res, nil
+	return stores.Result{Collections: results}, nil
+}
+
+// done are the results of the steps sent before the one at stop, in the
+// steps' order.
+func done(results []stores.CollectionResult, order []int, stop int) []stores.CollectionResult {
+	sent := map[int]bool{}
+	for _, i := range order {
+		if i == stop {
+			break
+		}
+		sent[i] = true
+	}
+	var out []stores.CollectionResult
+	for i, r := range results {
+		if sent[i] {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func requireRequestID(req stores.Request) error {

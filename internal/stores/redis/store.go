@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -215,19 +216,35 @@ func (s *Store) applyOnce(ctx context.Context, req stores.Request) (stores.Resul
 	return final.result(), nil
 }
 
-// Export returns the subject's keys in scope: strings, hashes (only the mapped
-// fields in scope, when the collection maps fields), lists, sets, sorted sets
-// and streams, each as {"key", "type", "value"}.
+// Export returns the subject's keys in scope, collected in memory from
+// StreamExport.
 func (s *Store) Export(ctx context.Context, req stores.Request) (stores.Export, stores.Result, error) {
+	return stores.CollectExport(func(w stores.ExportWriter) (stores.Result, error) { return s.StreamExport(ctx, req, w) })
+}
+
+// StreamExport writes the subject's keys in scope to w: strings, hashes (only
+// the mapped fields in scope, when the collection maps fields), lists, sets,
+// sorted sets and streams, each as {"key", "type", "value"}. A collection's
+// keys are read in one pipeline and then written, collections in name order,
+// so w's budget bounds the export as it does for SQL engines.
+func (s *Store) StreamExport(ctx context.Context, req stores.Request, w stores.ExportWriter) (stores.Result, error) {
 	req.Kind = stores.KindAccess
 	if err := stores.ValidateSubject(s.m, req.Subject); err != nil {
-		return nil, stores.Result{}, err
+		return stores.Result{}, err
 	}
 	r, err := s.resolve(ctx, s.rdb, req)
 	if err != nil {
-		return nil, stores.Result{}, err
+		return stores.Result{}, err
 	}
-	return r.export, r.result(), nil
+	for _, name := range slices.Sorted(maps.Keys(r.export)) {
+		for _, row := range r.export[name] {
+			if err := w.Row(name, row); err != nil {
+				return stores.Result{}, err
+			}
+		}
+		delete(r.export, name) // written: let it go
+	}
+	return r.result(), nil
 }
 
 // classify wraps a redis or network error without its text when that text

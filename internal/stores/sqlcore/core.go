@@ -158,25 +158,36 @@ func (c *Core[L, T]) Verify(ctx context.Context, req stores.Request) (stores.Ver
 	return v, err
 }
 
-// Export returns the subject's rows of every collection in scope: the primary
-// key and the mapped fields in scope, as JSON-friendly values, keyed by their
-// names in the data map. Collections where the subject has no row are left
-// out of the export.
+// Export returns the subject's rows of every collection in scope, collected
+// in memory from StreamExport (no budget: for tests and small exports).
 func (c *Core[L, T]) Export(ctx context.Context, req stores.Request) (stores.Export, stores.Result, error) {
+	return stores.CollectExport(func(w stores.ExportWriter) (stores.Result, error) { return c.StreamExport(ctx, req, w) })
+}
+
+// StreamExport writes the subject's rows of every collection in scope to w,
+// as the cursor reads them: the primary key and the mapped fields in scope,
+// as JSON-friendly values, keyed by their names in the data map. Collections
+// where the subject has no row are left out of the export.
+func (c *Core[L, T]) StreamExport(ctx context.Context, req stores.Request, w stores.ExportWriter) (stores.Result, error) {
 	if err := stores.ValidateSubject(c.m, req.Subject); err != nil {
-		return nil, stores.Result{}, err
+		return stores.Result{}, err
 	}
-	var exp stores.Export
 	var res stores.Result
+	counted := &countingWriter{w: w}
 	err := c.inTxWithSchema(ctx, ReadOnly, func(s *Session) error {
+		if counted.rows > 0 {
+			// A stale cached schema is retried with a fresh one; rows already
+			// written cannot be taken back, so the caller starts again.
+			return fmt.Errorf("%w: the schema changed while the export was read; it is read again", stores.ErrUnavailable)
+		}
 		var err error
-		exp, res.Collections, err = s.export(ctx, req.Subject, req.Scope)
+		res.Collections, err = s.export(ctx, req.Subject, req.Scope, counted)
 		return err
 	})
 	if err != nil {
-		return nil, stores.Result{}, err
+		return stores.Result{}, err
 	}
-	return exp, res, nil
+	return res, nil
 }
 
 // Check compares the data map with the live schema. Problems make requests
@@ -260,4 +271,18 @@ func (c *Core[L, T]) withCheckedSchema(ctx context.Context, fn func(*L) error) e
 		})
 		return live, err
 	}, fn)
+}
+
+// countingWriter counts the rows written through it.
+type countingWriter struct {
+	w    stores.ExportWriter
+	rows int64
+}
+
+func (c *countingWriter) Row(collection string, row map[string]any) error {
+	if err := c.w.Row(collection, row); err != nil {
+		return err
+	}
+	c.rows++
+	return nil
 }

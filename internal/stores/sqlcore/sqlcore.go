@@ -135,26 +135,32 @@ func SubjectKeys(m *datamap.Map, subject map[string]string, collection string, r
 	return rows[c], err
 }
 
-// Export collects the subject's rows, read by rowsOf, of every collection in
-// scope. Collections where the subject has no row are reported but left out
-// of the export.
-func Export(m *datamap.Map, rows Rows, scope datamap.Scope, rowsOf func(*datamap.Collection, []string) ([]map[string]any, error)) (stores.Export, []stores.CollectionResult, error) {
-	exp := stores.Export{}
-	var results []stores.CollectionResult
+// Export streams the subject's rows of every collection in scope to w, each
+// collection's rows written by rowsOf as it reads them, collections in name
+// order (the order of the export document). Collections where the subject has
+// no row are reported but left out of the export; results keep the map's order.
+func Export(m *datamap.Map, rows Rows, scope datamap.Scope, w stores.ExportWriter, rowsOf func(*datamap.Collection, []string, stores.ExportWriter) (int64, error)) ([]stores.CollectionResult, error) {
+	var inScope []*datamap.Collection
 	for _, c := range m.Collections {
-		if !scope.InScope(c) {
-			continue
+		if scope.InScope(c) {
+			inScope = append(inScope, c)
 		}
-		data, err := rowsOf(c, rows[c])
-		if err != nil {
-			return nil, nil, err
-		}
-		if len(data) > 0 {
-			exp[c.Name] = data
-		}
-		results = append(results, stores.CollectionResult{Collection: c.Name, Action: stores.ActionExport, Rows: int64(len(data))})
 	}
-	return exp, results, nil
+	byName := slices.Clone(inScope)
+	slices.SortFunc(byName, func(a, b *datamap.Collection) int { return strings.Compare(a.Name, b.Name) })
+	counts := make(map[*datamap.Collection]int64, len(byName))
+	for _, c := range byName {
+		n, err := rowsOf(c, rows[c], w)
+		if err != nil {
+			return nil, err
+		}
+		counts[c] = n
+	}
+	results := make([]stores.CollectionResult, 0, len(inScope))
+	for _, c := range inScope {
+		results = append(results, stores.CollectionResult{Collection: c.Name, Action: stores.ActionExport, Rows: counts[c]})
+	}
+	return results, nil
 }
 
 // RectificationSteps lists a rectification's steps: for each collection with

@@ -336,20 +336,22 @@ func (s *Session) rectifyRows(c *datamap.Collection, fields []datamap.Field, key
 	return st
 }
 
-// export collects the subject's rows of every collection in scope (see Export).
-func (s *Session) export(ctx context.Context, subject map[string]string, scope datamap.Scope) (stores.Export, []stores.CollectionResult, error) {
+// export streams the subject's rows of every collection in scope to w (see Export).
+func (s *Session) export(ctx context.Context, subject map[string]string, scope datamap.Scope, w stores.ExportWriter) ([]stores.CollectionResult, error) {
 	rows, err := s.resolver().Resolve(ctx, subject)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return Export(s.Map, rows, scope, func(c *datamap.Collection, keys []string) ([]map[string]any, error) {
-		return s.exportRows(ctx, c, keys, scope)
+	return Export(s.Map, rows, scope, w, func(c *datamap.Collection, keys []string, w stores.ExportWriter) (int64, error) {
+		return s.exportRows(ctx, c, keys, scope, w)
 	})
 }
 
-// exportRows reads the primary key and the mapped fields in scope of c's rows
-// of keys, keyed by their names in the data map.
-func (s *Session) exportRows(ctx context.Context, c *datamap.Collection, keys []string, scope datamap.Scope) ([]map[string]any, error) {
+// exportRows writes to w, as the cursor reads them, the primary key and the
+// mapped fields in scope of c's rows of keys, keyed by their names in the
+// data map, and counts them. An error of w (the budget is spent) stops the
+// query at once and is returned as it is, not as a database error.
+func (s *Session) exportRows(ctx context.Context, c *datamap.Collection, keys []string, scope datamap.Scope, w stores.ExportWriter) (int64, error) {
 	pk := s.primaryKey(c)
 	names, selects, kinds := []string{c.PrimaryKey}, []string{s.Dialect.ExportColumn(pk, s.quote(c.PrimaryKey))}, []masking.Kind{pk.Kind}
 	for _, f := range c.Fields {
@@ -358,7 +360,8 @@ func (s *Session) exportRows(ctx context.Context, c *datamap.Collection, keys []
 			names, selects, kinds = append(names, f.Name), append(selects, s.Dialect.ExportColumn(col, s.quote(f.Name))), append(kinds, col.Kind)
 		}
 	}
-	var data []map[string]any
+	var n int64
+	var writeErr error
 	for _, batch := range KeyBatches(s.Dialect, keys) {
 		p := s.Params()
 		// ORDER BY names the table's column: the bare name may be a text output column.
@@ -368,14 +371,20 @@ func (s *Session) exportRows(ctx context.Context, c *datamap.Collection, keys []
 			for i, name := range names {
 				row[name] = values[i]
 			}
-			data = append(data, row)
+			if writeErr = w.Row(c.Name, row); writeErr != nil {
+				return writeErr
+			}
+			n++
 			return nil
 		})
+		if writeErr != nil {
+			return n, writeErr
+		}
 		if err != nil {
-			return nil, s.dbError(fmt.Sprintf("exporting collection %q", c.Name), err)
+			return n, s.dbError(fmt.Sprintf("exporting collection %q", c.Name), err)
 		}
 	}
-	return data, nil
+	return n, nil
 }
 
 // JSONValue makes a value a driver scanned JSON-friendly: dates as

@@ -1,12 +1,20 @@
 package storetest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 
 	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/stores"
@@ -49,6 +57,7 @@ func exportHoldsOnlyTheSubjectsRows(t T, e *env) {
 	if err != nil {
 		t.Fatalf("the export is not JSON-friendly: %v", err)
 	}
+	x.wantStreamedExport(t, req, raw)
 	for _, other := range []string{"A_B@x.io", "a_b@x.io ", " a_b@x.io", "á_b@x.io", "axb@x.io", "a_b@x.io.au", "upper", "tok-2", "Look Alike", "bob@example.com", "192.0.2.2", "laptop"} {
 		if strings.Contains(string(raw), other) {
 			t.Errorf("the export holds %q, which is not the subject's", other)
@@ -248,4 +257,222 @@ func rectificationRefusesValuesThatDoNotFit(t T, e *env) {
 		}
 	}
 	unchanged(t, "refused rectifications", before, x.Snapshot(t))
+}
+
+// wantStreamedExport checks that the engine's streamed export, encoded by a
+// Document, is the JSON of its collected export (raw), laid out as
+// json.Marshal lays out a map of stores' exports; and that a budget smaller
+// than the export refuses it, naming sizes only.
+func (x *fx) wantStreamedExport(t T, req stores.Request, raw []byte) {
+	t.Helper()
+	st, ok := x.Store().(stores.ExportStreamer)
+	if !ok {
+		t.Errorf("%T does not stream exports (stores.ExportStreamer)", x.Store())
+		return
+	}
+	var buf bytes.Buffer
+	doc := stores.NewDocument(&buf, 0)
+	section := doc.Store("s")
+	if _, err := st.StreamExport(ctx, req, section); err != nil {
+		t.Fatalf("StreamExport: %v", err)
+	}
+	if err := section.End(); err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"s":` + string(raw) + `}`; buf.String() != want {
+		t.Errorf("streamed export =\n%s\nwant\n%s", buf.String(), want)
+	}
+	limit := int64(len(raw) / 2)
+	small := stores.NewDocument(io.Discard, limit).Store("s")
+	_, err := st.StreamExport(ctx, req, small)
+	var tooLarge *stores.ExportTooLargeError
+	if !errors.As(err, &tooLarge) || !errors.Is(err, stores.ErrExportTooLarge) || tooLarge.Limit != limit || tooLarge.Reached > limit {
+		t.Fatalf("StreamExport over a %d-byte budget: err = %v, want ErrExportTooLarge within the limit", limit, err)
+	}
+	for _, v := range x.subject() {
+		if strings.Contains(err.Error(), v) {
+			t.Errorf("the refusal quotes the subject: %v", err)
+		}
+	}
+	if !strings.Contains(err.Error(), fmt.Sprint(limit)) || !strings.Contains(err.Error(), fmt.Sprint(tooLarge.Reached)) {
+		t.Errorf("the refusal does not name the size reached and the limit: %v", err)
+	}
+}
+
+// LargeExportSpec maps one collection, large_export (in table, with columns
+// id, user_id and payload), found by identity userId in user_id: the data map
+// of LargeExport.
+func LargeExportSpec(engine privacyv1.Engine, table string) privacyv1.DataStoreSpec {
+	return privacyv1.DataStoreSpec{
+		Engine: engine,
+		Collections: []privacyv1.Collection{{
+			Name: "large_export", Table: table, PrimaryKey: "id", OnErasure: privacyv1.ErasureDelete,
+			Identity: map[string]privacyv1.Identifier{"userId": "user_id"},
+			Fields:   []privacyv1.Field{{Name: "payload", Category: "user.activity.event"}},
+		}},
+	}
+}
+
+// LargeExport checks the export of subject {"userId": "7"}, who has rows rows
+// in large_export (LargeExportSpec), of about payload bytes each: under a
+// budget that fits, every row is exported; under a small budget the export is
+// refused, naming the size reached and the limit, having allocated a small
+// part of what holding the whole export (the collected Export and its JSON,
+// as the manager did before exports streamed) allocates.
+func LargeExport(t *testing.T, s stores.Store, rows, payload int) {
+	t.Helper()
+	st, ok := s.(stores.ExportStreamer)
+	if !ok {
+		t.Fatalf("%T does not stream exports", s)
+	}
+	req := stores.Request{Kind: stores.KindAccess, Subject: map[string]string{"userId": "7"}, RequestID: "large-export"}
+	allocated := func(f func()) uint64 {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		f()
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+
+	// The whole export, as the manager held it before: every row, then its JSON.
+	var whole uint64
+	var size int
+	whole = allocated(func() {
+		exp, res, err := s.Export(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := json.Marshal(map[string]stores.Export{"s": exp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		size = len(raw)
+		if n := len(exp["large_export"]); n != rows || res.Collections[0].Rows != int64(rows) {
+			t.Fatalf("collected export holds %d rows (receipt %d), want %d", n, res.Collections[0].Rows, rows)
+		}
+	})
+	if size < rows*payload {
+		t.Fatalf("the export is %d bytes, want more than %d", size, rows*payload)
+	}
+
+	// Streamed under a budget it fits: every row, the same document.
+	var streamed uint64
+	var counted int
+	streamed = allocated(func() {
+		var buf bytes.Buffer
+		doc := stores.NewDocument(&buf, int64(size))
+		sec := doc.Store("s")
+		res, err := st.StreamExport(ctx, req, countRows{sec, &counted})
+		if err != nil {
+			t.Fatalf("StreamExport under a %d-byte budget: %v", size, err)
+		}
+		if err := sec.End(); err != nil {
+			t.Fatal(err)
+		}
+		if err := doc.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if counted != rows || res.Collections[0].Rows != int64(rows) || buf.Len() != size {
+			t.Fatalf("streamed %d rows (receipt %d), %d bytes; want %d rows, %d bytes", counted, res.Collections[0].Rows, buf.Len(), rows, size)
+		}
+	})
+
+	// Streamed to nowhere: the heap never holds the export, as it does when collected.
+	held := peakHeap(func() {
+		exp, _, err := s.Export(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := json.Marshal(map[string]stores.Export{"s": exp})
+		runtime.KeepAlive(raw)
+	})
+	flowing := peakHeap(func() {
+		if _, err := st.StreamExport(ctx, req, stores.NewDocument(io.Discard, int64(size)).Store("s")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Logf("peak heap growth: collected export %d MiB, streamed %d MiB", held>>20, flowing>>20)
+	// The streamed peak is the collector's pacing over the resolved keys and
+	// one row's garbage (about a quarter of the collected peak here); half
+	// leaves room for a noisy collector and still fails an export held whole.
+	if flowing > held/2 {
+		t.Errorf("the streamed export grew the heap by %d bytes, the collected one by %d: streaming holds the export", flowing, held)
+	}
+
+	// Refused under a small budget, before it costs what the whole export does.
+	const limit = 256 << 10
+	var err error
+	refused := allocated(func() {
+		_, err = st.StreamExport(ctx, req, stores.NewDocument(io.Discard, limit).Store("s"))
+	})
+	var tooLarge *stores.ExportTooLargeError
+	if !errors.As(err, &tooLarge) || tooLarge.Limit != limit || tooLarge.Reached > limit || tooLarge.Collection != "large_export" {
+		t.Fatalf("StreamExport under a %d-byte budget: err = %v, want ErrExportTooLarge", limit, err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, fmt.Sprint(tooLarge.Reached)) || !strings.Contains(msg, fmt.Sprint(limit)) || strings.Contains(msg, "pppp") {
+		t.Errorf("the refusal %q does not name the size reached and the limit, or quotes a value", msg)
+	}
+	t.Logf("%d rows, %d bytes of JSON: whole export allocated %d MiB, streamed %d MiB, refused at %d KiB %d MiB",
+		rows, size, whole>>20, streamed>>20, limit>>10, refused>>20)
+	// What is left once refused is resolving the subject's keys and one
+	// batch of rows: a quarter of the whole export's cost is far above it,
+	// and far below what the old path allocated before it could refuse.
+	if refused > whole/4 {
+		t.Errorf("the refused export allocated %d bytes, more than a quarter of the whole export's %d: it did not stop at the budget", refused, whole)
+	}
+}
+
+type countRows struct {
+	w stores.ExportWriter
+	n *int
+}
+
+func (c countRows) Row(collection string, row map[string]any) error {
+	if err := c.w.Row(collection, row); err != nil {
+		return err
+	}
+	*c.n++
+	return nil
+}
+
+// peakHeap is how much f grows the heap in use at most, sampled every
+// millisecond (and at the end).
+func peakHeap(f func()) uint64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	base, peak := ms.HeapInuse, ms.HeapInuse
+	var mu sync.Mutex
+	sample := func() {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		mu.Lock()
+		peak = max(peak, ms.HeapInuse)
+		mu.Unlock()
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				sample()
+			}
+		}
+	}()
+	f()
+	sample()
+	close(done)
+	wg.Wait()
+	return peak - base
 }
