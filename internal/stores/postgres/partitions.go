@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -83,6 +84,33 @@ CROSS JOIN LATERAL (SELECT regexp_match(pg_get_expr(c.relpartbound, c.oid), '^FO
 WHERE pt.partrelid = to_regclass($1) AND pt.partstrat = 'r' AND pt.partnatts = 1 AND a.attname = $2
 ORDER BY 1, 2`
 
+// plannerEstimates fills the estimate of the expired partitions the database
+// never analyzed (reltuples -1) with the planner's, which it derives from the
+// partition's size on disk without reading it: counting such a partition
+// exactly would read all of it, the very work dropping it saves.
+func plannerEstimates(ctx context.Context, tx pgx.Tx, parts map[string]pgPartition, out []sqlcore.RangePartition) error {
+	for i := range out {
+		rp := &out[i]
+		if !rp.Expired || rp.Estimate >= 0 {
+			continue
+		}
+		var plan []struct {
+			Plan struct {
+				Rows float64 `json:"Plan Rows"`
+			} `json:"Plan"`
+		}
+		var doc []byte
+		if err := tx.QueryRow(ctx, "EXPLAIN (FORMAT JSON) SELECT 1 FROM "+parts[rp.Name].ref).Scan(&doc); err != nil {
+			return err
+		}
+		if err := json.Unmarshal(doc, &plan); err != nil || len(plan) != 1 {
+			return fmt.Errorf("reading the planner's estimate of partition %q: %v", rp.Name, err)
+		}
+		rp.Estimate = int64(plan[0].Plan.Rows)
+	}
+	return nil
+}
+
 // referencesSQL names the foreign keys referring to $1 or one of its
 // partitions (the constraints PostgreSQL clones onto partitions left out).
 const referencesSQL = `SELECT con.conname::text || ' on ' || con.conrelid::regclass::text
@@ -120,6 +148,9 @@ func (p *partitioner) RangePartitions(ctx context.Context, live *liveSchema, sw 
 		}
 		if !out.Partitioned {
 			return nil
+		}
+		if err := plannerEstimates(ctx, tx, p.parts, out.Partitions); err != nil {
+			return dbError(what, err)
 		}
 		rows, err = tx.Query(ctx, referencesSQL, p.parent)
 		if err != nil {

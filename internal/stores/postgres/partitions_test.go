@@ -447,3 +447,24 @@ func waitHealth(t *testing.T, s *Store, collection string, ok func(stores.TableH
 	t.Fatalf("TableHealth(%s) stayed %+v", collection, h)
 	return h
 }
+
+// A large partition the database never analyzed is not read to be counted:
+// its rows are the planner's estimate (from its size on disk), flagged so.
+func TestPartitionNeverAnalyzedIsEstimatedNotCounted(t *testing.T) {
+	// Autovacuum off for it, so nothing analyzes it during the test.
+	f := newPartFixture(t, false, `ALTER TABLE events_2024_01 SET (autovacuum_enabled = false);
+INSERT INTO events SELECT 1000000 + g, g, 'n', timestamptz '2024-01-01' + g * interval '1 second' FROM generate_series(1, 50000) g;`)
+	if n := f.count(t, "SELECT count(*) FROM pg_class WHERE relname = 'events_2024_01' AND reltuples < 0"); n != 1 {
+		t.Fatal("the partition has been analyzed: the test needs one that never was")
+	}
+	res := sweepParts(t, f.store, deleteRule(), true)
+	var jan stores.PartitionOutcome
+	for _, o := range res.Dropped {
+		if o.Name == "events_2024_01" {
+			jan = o
+		}
+	}
+	if !jan.Estimated || jan.Rows < 25000 || jan.Rows > 100000 {
+		t.Errorf("never-analyzed January: %d rows (estimated %v), want the planner's estimate of about 50,010, flagged estimated", jan.Rows, jan.Estimated)
+	}
+}

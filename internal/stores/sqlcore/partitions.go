@@ -30,7 +30,8 @@ import (
 //
 // Row counts are exact (count(*)) unless the catalog estimates more than
 // ExactCountLimit rows: counting a large partition would read all of it, the
-// very work dropping it saves, so the estimate is reported, flagged so.
+// very work dropping it saves, so the estimate is reported, flagged so (for
+// a partition never analyzed, PostgreSQL's planner estimate from its size).
 
 // ExactCountLimit is the largest catalog estimate of a partition's rows
 // for which its rows are counted rather than estimated.
