@@ -285,7 +285,7 @@ func pgPartitions(ctx context.Context, cfg Config, n int, details map[string]any
 		return nil, err
 	}
 	rule := partitionRule()
-	if rule.HeldKeys, err = store.SubjectKeys(ctx, map[string]string{"userId": strconv.Itoa(heldUser)}, "events"); err != nil {
+	if rule.HeldKeys, err = heldUserKeys(ctx, store); err != nil {
 		return nil, err
 	}
 	if held, err = sweepSide(ctx, store, rule, 11); err != nil {
@@ -421,7 +421,7 @@ func mariaDBPartitions(ctx context.Context, cfg Config, n int, details map[strin
 		return nil, err
 	}
 	rule := partitionRule()
-	if rule.HeldKeys, err = store.SubjectKeys(ctx, map[string]string{"userId": strconv.Itoa(heldUser)}, "events"); err != nil {
+	if rule.HeldKeys, err = heldUserKeys(ctx, store); err != nil {
 		return nil, err
 	}
 	held, err := sweepSide(ctx, store, rule, 11)
@@ -430,4 +430,10 @@ func mariaDBPartitions(ctx context.Context, cfg Config, n int, details map[strin
 	}
 	details["mariadb"] = map[string]any{"lethe": lethe.details(), "singleDelete": del.details(), "held": held.details()}
 	return partitionRowsOf("MariaDB", n, lethe, del, held, extra), nil
+}
+
+// heldUserKeys are the held subject's keys in events.
+func heldUserKeys(ctx context.Context, store stores.Sweeper) ([]string, error) {
+	keys, err := store.SubjectKeys(ctx, map[string]string{"userId": strconv.Itoa(heldUser)}, []string{"events"})
+	return keys["events"], err
 }

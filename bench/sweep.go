@@ -74,7 +74,9 @@ type sweepRun struct {
 
 func (r sweepRun) rate() float64 { return rate(r.Rows, r.Elapsed) }
 
-// sweepLoop runs SweepBatch until Done, timing each batch (one transaction).
+// sweepLoop runs SweepBatch until Done, timing each batch (one transaction),
+// and counts every row a batch removes: its own and the rows below them. A
+// batch that keeps rows is an error: both sides must remove the same rows.
 func sweepLoop(ctx context.Context, sw stores.Sweeper, rule stores.SweepRule, expected int64) (sweepRun, error) {
 	var run sweepRun
 	cursor := ""
@@ -90,7 +92,13 @@ func sweepLoop(ctx context.Context, sw stores.Sweeper, rule stores.SweepRule, ex
 		if err != nil {
 			return run, fmt.Errorf("batch %d: %w", i+1, err)
 		}
+		if len(b.Kept) > 0 {
+			return run, fmt.Errorf("batch %d kept rows: %+v", i+1, b.Kept)
+		}
 		run.Rows += b.Rows
+		for _, c := range b.Children {
+			run.Rows += c.Rows
+		}
 		cursor = b.Cursor
 		if b.Done {
 			break
@@ -392,7 +400,7 @@ func runPostgresChainSweep(ctx context.Context, cfg Config, dsn string, pool *pg
 			byHand.Batches = durations{byHand.Elapsed}
 		} else {
 			rule := stores.SweepRule{Collection: "orders", Field: "created_at", Cutoff: sweepCutoff, Action: stores.ActionDelete, BatchSize: cfg.BatchSize}
-			lethe, err = chainSweepLoop(ctx, sw, rule, expired)
+			lethe, err = sweepLoop(ctx, sw, rule, expired)
 			if err != nil {
 				return nil, nil, fmt.Errorf("Lethe's chain sweep: %w", err)
 			}
@@ -404,37 +412,4 @@ func runPostgresChainSweep(ctx context.Context, cfg Config, dsn string, pool *pg
 	rows := sweepRows(fmt.Sprintf("2. PostgreSQL sweep, children swept per batch: delete %s expired orders with their lines and taxes (%s rows)",
 		count(lethe.Rows/7), count(lethe.Rows)), "deletes by hand, children first, one transaction", lethe, byHand, 0.7, cfg.BatchSize, true)
 	return rows, map[string]any{"lethe": sweepDetails(lethe), "byHand": sweepDetails(byHand)}, nil
-}
-
-// chainSweepLoop is sweepLoop counting every row a batch removes: its own
-// and its children's.
-func chainSweepLoop(ctx context.Context, sw stores.Sweeper, rule stores.SweepRule, expected int64) (sweepRun, error) {
-	var run sweepRun
-	cursor := ""
-	maxBatches := expected/int64(max(rule.BatchSize, 1))*2 + 10
-	start := time.Now()
-	for i := int64(0); ; i++ {
-		if i > maxBatches {
-			return run, fmt.Errorf("no end after %d batches (%d rows)", i, run.Rows)
-		}
-		t := time.Now()
-		b, err := sw.SweepBatch(ctx, rule, cursor)
-		run.Batches = append(run.Batches, time.Since(t))
-		if err != nil {
-			return run, fmt.Errorf("batch %d: %w", i+1, err)
-		}
-		if len(b.Kept) > 0 {
-			return run, fmt.Errorf("batch %d kept rows: %+v", i+1, b.Kept)
-		}
-		run.Rows += b.Rows
-		for _, c := range b.Children {
-			run.Rows += c.Rows
-		}
-		cursor = b.Cursor
-		if b.Done {
-			break
-		}
-	}
-	run.Elapsed = time.Since(start)
-	return run, nil
 }

@@ -107,15 +107,7 @@ func TestALargeExportIsSplitAcrossOwnedSecretsThatReassembleIntoTheDocumentAndAl
 	for _, p := range names {
 		eventually(t, 30*time.Second, func() error { return secretGone(t, ns, p.Name) })
 	}
-	eventually(t, 30*time.Second, func() error {
-		if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(dsr), dsr); err != nil {
-			return err
-		}
-		if dsr.Status.ExportDeletedAt == nil {
-			return fmt.Errorf("no exportDeletedAt yet")
-		}
-		return nil
-	})
+	waitExportDeleted(t, dsr)
 	assertEvent(t, dsr, privacyv1.ReasonExportExpired)
 }
 

@@ -230,15 +230,7 @@ func TestExportExpiresAfterItsTTL(t *testing.T) {
 	poke(t, short)
 	poke(t, dflt)
 	eventually(t, 30*time.Second, func() error { return secretGone(t, ns, "access-2d-export") })
-	eventually(t, 30*time.Second, func() error {
-		if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(short), short); err != nil {
-			return err
-		}
-		if short.Status.ExportDeletedAt == nil {
-			return fmt.Errorf("no exportDeletedAt yet")
-		}
-		return nil
-	})
+	waitExportDeleted(t, short)
 	if short.Status.ExportDeletedAt.Before(short.Status.ExportExpiresAt) {
 		t.Errorf("deleted at %s, before it expired (%s)", short.Status.ExportDeletedAt, short.Status.ExportExpiresAt)
 	}
@@ -370,4 +362,18 @@ func keys(m map[string][]byte) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// waitExportDeleted waits until dsr's receipt records that its export was deleted.
+func waitExportDeleted(t *testing.T, dsr *privacyv1.DataSubjectRequest) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() error {
+		if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(dsr), dsr); err != nil {
+			return err
+		}
+		if dsr.Status.ExportDeletedAt == nil {
+			return fmt.Errorf("no exportDeletedAt yet")
+		}
+		return nil
+	})
 }

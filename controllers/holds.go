@@ -9,7 +9,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
-	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/stores"
 )
 
@@ -121,7 +120,7 @@ type heldRows struct {
 }
 
 // forSweep finds the holds on collection and on the collections below it
-// (below, see collectionsBelow): a hold without subject holds a whole
+// (below, see datamap.Map.Below): a hold without subject holds a whole
 // collection; a hold with a subject holds that subject's rows, resolved by
 // the store as erasure would find them.
 func (hr holdResolver) forSweep(ctx context.Context, namespace, store, collection string, below []string, sweeper stores.Sweeper, now time.Time) (heldRows, error) {
@@ -130,77 +129,42 @@ func (hr holdResolver) forSweep(ctx context.Context, namespace, store, collectio
 	if err != nil {
 		return out, err
 	}
-	named := map[string]bool{}
 	for _, a := range active {
+		var covered []string
 		for _, c := range append([]string{collection}, below...) {
-			if !a.covers(store, c) {
-				continue
+			if a.covers(store, c) {
+				covered = append(covered, c)
 			}
-			if a.subject == nil {
+		}
+		switch {
+		case len(covered) == 0:
+			continue
+		case a.subject == nil:
+			for _, c := range covered {
 				if c == collection {
 					out.whole = append(out.whole, fmt.Sprintf("legal hold %s: %s", a.Name, a.Spec.Reason))
 				} else {
 					out.wholeBelow = append(out.wholeBelow, fmt.Sprintf("%s: legal hold %s: %s", c, a.Name, a.Spec.Reason))
 				}
+			}
+			continue
+		}
+		// One resolution of the held subject for every collection it covers.
+		keys, err := sweeper.SubjectKeys(ctx, a.subject, covered)
+		if err != nil {
+			return out, fmt.Errorf("LegalHold %q: %w", a.Name, err)
+		}
+		for c, ks := range keys {
+			if c == collection {
+				out.keys = append(out.keys, ks...)
 				continue
 			}
-			keys, err := sweeper.SubjectKeys(ctx, a.subject, c)
-			if err != nil {
-				return out, fmt.Errorf("LegalHold %q: %w", a.Name, err)
+			if out.childKeys == nil {
+				out.childKeys = map[string][]string{}
 			}
-			if c == collection {
-				out.keys = append(out.keys, keys...)
-			} else if len(keys) > 0 {
-				if out.childKeys == nil {
-					out.childKeys = map[string][]string{}
-				}
-				out.childKeys[c] = append(out.childKeys[c], keys...)
-			}
-			if !named[a.Name] {
-				named[a.Name] = true
-				out.names = append(out.names, a.Name)
-			}
+			out.childKeys[c] = append(out.childKeys[c], ks...)
 		}
+		out.names = append(out.names, a.Name)
 	}
 	return out, nil
-}
-
-// collectionsBelow lists, in traversal order, the collections below name in
-// the data map: its children through ownership references and theirs, and the
-// collections whose setNull references point at any of them (their rows only
-// lose the link). name itself is not listed (its own held rows are the rule's
-// held keys).
-func collectionsBelow(m *datamap.Map, name string) []string {
-	if m == nil {
-		return nil
-	}
-	root, ok := m.Get(name)
-	if !ok {
-		return nil
-	}
-	seen := map[*datamap.Collection]bool{root: true}
-	below := map[string]bool{}
-	queue := []*datamap.Collection{root}
-	for len(queue) > 0 {
-		c := queue[0]
-		queue = queue[1:]
-		for _, e := range c.Referrers {
-			below[e.Child.Name] = true
-		}
-		for _, e := range c.Children {
-			below[e.Child.Name] = true
-			if !seen[e.Child] {
-				seen[e.Child] = true
-				queue = append(queue, e.Child)
-			}
-		}
-	}
-	delete(below, name)
-	var out []string
-	for _, c := range m.Collections {
-		if below[c.Name] {
-			out = append(out, c.Name)
-		}
-	}
-	return out
 }

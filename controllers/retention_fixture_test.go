@@ -175,3 +175,17 @@ func waitHold(t *testing.T, h *privacyv1.LegalHold, status metav1.ConditionStatu
 	t.Helper()
 	waitForCondition(t, h, func() []metav1.Condition { return h.Status.Conditions }, privacyv1.ConditionReady, status, reason)
 }
+
+// waitRunFinished waits until p's run in progress has finished every rule.
+func waitRunFinished(t *testing.T, p *privacyv1.RetentionPolicy) {
+	t.Helper()
+	eventually(t, 60*time.Second, func() error {
+		if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(p), p); err != nil {
+			return err
+		}
+		if p.Status.Sweep != nil || p.Status.LastSuccessfulRunTime == nil {
+			return fmt.Errorf("not finished: %+v", p.Status.Sweep)
+		}
+		return nil
+	})
+}

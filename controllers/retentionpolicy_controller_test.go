@@ -219,15 +219,7 @@ func TestSweepResumesWhereAStoppedOperatorLeftIt(t *testing.T) {
 	// connections) resumes the same run from status.sweep: the first rule is
 	// not run again, and the second continues after its cursor.
 	poke(t, p)
-	eventually(t, 60*time.Second, func() error {
-		if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(p), p); err != nil {
-			return err
-		}
-		if p.Status.Sweep != nil || p.Status.LastSuccessfulRunTime == nil {
-			return fmt.Errorf("not finished: %+v", p.Status.Sweep)
-		}
-		return nil
-	})
+	waitRunFinished(t, p)
 	if !p.Status.LastSuccessfulRunTime.Equal(&sw.StartedAt) || !p.Status.LastRunTime.Equal(&sw.StartedAt) {
 		t.Errorf("the run was restarted: started %v, finished run started %v", sw.StartedAt, p.Status.LastSuccessfulRunTime)
 	}

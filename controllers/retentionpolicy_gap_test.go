@@ -335,15 +335,7 @@ func TestRetentionParentRuleSweepsItsChildren(t *testing.T) {
 	// The manager resumes the run.
 	advance(t, 2*time.Hour)
 	poke(t, p)
-	eventually(t, 60*time.Second, func() error {
-		if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(p), p); err != nil {
-			return err
-		}
-		if p.Status.Sweep != nil || p.Status.LastSuccessfulRunTime == nil {
-			return fmt.Errorf("not finished: %+v", p.Status.Sweep)
-		}
-		return nil
-	})
+	waitRunFinished(t, p)
 	got := ruleStatus(p, "invoices-10y")
 	if got.RowsAffected != 4 {
 		t.Errorf("invoices-10y: %+v, want 4 invoices deleted (the held subject's kept)", got)

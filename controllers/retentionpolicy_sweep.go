@@ -198,7 +198,7 @@ func (run *sweepRun) ruleInput(ctx context.Context, env *ruleEnv, rule *privacyv
 			sr.BatchSize = in.rate // a batch is at most a second's worth
 		}
 	}
-	below := collectionsBelow(env.dataMap, sr.Collection)
+	below := env.dataMap.Below(sr.Collection)
 	if in.holds, err = (holdResolver{run.r.reader()}).forSweep(ctx, pol.Namespace, env.ds.Name, sr.Collection, below, env.sweeper, run.now); err != nil {
 		return nil, err
 	}

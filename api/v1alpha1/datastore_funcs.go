@@ -12,15 +12,6 @@ const MinCheckInterval = 30 * time.Second
 
 // CheckEvery is how often the live schema is checked against the data map; it
 // is also how long an engine may trust the schema it last checked.
-// StatementTimeoutOrDefault is the SQL statement timeout the store asks for,
-// 0 for the engine's default.
-func (s DataStoreSpec) StatementTimeoutOrDefault() time.Duration {
-	if s.StatementTimeout != nil && s.StatementTimeout.Duration > 0 {
-		return s.StatementTimeout.Duration
-	}
-	return 0
-}
-
 func (s DataStoreSpec) CheckEvery() time.Duration {
 	if s.CheckInterval != nil && s.CheckInterval.Duration > 0 {
 		return max(s.CheckInterval.Duration, MinCheckInterval)

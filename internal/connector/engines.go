@@ -23,8 +23,8 @@ type Engines struct {
 // Open is the Opener the manager uses.
 func (e Engines) Open(ctx context.Context, ds *privacyv1.DataStore, m *datamap.Map, s Secrets) (stores.Store, error) {
 	sqlOptions := []sqlcore.Option{sqlcore.WithSchemaTTL(ds.Spec.CheckEvery()), sqlcore.WithJournal(journalOf(ds))}
-	if t := ds.Spec.StatementTimeoutOrDefault(); t > 0 {
-		sqlOptions = append(sqlOptions, sqlcore.WithTimeouts(sqlcore.DefaultLockTimeout, t))
+	if t := ds.Spec.StatementTimeout; t != nil && t.Duration > 0 {
+		sqlOptions = append(sqlOptions, sqlcore.WithTimeouts(sqlcore.DefaultLockTimeout, t.Duration))
 	}
 	switch ds.Spec.Engine {
 	case privacyv1.EnginePostgres:

@@ -82,6 +82,45 @@ type Map struct {
 	byName      map[string]*Collection
 }
 
+// Below lists, in traversal order, the collections below name: its children
+// through ownership references and theirs, and the collections whose setNull
+// references point at any of them (their rows only lose the link). name
+// itself is not listed; an unknown name (or a nil map) has none.
+func (m *Map) Below(name string) []string {
+	if m == nil {
+		return nil
+	}
+	root, ok := m.Get(name)
+	if !ok {
+		return nil
+	}
+	seen := map[*Collection]bool{root: true}
+	below := map[string]bool{}
+	queue := []*Collection{root}
+	for len(queue) > 0 {
+		c := queue[0]
+		queue = queue[1:]
+		for _, e := range c.Referrers {
+			below[e.Child.Name] = true
+		}
+		for _, e := range c.Children {
+			below[e.Child.Name] = true
+			if !seen[e.Child] {
+				seen[e.Child] = true
+				queue = append(queue, e.Child)
+			}
+		}
+	}
+	delete(below, name)
+	var out []string
+	for _, c := range m.Collections {
+		if below[c.Name] {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
 // Get returns the collection named name.
 func (m *Map) Get(name string) (*Collection, bool) {
 	c, ok := m.byName[name]

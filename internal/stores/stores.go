@@ -419,7 +419,8 @@ type Sweeper interface {
 	// CountPastPeriod counts rows still past their period (the compliance
 	// gap): those not held, the held ones, and those without a date.
 	CountPastPeriod(ctx context.Context, rule SweepRule) (PastPeriod, error)
-	// SubjectKeys resolves a subject's primary keys in a collection (as text),
-	// so sweeps can skip rows held for that subject.
-	SubjectKeys(ctx context.Context, subject map[string]string, collection string) ([]string, error)
+	// SubjectKeys resolves a subject's primary keys (as text) in each of
+	// collections, with one resolution, so sweeps can skip rows held for
+	// that subject. A collection where the subject has no row has no entry.
+	SubjectKeys(ctx context.Context, subject map[string]string, collections []string) (map[string][]string, error)
 }

@@ -188,11 +188,13 @@ func escapeGlob(s string) string {
 // byte as redis does: a second guard, so a key is never acted on because of
 // a server-side matching difference.
 func (m match) matches(key string) bool {
-	return matchTokens(m.tokens, key)
+	_, ok := m.capture(key)
+	return ok
 }
 
-// capture matches key as matches does and returns the text each token of m
-// matched, token by token (literals match themselves).
+// capture matches key against m byte by byte, as redis matches, and returns
+// the text each token of m matched (literals match themselves): rectification
+// rebuilds a key's name from it.
 func (m match) capture(key string) ([]string, bool) {
 	parts := make([]string, len(m.tokens))
 	return parts, captureTokens(m.tokens, key, parts)
@@ -214,39 +216,10 @@ func captureTokens(tokens []token, s string, parts []string) bool {
 		case tokStar:
 			for j := 0; j <= len(s); j++ {
 				if j > 0 && t.segmentEnd != 0 && s[j-1] == t.segmentEnd {
-					return false
+					return false // the * would cross its separator
 				}
 				if captureTokens(tokens[i+1:], s[j:], parts[i+1:]) {
 					parts[i] = s[:j]
-					return true
-				}
-			}
-			return false
-		}
-	}
-	return s == ""
-}
-
-func matchTokens(tokens []token, s string) bool {
-	for i, t := range tokens {
-		switch t.kind {
-		case tokLiteral:
-			if !strings.HasPrefix(s, t.text) {
-				return false
-			}
-			s = s[len(t.text):]
-		case tokAny:
-			if s == "" {
-				return false
-			}
-			s = s[1:]
-		case tokStar:
-			rest := tokens[i+1:]
-			for j := 0; j <= len(s); j++ {
-				if j > 0 && t.segmentEnd != 0 && s[j-1] == t.segmentEnd {
-					return false // the * would cross its separator
-				}
-				if matchTokens(rest, s[j:]) {
 					return true
 				}
 			}

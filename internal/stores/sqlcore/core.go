@@ -215,13 +215,13 @@ func (c *Core[L, T]) Check(ctx context.Context) (stores.CheckResult, error) {
 	return res, nil
 }
 
-// SubjectKeys returns the primary keys (as text) of the subject's rows in a
-// collection, found as a hold finds the person it holds (PersonRows): through
-// the identity columns and down the cascade references, widened once through
-// the other identities those rows carry. A subject none of whose identity types this
-// store maps has no rows here.
-func (c *Core[L, T]) SubjectKeys(ctx context.Context, subject map[string]string, collection string) ([]string, error) {
-	return SubjectKeys(c.m, subject, collection, func() (rows Rows, err error) {
+// SubjectKeys returns the primary keys (as text) of the subject's rows in
+// each of collections, found as a hold finds the person it holds
+// (PersonRows): through the identity columns and down the cascade
+// references, widened once through the other identities those rows carry. A
+// subject none of whose identity types this store maps has no rows here.
+func (c *Core[L, T]) SubjectKeys(ctx context.Context, subject map[string]string, collections []string) (map[string][]string, error) {
+	return SubjectKeys(c.m, subject, collections, func() (rows Rows, err error) {
 		err = c.inTxWithSchema(ctx, ReadOnly, func(s *Session) error {
 			var all bool
 			rows, all, err = PersonRows(ctx, c.m, subject, s.resolver().Resolve, s.fieldValues)

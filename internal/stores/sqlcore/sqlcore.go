@@ -121,18 +121,32 @@ func SubjectHere(m *datamap.Map, subject map[string]string) (bool, error) {
 	return false, nil
 }
 
-// SubjectKeys returns the keys resolve finds for the subject in collection;
-// none when the subject has no identity type this store maps (SubjectHere).
-func SubjectKeys(m *datamap.Map, subject map[string]string, collection string, resolve func() (Rows, error)) ([]string, error) {
-	c, ok := m.Get(collection)
-	if !ok {
-		return nil, fmt.Errorf("%w: the data map has no collection %q", stores.ErrInvalid, collection)
+// SubjectKeys returns the keys resolve finds for the subject in each of
+// collections (resolving once); none when the subject has no identity type
+// this store maps (SubjectHere).
+func SubjectKeys(m *datamap.Map, subject map[string]string, collections []string, resolve func() (Rows, error)) (map[string][]string, error) {
+	cs := make([]*datamap.Collection, len(collections))
+	for i, name := range collections {
+		c, ok := m.Get(name)
+		if !ok {
+			return nil, fmt.Errorf("%w: the data map has no collection %q", stores.ErrInvalid, name)
+		}
+		cs[i] = c
 	}
 	if here, err := SubjectHere(m, subject); !here {
 		return nil, err
 	}
 	rows, err := resolve()
-	return rows[c], err
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for _, c := range cs {
+		if keys := rows[c]; len(keys) > 0 {
+			out[c.Name] = keys
+		}
+	}
+	return out, nil
 }
 
 // Export streams the subject's rows of every collection in scope to w, each
