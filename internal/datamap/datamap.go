@@ -127,6 +127,17 @@ func (m *Map) Get(name string) (*Collection, bool) {
 	return c, ok
 }
 
+// Index is the position of the collection named name in the traversal
+// order; -1 when there is none.
+func (m *Map) Index(name string) int {
+	for i, c := range m.Collections {
+		if c.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
 // Error lists every problem found in a data map.
 type Error struct{ Problems []string }
 

@@ -64,6 +64,9 @@ func (r inDatabase) resolution(subject map[string]string) resolution {
 	ctes := map[*datamap.Collection]string{}
 	var withs, arrays []string
 	for _, c := range r.Map.Collections {
+		if r.Selecting(c) {
+			continue // named by a condition, never listed (sqlcore.Selection)
+		}
 		conditions := r.identityConditions(c, subject, p)
 		for _, e := range c.Parents {
 			if parent, ok := ctes[e.Parent]; ok {
@@ -120,6 +123,12 @@ func (r inDatabase) identityConditions(c *datamap.Collection, subject map[string
 func (r inDatabase) referencesRows(e *datamap.Edge, parentKeys []string, p *masking.Params) string {
 	return refersTo(r.Schema.Column(e.Child, e.ChildField), quote(e.ChildField), quote(e.ParentField),
 		tableRef(e.Parent)+" WHERE "+r.KeyIn(e.Parent, parentKeys, p))
+}
+
+// Refers names the rows of e's child that refer to the parent rows of
+// parentKeys by a subquery, as Resolve finds them.
+func (r inDatabase) Refers(_ context.Context, e *datamap.Edge, parentKeys []string) (sqlcore.Selection, error) {
+	return func(p *masking.Params) string { return r.referencesRows(e, parentKeys, p) }, nil
 }
 
 // ChildrenOf returns which of the child keys among refer through e to the parent keys.

@@ -29,11 +29,15 @@ type Erasure struct {
 	Whole bool
 }
 
-// Mask is one anonymization: Fields masked in the rows of Keys.
+// Mask is one anonymization: Fields masked in the rows of Keys, or in the
+// rows Sel names.
 type Mask struct {
 	Fields []datamap.Field
 	Keys   []string
+	Sel    Selection
 }
+
+func (m Mask) rows() rowSet { return rowSet{keys: m.Keys, sel: m.Sel} }
 
 // Masks lists what anonymizing e masks: every field in the rows no held row
 // is found through, and the fields no later pass finds them by in the others.
@@ -201,8 +205,8 @@ func RetainReason(c *datamap.Collection) string {
 }
 
 // RetainResult reports the subject's rows of a collection the map retains.
-func RetainResult(c *datamap.Collection, rows int) stores.CollectionResult {
-	return stores.CollectionResult{Collection: c.Name, Action: stores.ActionRetain, Rows: int64(rows), Reason: RetainReason(c)}
+func RetainResult(c *datamap.Collection, rows int64) stores.CollectionResult {
+	return stores.CollectionResult{Collection: c.Name, Action: stores.ActionRetain, Rows: rows, Reason: RetainReason(c)}
 }
 
 // SetNullReason explains a setNull step in a receipt.

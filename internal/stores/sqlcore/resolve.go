@@ -51,6 +51,9 @@ func (s *Session) walk(ctx context.Context, own func(*datamap.Collection) ([]str
 	referring func(ctx context.Context, e *datamap.Edge, parentKeys []string) ([]string, error)) (Rows, error) {
 	rows := Rows{}
 	for _, c := range s.Map.Collections {
+		if s.Selecting(c) {
+			continue
+		}
 		keys, err := own(c)
 		if err != nil {
 			return nil, err

@@ -26,6 +26,9 @@ type Retained struct {
 	// Until is when the last of the rows may be erased, From when the first may.
 	Until, From *time.Time
 	Keys        []string
+	// Rows counts the rows when they are named by a condition, not listed
+	// (a selected collection's, see Selection); 0 when Keys lists them.
+	Rows int64
 }
 
 // Result reports r in a receipt.
@@ -37,7 +40,11 @@ func (r Retained) Result(collection string) stores.CollectionResult {
 	if r.Leads != "" {
 		reason += fmt.Sprintf(" (kept until the hold ends: the held rows of %s are found through them)", r.Leads)
 	}
-	return stores.CollectionResult{Collection: collection, Action: stores.ActionRetain, Rows: int64(len(r.Keys)), Reason: reason, RetainedUntil: r.Until, RetainedFrom: r.From}
+	rows := r.Rows
+	if rows == 0 {
+		rows = int64(len(r.Keys))
+	}
+	return stores.CollectionResult{Collection: collection, Action: stores.ActionRetain, Rows: rows, Reason: reason, RetainedUntil: r.Until, RetainedFrom: r.From}
 }
 
 // Kept lists, per collection, the subject's rows erasure keeps.
@@ -116,18 +123,20 @@ func retainedRows(ctx context.Context, m *datamap.Map, rows Rows, req stores.Req
 			if err != nil {
 				return nil, err
 			}
-			keep(exemptedRows(ex, keys, span))
+			r := exemptedRows(ex, int64(len(keys)), span)
+			r.Keys = keys
+			keep(r)
 		}
 		out[c] = kept
 	}
 	return out, nil
 }
 
-// exemptedRows are kept until the newest of them leaves its period; the
-// oldest leaves it first (From, when that is earlier).
-func exemptedRows(ex stores.Exemption, keys []string, span Span) Retained {
-	r := Retained{Reason: fmt.Sprintf("retention rule %s (legal basis: %s) keeps these rows for %s", ex.Rule, ex.LegalBasis, ex.Period), Keys: keys}
-	if len(keys) == 0 {
+// exemptedRows are n rows kept until the newest of them leaves its period;
+// the oldest leaves it first (From, when that is earlier).
+func exemptedRows(ex stores.Exemption, n int64, span Span) Retained {
+	r := Retained{Reason: fmt.Sprintf("retention rule %s (legal basis: %s) keeps these rows for %s", ex.Rule, ex.LegalBasis, ex.Period)}
+	if n == 0 {
 		return r
 	}
 	period := privacyv1.Period(ex.Period)

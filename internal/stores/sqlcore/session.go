@@ -68,6 +68,9 @@ type Session struct {
 	Verifying bool
 	// subject is the request's subject while a request runs.
 	subject map[string]string
+	// selecting are the collections the request being resolved names by a
+	// condition (see Selection): its Resolve leaves them out.
+	selecting map[*datamap.Collection]bool
 	// Resolver is the engine's own way of finding rows, if it has one
 	// (PostgreSQL's one-statement resolution); nil: the session's statements.
 	Resolver Resolver
@@ -88,6 +91,9 @@ type Resolver interface {
 	// (a retention sweep's batch and what belongs to it), locking them when
 	// the session locks. Collections without such rows have none.
 	Descend(ctx context.Context, from *datamap.Collection, keys []string) (Rows, error)
+	// Refers names the rows of e's child that refer to the parent rows of
+	// parentKeys, by a condition (nil when no row can match).
+	Refers(ctx context.Context, e *datamap.Edge, parentKeys []string) (Selection, error)
 	// ClearReferences is the step that sets e's field to NULL in the rows
 	// referring to the parent rows of parentKeys, about to be deleted (those
 	// rows belong to others), except in the spared rows.

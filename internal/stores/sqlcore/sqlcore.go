@@ -153,7 +153,7 @@ func SubjectKeys(m *datamap.Map, subject map[string]string, collections []string
 // collection's rows written by rowsOf as it reads them, collections in name
 // order (the order of the export document). Collections where the subject has
 // no row are reported but left out of the export; results keep the map's order.
-func Export(m *datamap.Map, rows Rows, scope datamap.Scope, w stores.ExportWriter, rowsOf func(*datamap.Collection, []string, stores.ExportWriter) (int64, error)) ([]stores.CollectionResult, error) {
+func Export(m *datamap.Map, scope datamap.Scope, w stores.ExportWriter, rowsOf func(*datamap.Collection, stores.ExportWriter) (int64, error)) ([]stores.CollectionResult, error) {
 	var inScope []*datamap.Collection
 	for _, c := range m.Collections {
 		if scope.InScope(c) {
@@ -164,7 +164,7 @@ func Export(m *datamap.Map, rows Rows, scope datamap.Scope, w stores.ExportWrite
 	slices.SortFunc(byName, func(a, b *datamap.Collection) int { return strings.Compare(a.Name, b.Name) })
 	counts := make(map[*datamap.Collection]int64, len(byName))
 	for _, c := range byName {
-		n, err := rowsOf(c, rows[c], w)
+		n, err := rowsOf(c, w)
 		if err != nil {
 			return nil, err
 		}
@@ -180,19 +180,23 @@ func Export(m *datamap.Map, rows Rows, scope datamap.Scope, w stores.ExportWrite
 // RectificationSteps lists a rectification's steps: for each collection with
 // fields to set (RectifiedFields), the engine's step (own) on the subject's
 // rows. A collection the map retains on erasure is not changed either
-// ("cannot be changed or removed"): it is reported as retained.
-func RectificationSteps[S any](m *datamap.Map, rows Rows, req stores.Request,
-	own func(c *datamap.Collection, fields []datamap.Field, keys []string) S, report func(stores.CollectionResult) S) []S {
+// ("cannot be changed or removed"): it is reported as retained (retained).
+func RectificationSteps[S any](m *datamap.Map, req stores.Request,
+	own func(c *datamap.Collection, fields []datamap.Field) S, retained func(c *datamap.Collection) (S, error)) ([]S, error) {
 	var steps []S
 	for _, c := range m.Collections {
 		fields := RectifiedFields(c, req)
 		switch {
 		case len(fields) == 0:
 		case c.OnErasure == privacyv1.ErasureRetain:
-			steps = append(steps, report(RetainResult(c, len(rows[c]))))
+			st, err := retained(c)
+			if err != nil {
+				return nil, err
+			}
+			steps = append(steps, st)
 		default:
-			steps = append(steps, own(c, fields, rows[c]))
+			steps = append(steps, own(c, fields))
 		}
 	}
-	return steps
+	return steps, nil
 }

@@ -1,9 +1,11 @@
 package sqlcore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,7 +20,7 @@ import (
 func (s *Session) run(ctx context.Context, req stores.Request, apply bool) (stores.Result, error) {
 	s.subject = req.Subject
 	r := s.resolver()
-	rows, err := r.Resolve(ctx, req.Subject)
+	rows, sel, err := s.resolveRequest(ctx, r, req)
 	if err != nil {
 		return stores.Result{}, err
 	}
@@ -26,14 +28,12 @@ func (s *Session) run(ctx context.Context, req stores.Request, apply bool) (stor
 	var res stores.Result
 	switch req.Kind {
 	case stores.KindErasure:
-		steps, res.HeldBy, err = s.erasureSteps(ctx, r, rows, req)
+		steps, res.HeldBy, err = s.erasureSteps(ctx, r, rows, sel, req)
 		res.Held = len(res.HeldBy) > 0
 	case stores.KindRectification:
-		steps = s.rectificationSteps(rows, req)
+		steps, err = s.rectificationSteps(ctx, rows, sel, req)
 	default:
-		for _, cr := range AccessResults(s.Map, rows, req.Scope) {
-			steps = append(steps, ReportStep(cr))
-		}
+		steps, err = s.accessSteps(ctx, rows, sel, req.Scope)
 	}
 	if err != nil {
 		return stores.Result{}, err
@@ -43,6 +43,12 @@ func (s *Session) run(ctx context.Context, req stores.Request, apply bool) (stor
 	}
 	for _, st := range steps {
 		res.Collections = append(res.Collections, st.Result)
+	}
+	if req.Kind == stores.KindRectification {
+		// Reported in the map's order, whatever order they ran in.
+		slices.SortStableFunc(res.Collections, func(a, b stores.CollectionResult) int {
+			return cmp.Compare(s.Map.Index(a.Collection), s.Map.Index(b.Collection))
+		})
 	}
 	return res, nil
 }
@@ -103,22 +109,45 @@ func (s *Session) runStatement(ctx context.Context, st Statement, exec bool) (in
 	return s.queryCount(ctx, st)
 }
 
+// accessSteps report, per collection in scope, how many of the subject's
+// rows an export holds: the listed ones, and the selected ones counted.
+func (s *Session) accessSteps(ctx context.Context, rows Rows, sel Selections, scope datamap.Scope) ([]Step, error) {
+	var steps []Step
+	for _, cr := range AccessResults(s.Map, rows, scope) {
+		if c, _ := s.Map.Get(cr.Collection); sel[c] != nil {
+			var err error
+			if cr.Rows, err = s.countSelected(ctx, c, sel[c]); err != nil {
+				return nil, err
+			}
+		}
+		steps = append(steps, ReportStep(cr))
+	}
+	return steps, nil
+}
+
 // erasureSteps lists an erasure's steps children first. In every collection in
 // scope: retained rows are reported with their reason; the other rows are
 // deleted or anonymized as mapped; before, setNull references to them from
-// other rows are cleared.
-func (s *Session) erasureSteps(ctx context.Context, r Resolver, rows Rows, req stores.Request) ([]Step, []string, error) {
+// other rows are cleared. Selected collections are erased by condition
+// (selectedErasure).
+func (s *Session) erasureSteps(ctx context.Context, r Resolver, rows Rows, sel Selections, req stores.Request) ([]Step, []string, error) {
 	held, err := s.resolveHolds(ctx, r, req)
 	if err != nil {
 		return nil, nil, err
 	}
-	own := func(c *datamap.Collection, e Erasure, spared map[*datamap.Collection][]string) ([]Step, error) {
-		if e.Action == stores.ActionRetain {
-			return []Step{{Result: RetainResult(c, len(rows[c]))}}, nil
-		}
-		return s.eraseRows(ctx, r, c, e, func(ref *datamap.Edge) []string { return spared[ref.Child] })
+	plan, err := PlanErasure(ctx, s.Map, rows, req, held, r)
+	if err != nil {
+		return nil, nil, err
 	}
-	return EraseSteps(ctx, s.Map, rows, req, held, r, own, ReportStep)
+	return ErasureSteps(s.Map, plan, func(c *datamap.Collection, e Erasure) ([]Step, error) {
+		if sel[c] != nil {
+			return s.selectedErasure(ctx, r, c, e, sel[c], plan.Kept, req)
+		}
+		if e.Action == stores.ActionRetain {
+			return []Step{{Result: RetainResult(c, int64(len(rows[c])))}}, nil
+		}
+		return s.eraseRows(ctx, r, c, e, func(ref *datamap.Edge) []string { return plan.Spared[ref.Child] })
+	}, ReportStep)
 }
 
 // eraseRows are the steps that delete or anonymize e's rows of c, as erasure
@@ -140,9 +169,15 @@ func (s *Session) eraseRows(ctx context.Context, r Resolver, c *datamap.Collecti
 		}
 	}
 	if e.Action == stores.ActionDelete {
-		return append(steps, s.deleteRows(c, e.Keys)), nil
+		return append(steps, s.deleteRows(c, listed(e.Keys))), nil
 	}
-	st, err := s.anonymizeRows(c, e)
+	var masks []Mask
+	for _, m := range e.Masks() {
+		if len(m.Keys) > 0 {
+			masks = append(masks, m)
+		}
+	}
+	st, err := s.anonymizeRows(c, masks, e.PathReason)
 	return append(steps, st), err
 }
 
@@ -166,9 +201,15 @@ func (s *Session) changeByKeys(c *datamap.Collection, keys []string, render keyR
 	return s.byKeys(c, keys, s.Dialect.Batching().OrderChanges, render)
 }
 
-// countByKeys renders a SELECT count(*) per batch of keys.
-func (s *Session) countByKeys(c *datamap.Collection, keys []string, render keyRenderer) ([]Statement, error) {
-	return s.byKeys(c, keys, false, render)
+// changeRows renders a DELETE or UPDATE of the rows of rs: per batch of keys,
+// or one for a selection.
+func (s *Session) changeRows(c *datamap.Collection, rs rowSet, render keyRenderer) ([]Statement, error) {
+	return s.statements(c, rs, s.Dialect.Batching().OrderChanges, render)
+}
+
+// countRows renders a SELECT count(*) of the rows of rs, as changeRows splits them.
+func (s *Session) countRows(c *datamap.Collection, rs rowSet, render keyRenderer) ([]Statement, error) {
+	return s.statements(c, rs, false, render)
 }
 
 func (s *Session) byKeys(c *datamap.Collection, keys []string, ordered bool, render keyRenderer) ([]Statement, error) {
@@ -187,28 +228,35 @@ func (s *Session) byKeys(c *datamap.Collection, keys []string, ordered bool, ren
 	return out, nil
 }
 
-func (s *Session) deleteRows(c *datamap.Collection, keys []string) Step {
-	st := Step{Result: stores.CollectionResult{Collection: c.Name, Action: stores.ActionDelete, Rows: int64(len(keys))}}
-	st.Exec, _ = s.changeByKeys(c, keys, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
+// deleteRows deletes the rows of rs. Listed rows are counted by their keys,
+// selected ones by a count of the condition.
+func (s *Session) deleteRows(c *datamap.Collection, rs rowSet) Step {
+	st := Step{Result: stores.CollectionResult{Collection: c.Name, Action: stores.ActionDelete, Rows: int64(len(rs.keys))}}
+	st.Exec, _ = s.changeRows(c, rs, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
 		return "DELETE FROM " + s.tableRef(c) + " WHERE " + keyCond(p), nil
 	})
+	if rs.sel != nil {
+		st.Count, _ = s.countRows(c, rs, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
+			return "SELECT count(*) FROM " + s.tableRef(c) + " WHERE " + keyCond(p), nil
+		})
+	}
 	return st
 }
 
-// anonymizeRows masks the erasure's fields in its rows, one UPDATE per batch
-// of keys (and per set of fields, when some rows keep the columns held rows
-// are found by). When every strategy is deterministic, rows whose fields
+// anonymizeRows masks each mask's fields in its rows, one UPDATE per batch
+// of keys or per selection (and per set of fields, when some rows keep the
+// columns held rows are found by). When every strategy is deterministic, rows whose fields
 // already hold their masked values are skipped, so running an erasure again
 // changes (and counts) nothing. hash is the exception: a digest differs from
 // the digest of itself, so rows still found after anonymization (through an
 // identity column that is not masked) are hashed again.
-func (s *Session) anonymizeRows(c *datamap.Collection, e Erasure) (Step, error) {
-	st := Step{Result: stores.CollectionResult{Collection: c.Name, Action: stores.ActionAnonymize, Reason: e.PathReason}}
-	for _, m := range e.Masks() {
-		if len(m.Keys) == 0 || len(m.Fields) == 0 {
+func (s *Session) anonymizeRows(c *datamap.Collection, masks []Mask, reason string) (Step, error) {
+	st := Step{Result: stores.CollectionResult{Collection: c.Name, Action: stores.ActionAnonymize, Reason: reason}}
+	for _, m := range masks {
+		if len(m.Fields) == 0 {
 			continue
 		}
-		exec, count, err := s.maskStatements(c, m.Fields, m.Keys)
+		exec, count, err := s.maskStatements(c, m.Fields, m.rows())
 		if err != nil {
 			return Step{}, err
 		}
@@ -217,10 +265,10 @@ func (s *Session) anonymizeRows(c *datamap.Collection, e Erasure) (Step, error) 
 	return st, nil
 }
 
-// maskStatements render the UPDATEs that mask fields in the rows of keys, and
+// maskStatements render the UPDATEs that mask fields in the rows of rs, and
 // the counts of the rows they would change.
-func (s *Session) maskStatements(c *datamap.Collection, fields []datamap.Field, keys []string) (exec, count []Statement, err error) {
-	exec, err = s.changeByKeys(c, keys, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
+func (s *Session) maskStatements(c *datamap.Collection, fields []datamap.Field, rs rowSet) (exec, count []Statement, err error) {
+	exec, err = s.changeRows(c, rs, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
 		sets, err := s.assignments(c, fields, p)
 		if err != nil {
 			return "", err
@@ -231,7 +279,7 @@ func (s *Session) maskStatements(c *datamap.Collection, fields []datamap.Field, 
 	if err != nil {
 		return nil, nil, err
 	}
-	count, err = s.countByKeys(c, keys, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
+	count, err = s.countRows(c, rs, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
 		where, err := s.rowsToMask(c, fields, keyCond(p), p)
 		return fmt.Sprintf("SELECT count(*) FROM %s WHERE %s", s.tableRef(c), where), err
 	})
@@ -302,16 +350,44 @@ func (s *Session) maskExpressions(c *datamap.Collection, fields []datamap.Field,
 	return exprs, nil
 }
 
-// rectificationSteps sets, in the subject's rows, the fields
-// RectificationSteps names. Rows already holding the value are skipped, so
-// running it again changes nothing.
-func (s *Session) rectificationSteps(rows Rows, req stores.Request) []Step {
-	return RectificationSteps(s.Map, rows, req, func(c *datamap.Collection, fields []datamap.Field, keys []string) Step {
-		return s.rectifyRows(c, fields, keys, req)
-	}, ReportStep)
+// rectificationSteps sets, in the subject's rows (listed or selected), the
+// fields RectificationSteps names. Rows already holding the value are
+// skipped, so running it again changes nothing.
+func (s *Session) rectificationSteps(ctx context.Context, rows Rows, sel Selections, req stores.Request) ([]Step, error) {
+	steps, err := RectificationSteps(s.Map, req, func(c *datamap.Collection, fields []datamap.Field) Step {
+		if sel[c] != nil {
+			return s.rectifyRows(c, fields, rowSet{sel: sel[c]}, req)
+		}
+		return s.rectifyRows(c, fields, listed(rows[c]), req)
+	}, func(c *datamap.Collection) (Step, error) {
+		n := int64(len(rows[c]))
+		if sel[c] != nil {
+			var err error
+			if n, err = s.countSelected(ctx, c, sel[c]); err != nil {
+				return Step{}, err
+			}
+		}
+		return ReportStep(RetainResult(c, n)), nil
+	})
+	// Selected collections first: their conditions may compare the values of
+	// parent rows this rectification changes (see selectedErasure). Each is
+	// a leaf, so none is a parent of another.
+	first := func(st Step) bool {
+		c, _ := s.Map.Get(st.Result.Collection)
+		return sel[c] != nil
+	}
+	slices.SortStableFunc(steps, func(a, b Step) int { return cmp.Compare(boolRank(!first(a)), boolRank(!first(b))) })
+	return steps, err
 }
 
-func (s *Session) rectifyRows(c *datamap.Collection, fields []datamap.Field, keys []string, req stores.Request) Step {
+func boolRank(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (s *Session) rectifyRows(c *datamap.Collection, fields []datamap.Field, rs rowSet, req stores.Request) Step {
 	st := Step{Result: stores.CollectionResult{Collection: c.Name, Action: stores.ActionRectify}}
 	value := func(f datamap.Field, p *masking.Params) string {
 		return s.Dialect.BindValue(s.Schema.Column(c, f.Name), req.Rectification[f.Category], p)
@@ -323,35 +399,40 @@ func (s *Session) rectifyRows(c *datamap.Collection, fields []datamap.Field, key
 		}
 		return keyCond + " AND (" + strings.Join(changes, " OR ") + ")"
 	}
-	st.Exec, _ = s.changeByKeys(c, keys, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
+	st.Exec, _ = s.changeRows(c, rs, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
 		sets := make([]string, len(fields))
 		for i, f := range fields {
 			sets[i] = s.quote(f.Name) + " = " + value(f, p)
 		}
 		return fmt.Sprintf("UPDATE %s SET %s WHERE %s", s.tableRef(c), strings.Join(sets, ", "), changed(keyCond(p), p)), nil
 	})
-	st.Count, _ = s.countByKeys(c, keys, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
+	st.Count, _ = s.countRows(c, rs, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
 		return fmt.Sprintf("SELECT count(*) FROM %s WHERE %s", s.tableRef(c), changed(keyCond(p), p)), nil
 	})
 	return st
 }
 
-// export streams the subject's rows of every collection in scope to w (see Export).
+// export streams the subject's rows of every collection in scope to w (see
+// Export); the selected collections' rows are read by their condition, by
+// one cursor each.
 func (s *Session) export(ctx context.Context, subject map[string]string, scope datamap.Scope, w stores.ExportWriter) ([]stores.CollectionResult, error) {
-	rows, err := s.resolver().Resolve(ctx, subject)
+	rows, sel, err := s.resolveRequest(ctx, s.resolver(), stores.Request{Kind: stores.KindAccess, Subject: subject, Scope: scope})
 	if err != nil {
 		return nil, err
 	}
-	return Export(s.Map, rows, scope, w, func(c *datamap.Collection, keys []string, w stores.ExportWriter) (int64, error) {
-		return s.exportRows(ctx, c, keys, scope, w)
+	return Export(s.Map, scope, w, func(c *datamap.Collection, w stores.ExportWriter) (int64, error) {
+		if sel[c] != nil {
+			return s.exportRows(ctx, c, rowSet{sel: sel[c]}, scope, w)
+		}
+		return s.exportRows(ctx, c, listed(rows[c]), scope, w)
 	})
 }
 
 // exportRows writes to w, as the cursor reads them, the primary key and the
-// mapped fields in scope of c's rows of keys, keyed by their names in the
+// mapped fields in scope of c's rows of rs, keyed by their names in the
 // data map, and counts them. An error of w (the budget is spent) stops the
 // query at once and is returned as it is, not as a database error.
-func (s *Session) exportRows(ctx context.Context, c *datamap.Collection, keys []string, scope datamap.Scope, w stores.ExportWriter) (int64, error) {
+func (s *Session) exportRows(ctx context.Context, c *datamap.Collection, rs rowSet, scope datamap.Scope, w stores.ExportWriter) (int64, error) {
 	pk := s.primaryKey(c)
 	names, selects, kinds := []string{c.PrimaryKey}, []string{s.Dialect.ExportColumn(pk, s.quote(c.PrimaryKey))}, []masking.Kind{pk.Kind}
 	for _, f := range c.Fields {
@@ -362,11 +443,12 @@ func (s *Session) exportRows(ctx context.Context, c *datamap.Collection, keys []
 	}
 	var n int64
 	var writeErr error
-	for _, batch := range KeyBatches(s.Dialect, keys) {
-		p := s.Params()
+	queries, _ := s.statements(c, rs, false, func(keyCond func(*masking.Params) string, p *masking.Params) (string, error) {
 		// ORDER BY names the table's column: the bare name may be a text output column.
-		q := fmt.Sprintf("SELECT %s FROM %s AS t WHERE %s ORDER BY t.%s", strings.Join(selects, ", "), s.tableRef(c), s.KeyIn(c, batch, p), s.quote(c.PrimaryKey))
-		err := s.Tx.ExportRows(ctx, Statement{q, p.Values()}, kinds, func(values []any) error {
+		return fmt.Sprintf("SELECT %s FROM %s AS t WHERE %s ORDER BY t.%s", strings.Join(selects, ", "), s.tableRef(c), keyCond(p), s.quote(c.PrimaryKey)), nil
+	})
+	for _, q := range queries {
+		err := s.Tx.ExportRows(ctx, q, kinds, func(values []any) error {
 			row := make(map[string]any, len(names))
 			for i, name := range names {
 				row[name] = values[i]
