@@ -72,6 +72,9 @@ type Fixture struct {
 	Accounts privacyv1.ErasureAction
 	// LoginHistory adds 1000 login events of user 2 (see LoginHistory).
 	LoginHistory bool
+	// LargeSubject adds that many device tokens of user 1's phone (keys from
+	// LargeSubjectFirstKey): a subject whose rows the manager must not list.
+	LargeSubject int
 	// Subscribers adds the subscribers collection: text primary keys.
 	Subscribers bool
 	// Extras are unmapped objects the schema also holds.
@@ -316,10 +319,10 @@ func (f Fixture) all() []Collection {
 			},
 			Needs:   []Feature{References},
 			Columns: []string{"id", "device_id", "token"},
-			Rows: [][]any{
+			Rows: append([][]any{
 				{500, DeviceKey(0xa1), "tok-1"}, {501, DeviceKey(0xa2), "tok-2"},
 				{502, DeviceKey(0xa1), "tok-3"}, {503, DeviceKey(0xb1), "tok-4"},
-			},
+			}, largeSubjectTokens(f.LargeSubject)...),
 		},
 		{
 			Spec: privacyv1.Collection{
@@ -409,6 +412,18 @@ func (f Fixture) all() []Collection {
 		})
 	}
 	return out
+}
+
+// LargeSubjectFirstKey is the key of the first token Fixture.LargeSubject adds.
+const LargeSubjectFirstKey = 1_000_000
+
+// largeSubjectTokens are n device tokens of user 1's phone.
+func largeSubjectTokens(n int) [][]any {
+	rows := make([][]any, n)
+	for i := range rows {
+		rows[i] = []any{LargeSubjectFirstKey + i, DeviceKey(0xa1), fmt.Sprintf("bulk-%d", i)}
+	}
+	return rows
 }
 
 // LoginHistory is 1000 login events of user 2, one a day from 2020-01-01,

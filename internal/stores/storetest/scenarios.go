@@ -18,6 +18,9 @@ type scenario struct {
 	// neither run nor skipped by design.
 	applies func(Suite) bool
 	run     func(t T, e *env)
+	// alone runs the scenario while no other runs in the test binary: it
+	// measures the process's allocations, which others would add to.
+	alone bool
 }
 
 // scenarios is the suite, in the order Run starts them.
@@ -55,6 +58,7 @@ var scenarios = []scenario{
 	{name: "journal-totals-survive-a-lost-receipt", needs: []Feature{Journal, References}, run: journalTotalsSurviveALostReceipt},
 	{name: "verification-finds-what-is-left", needs: []Feature{Verification}, run: verificationFindsWhatIsLeft},
 	{name: "retained-rows-report-their-first-and-last-dates", needs: []Feature{Exemptions}, run: retainedRowsReportTheirFirstAndLastDates},
+	{name: "large-subject-is-erased-by-condition", needs: []Feature{References, LargeSubjects}, run: largeSubjectIsErasedByCondition, alone: true},
 
 	// Access and rectification.
 	{name: "export-holds-only-the-subjects-rows", run: exportHoldsOnlyTheSubjectsRows},

@@ -61,11 +61,14 @@ const (
 	Journal Feature = "journal"
 	// Verification: the store is a stores.Verifier.
 	Verification Feature = "verification"
+	// LargeSubjects: a subject's rows in a leaf collection are erased by
+	// statements that name them by a condition, never listed in the manager.
+	LargeSubjects Feature = "large-subjects"
 )
 
 // allFeatures lists every Feature, for validating a Suite.
 var allFeatures = []Feature{References, AnyIdentity, RowCounts, Anonymize, Exemptions, Atomic, MappedExport, Schema, Sweeps, Locks,
-	HoldsByRows, Journal, Verification}
+	HoldsByRows, Journal, Verification, LargeSubjects}
 
 // Features maps each unsupported feature to why the engine cannot have it.
 type Features map[Feature]string
@@ -139,6 +142,10 @@ type T interface {
 	Name() string
 }
 
+// running is held shared by every scenario of the test binary while it runs,
+// and exclusively by a scenario that runs alone.
+var running sync.RWMutex
+
 // Run runs every scenario s supports, each as a subtest, concurrently, then prints
 // "<Name>: N scenarios run, M skipped by design: features".
 func (s Suite) Run(t *testing.T) {
@@ -184,6 +191,13 @@ func (s Suite) Run(t *testing.T) {
 				defer wg.Done()
 				slots <- struct{}{}
 				defer func() { <-slots }()
+				if sc.alone {
+					running.Lock()
+					defer running.Unlock()
+				} else {
+					running.RLock()
+					defer running.RUnlock()
+				}
 				t.Run(sc.name, func(t *testing.T) {
 					e := &env{suite: s, t: t}
 					g, isGap := gaps[sc.name]
