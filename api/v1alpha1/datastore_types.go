@@ -153,6 +153,7 @@ const (
 // +kubebuilder:validation:XValidation:rule="self.onErasure != 'retain' || (has(self.retainReason) && size(self.retainReason) > 0)",message="retainReason is required when onErasure is retain"
 // +kubebuilder:validation:XValidation:rule="self.onErasure != 'anonymize' || (has(self.fields) && self.fields.exists(f, has(f.masking)))",message="onErasure anonymize needs at least one field with a masking strategy"
 // +kubebuilder:validation:XValidation:rule="!has(self.references) || self.references.all(r, r.collection != self.name || r.onParentErasure == 'setNull')",message="a self-reference must use onParentErasure setNull: the referring rows belong to other subjects"
+// +kubebuilder:validation:XValidation:rule="!has(self.erasureBatchSize) || self.onErasure == 'delete'",message="erasureBatchSize needs onErasure delete: batches delete rows"
 type Collection struct {
 	// Name of the collection, unique within the DataStore; used by references,
 	// scopes, holds and retention rules. For SQL engines it is also the table name
@@ -211,6 +212,21 @@ type Collection struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
 	RetainReason string `json:"retainReason,omitempty"`
+
+	// ErasureBatchSize opts this collection into batched erasure (SQL engines):
+	// before the store's one transaction, the subject's rows here are deleted
+	// in transactions of this many rows each, every batch recorded in the
+	// journal, so a subject too large for one transaction within the statement
+	// timeout is still erased. The trade-off: the erasure is no longer all or
+	// nothing in this store; a failure part-way leaves these rows partly
+	// deleted (the next attempt goes on from there). Only for onErasure delete,
+	// on a collection nothing refers to or is found through, and only with the
+	// journal; a legal hold covering the collection puts its rows back in the
+	// one transaction.
+	// +optional
+	// +kubebuilder:validation:Minimum=100
+	// +kubebuilder:validation:Maximum=1000000
+	ErasureBatchSize int32 `json:"erasureBatchSize,omitempty"`
 }
 
 // ConnectionSpec says how to reach the store.

@@ -40,6 +40,9 @@ type Collection struct {
 	Fields       []Field
 	OnErasure    privacyv1.ErasureAction
 	RetainReason string
+	// ErasureBatchSize > 0: an erasure deletes the subject's rows here in
+	// batches of this many, each its own transaction (SQL engines).
+	ErasureBatchSize int
 
 	// Parents are the ownership edges this collection's rows are reached through.
 	Parents []*Edge
@@ -47,6 +50,16 @@ type Collection struct {
 	Children []*Edge
 	// Referrers are setNull edges pointing at this collection.
 	Referrers []*Edge
+	// Clears are this collection's own setNull references, to the parents
+	// whose erasure clears them.
+	Clears []*Edge
+}
+
+// Leaf reports whether nothing is found through c's rows and no setNull
+// reference links them: no children, no referrers, no references cleared.
+// Its rows can be acted on without knowing their keys.
+func (c *Collection) Leaf() bool {
+	return len(c.Children) == 0 && len(c.Referrers) == 0 && len(c.Clears) == 0
 }
 
 // Field returns the mapped field named name.
@@ -158,12 +171,13 @@ func Build(spec privacyv1.DataStoreSpec) (*Map, error) {
 			continue
 		}
 		c := &Collection{
-			Name:         name,
-			KeyPattern:   sc.KeyPattern,
-			PrimaryKey:   string(sc.PrimaryKey),
-			Identity:     map[string]string{},
-			OnErasure:    sc.OnErasure,
-			RetainReason: sc.RetainReason,
+			Name:             name,
+			KeyPattern:       sc.KeyPattern,
+			PrimaryKey:       string(sc.PrimaryKey),
+			Identity:         map[string]string{},
+			OnErasure:        sc.OnErasure,
+			RetainReason:     sc.RetainReason,
+			ErasureBatchSize: int(sc.ErasureBatchSize),
 		}
 		if c.OnErasure == "" {
 			c.OnErasure = privacyv1.ErasureDelete
@@ -210,6 +224,7 @@ func Build(spec privacyv1.DataStoreSpec) (*Map, error) {
 			e := &Edge{Child: child, ChildField: string(r.Field), Parent: parent, ParentField: pf, SetNull: r.OnParentErasure == privacyv1.ParentSetNull}
 			if e.SetNull {
 				parent.Referrers = append(parent.Referrers, e)
+				child.Clears = append(child.Clears, e)
 				continue
 			}
 			if parent == child {
@@ -225,6 +240,16 @@ func Build(spec privacyv1.DataStoreSpec) (*Map, error) {
 		problems = append(problems, fmt.Sprintf("references form a cycle: %s", strings.Join(cycle, " -> ")))
 	}
 	for _, c := range all {
+		if c.ErasureBatchSize > 0 {
+			switch {
+			case !sqlEngine:
+				problems = append(problems, fmt.Sprintf("collection %q: erasureBatchSize is for the postgres and mysql engines", c.Name))
+			case c.OnErasure != privacyv1.ErasureDelete:
+				problems = append(problems, fmt.Sprintf("collection %q: erasureBatchSize needs onErasure delete", c.Name))
+			case !c.Leaf():
+				problems = append(problems, fmt.Sprintf("collection %q: erasureBatchSize needs a collection no other refers to and with no setNull reference: batches delete rows without listing them", c.Name))
+			}
+		}
 		if !reachable(c, map[*Collection]bool{}) {
 			problems = append(problems, fmt.Sprintf("collection %q is unreachable: it maps no identity and refers to no collection that does", c.Name))
 		}

@@ -3,6 +3,7 @@ package datamap_test
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -61,4 +62,45 @@ func sorted(s []string) []string {
 	out := slices.Clone(s)
 	slices.Sort(out)
 	return out
+}
+
+// Batched erasure deletes rows without listing them: only a leaf collection
+// that deletes, in a SQL store, may opt into it.
+func TestErasureBatchSizeNeedsADeletingLeaf(t *testing.T) {
+	spec := func(engine privacyv1.Engine, batched string, onErasure privacyv1.ErasureAction) privacyv1.DataStoreSpec {
+		cs := []privacyv1.Collection{
+			{Name: "accounts", PrimaryKey: "id", Identity: map[string]privacyv1.Identifier{"userId": "id"}},
+			{Name: "devices", PrimaryKey: "id", References: []privacyv1.Reference{{Field: "account_id", Collection: "accounts"}}},
+			{Name: "tokens", PrimaryKey: "id", References: []privacyv1.Reference{{Field: "device_id", Collection: "devices"}}},
+			{Name: "notes", PrimaryKey: "id", References: []privacyv1.Reference{{Field: "account_id", Collection: "accounts"},
+				{Field: "author_id", Collection: "accounts", OnParentErasure: privacyv1.ParentSetNull}}},
+		}
+		for i := range cs {
+			if string(cs[i].Name) == batched {
+				cs[i].ErasureBatchSize, cs[i].OnErasure = 1000, onErasure
+			}
+		}
+		return privacyv1.DataStoreSpec{Engine: engine, Collections: cs}
+	}
+	for _, c := range []struct {
+		engine    privacyv1.Engine
+		batched   string
+		onErasure privacyv1.ErasureAction
+		problem   string
+	}{
+		{privacyv1.EnginePostgres, "tokens", privacyv1.ErasureDelete, ""},
+		{privacyv1.EngineMySQL, "tokens", privacyv1.ErasureDelete, ""},
+		{privacyv1.EnginePostgres, "devices", privacyv1.ErasureDelete, `collection "devices": erasureBatchSize needs a collection no other refers to`},
+		{privacyv1.EnginePostgres, "notes", privacyv1.ErasureDelete, `collection "notes": erasureBatchSize needs a collection no other refers to and with no setNull reference`},
+		{privacyv1.EnginePostgres, "tokens", privacyv1.ErasureAnonymize, `collection "tokens": erasureBatchSize needs onErasure delete`},
+		{privacyv1.EngineRedis, "tokens", privacyv1.ErasureDelete, `collection "tokens": erasureBatchSize is for the postgres and mysql engines`},
+	} {
+		_, err := datamap.Build(spec(c.engine, c.batched, c.onErasure))
+		switch {
+		case c.problem == "" && err != nil:
+			t.Errorf("%s %s: %v, want it admitted", c.engine, c.batched, err)
+		case c.problem != "" && (err == nil || !strings.Contains(err.Error(), c.problem)):
+			t.Errorf("%s %s %s: %v, want %q", c.engine, c.batched, c.onErasure, err, c.problem)
+		}
+	}
 }

@@ -112,6 +112,12 @@ func (c *Core[L, T]) Apply(ctx context.Context, req stores.Request) (stores.Resu
 		return stores.Result{}, err
 	}
 	withJournal := c.journalFor(ctx, req)
+	if withJournal && req.Kind == stores.KindErasure {
+		if err := c.eraseInBatches(ctx, req); err != nil {
+			c.journal.forget()
+			return stores.Result{}, err
+		}
+	}
 	var res stores.Result
 	err := c.inTxWithSchema(ctx, ReadWrite, func(s *Session) error {
 		s.Lock = true

@@ -36,20 +36,13 @@ type Selections map[*datamap.Collection]Selection
 // Selectable reports whether the request's rows of c may be named by a
 // condition rather than listed: c is a leaf (nothing below it, no setNull
 // reference to or from it) and no hold of the request covers it.
-func Selectable(m *datamap.Map, c *datamap.Collection, req stores.Request) bool {
-	if len(c.Children) > 0 || len(c.Referrers) > 0 {
+func Selectable(c *datamap.Collection, req stores.Request) bool {
+	if !c.Leaf() {
 		return false
 	}
 	for _, h := range req.Holds {
 		if h.Covers(c.Name) {
 			return false
-		}
-	}
-	for _, other := range m.Collections {
-		for _, e := range other.Referrers {
-			if e.Child == c {
-				return false
-			}
 		}
 	}
 	return true
@@ -66,7 +59,7 @@ func (s *Session) Selecting(c *datamap.Collection) bool { return s.selecting[c] 
 func (s *Session) resolveRequest(ctx context.Context, r Resolver, req stores.Request) (Rows, Selections, error) {
 	s.selecting = map[*datamap.Collection]bool{}
 	for _, c := range s.Map.Collections {
-		if Selectable(s.Map, c, req) {
+		if Selectable(c, req) {
 			s.selecting[c] = true
 		}
 	}
@@ -243,9 +236,12 @@ func (s *Session) selectedErasure(ctx context.Context, r Resolver, c *datamap.Co
 	}
 	rest := rowSet{sel: without(sel, keeps)}
 	var st Step
-	if e.Action == stores.ActionDelete {
+	switch {
+	case e.Action == stores.ActionDelete && s.batch == c:
+		st = s.deleteBatch(c, rest.sel, c.ErasureBatchSize)
+	case e.Action == stores.ActionDelete:
 		st = s.deleteRows(c, rest)
-	} else {
+	default:
 		var err error
 		if st, err = s.anonymizeRows(c, []Mask{{Fields: e.Fields, Sel: rest.sel}}, e.PathReason); err != nil {
 			return nil, err
@@ -310,4 +306,59 @@ func (s *Session) statements(c *datamap.Collection, rs rowSet, ordered bool, ren
 		return nil, err
 	}
 	return []Statement{{sql, p.Values()}}, nil
+}
+
+// Batched erasure (Collection.ErasureBatchSize) is the opt-in for a subject
+// too large for one transaction within the statement timeout: before the
+// store's one transaction, the subject's rows of each batched collection are
+// deleted batchSize at a time, each batch a transaction of its own that
+// resolves the request again (holds, kept parents and exemptions as they are
+// then), deletes at most batchSize of the rows it would delete, and records
+// the batch in the journal. The one transaction then finds none of those
+// rows left, and the journal's totals count every batch. A failure between
+// batches leaves the collection partly erased, which the next attempt goes
+// on from: the trade-off the DataStore opts into. Without a journal there is
+// nothing to count the batches by, so there are none (journalFor).
+
+// eraseInBatches deletes the request's rows of its batched collections, a
+// batch per transaction, until a batch finds fewer rows than it may delete.
+func (c *Core[L, T]) eraseInBatches(ctx context.Context, req stores.Request) error {
+	for _, coll := range c.m.Collections {
+		if coll.ErasureBatchSize <= 0 || !Selectable(coll, req) || !req.Scope.InScope(coll) {
+			continue
+		}
+		for {
+			var deleted int64
+			err := c.inTxWithSchema(ctx, ReadWrite, func(s *Session) error {
+				s.Lock, s.batch = true, coll
+				res, err := s.journaled(ctx, c.journal.table, req, func() (stores.Result, error) { return s.run(ctx, req, true) })
+				for _, r := range res.Collections {
+					if r.Collection == coll.Name && r.Action == stores.ActionDelete {
+						deleted = r.Rows
+					}
+				}
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if deleted < int64(coll.ErasureBatchSize) {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// deleteBatch deletes at most n of c's rows sel names: by ORDER BY ... LIMIT
+// where the dialect orders its changes (MySQL), by a subquery of keys
+// otherwise (PostgreSQL has no DELETE ... LIMIT).
+func (s *Session) deleteBatch(c *datamap.Collection, sel Selection, n int) Step {
+	p := s.Params()
+	table, pk, where := s.tableRef(c), s.quote(c.PrimaryKey), sel(p)
+	q := fmt.Sprintf("DELETE FROM %[1]s WHERE %[2]s IN (SELECT %[2]s FROM %[1]s WHERE %[3]s LIMIT %[4]d)", table, pk, where, n)
+	if s.Dialect.Batching().OrderChanges {
+		q = fmt.Sprintf("DELETE FROM %s WHERE %s ORDER BY %s LIMIT %d", table, where, pk, n)
+	}
+	return Step{Result: stores.CollectionResult{Collection: c.Name, Action: stores.ActionDelete}, Exec: []Statement{{q, p.Values()}}}
 }

@@ -71,6 +71,9 @@ type Session struct {
 	// selecting are the collections the request being resolved names by a
 	// condition (see Selection): its Resolve leaves them out.
 	selecting map[*datamap.Collection]bool
+	// batch is the collection a batched erasure's pass deletes a batch of
+	// (see eraseInBatches); the pass changes nothing else.
+	batch *datamap.Collection
 	// Resolver is the engine's own way of finding rows, if it has one
 	// (PostgreSQL's one-statement resolution); nil: the session's statements.
 	Resolver Resolver

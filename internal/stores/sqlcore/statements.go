@@ -140,6 +140,9 @@ func (s *Session) erasureSteps(ctx context.Context, r Resolver, rows Rows, sel S
 		return nil, nil, err
 	}
 	return ErasureSteps(s.Map, plan, func(c *datamap.Collection, e Erasure) ([]Step, error) {
+		if s.batch != nil && c != s.batch {
+			return nil, nil
+		}
 		if sel[c] != nil {
 			return s.selectedErasure(ctx, r, c, e, sel[c], plan.Kept, req)
 		}

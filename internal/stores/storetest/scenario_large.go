@@ -2,6 +2,8 @@ package storetest
 
 import (
 	"runtime"
+	"slices"
+	"strings"
 
 	"github.com/lethe-dev/lethe/internal/stores"
 )
@@ -64,5 +66,53 @@ func largeSubjectIsErasedByCondition(t T, e *env) {
 	}
 	if r := resultOf(t, again, "device_tokens", stores.ActionDelete); r.Rows != 0 {
 		t.Errorf("applied again, the erasure deleted %d device tokens, want 0", r.Rows)
+	}
+}
+
+// A collection opted into batched erasure loses the subject's rows a batch
+// per transaction, each recorded in the journal: the totals count every row
+// once, the bystanders keep theirs, and the store's one transaction finds
+// nothing left there.
+func batchedErasureDeletesInBoundedTransactions(t T, e *env) {
+	const rows, batch = 2500, 1000
+	x := e.mustOpen(t, Fixture{LargeSubject: rows})
+	spec := x.f.Spec()
+	for i := range spec.Collections {
+		if spec.Collections[i].Name == "device_tokens" {
+			spec.Collections[i].ErasureBatchSize = batch
+		}
+	}
+	s := x.Open(t, spec, MaskingKey)
+	req := erasure(x.subject())
+	req.RequestID = "batched-" + RequestID
+	res, err := s.Apply(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := int64(rows + 2)
+	if got := totalOf(res, "device_tokens", stores.ActionDelete); got != want {
+		t.Errorf("totals: device_tokens delete %d, want %d", got, want)
+	}
+	if got := resultOf(t, res, "device_tokens", stores.ActionDelete).Rows; got != 0 {
+		t.Errorf("the one transaction deleted %d device tokens, want 0: the batches took them all", got)
+	}
+	passes, err := s.(JournalReader).JournalRows(ctx, req.RequestID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPasses := []string{"device_tokens delete 1000", "device_tokens delete 1000", "device_tokens delete 502"}
+	if len(passes) != 4 || !slices.Equal(passes[:3], wantPasses) || !strings.Contains(passes[3], "devices delete 1") || strings.Contains(passes[3], "device_tokens") {
+		t.Errorf("journal = %q, want three batches %q, then the one transaction without device tokens", passes, wantPasses)
+	}
+	tokens := x.Snapshot(t)["device_tokens"]
+	if len(tokens) != 2 || tokens[x.Key("device_tokens", 501)] == nil || tokens[x.Key("device_tokens", 503)] == nil {
+		t.Errorf("device tokens left: %d, want the bystanders' 501 and 503 only", len(tokens))
+	}
+	again, err := s.Apply(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := totalOf(again, "device_tokens", stores.ActionDelete); got != want {
+		t.Errorf("applied again, totals: device_tokens delete %d, want %d still", got, want)
 	}
 }

@@ -59,6 +59,7 @@ var scenarios = []scenario{
 	{name: "verification-finds-what-is-left", needs: []Feature{Verification}, run: verificationFindsWhatIsLeft},
 	{name: "retained-rows-report-their-first-and-last-dates", needs: []Feature{Exemptions}, run: retainedRowsReportTheirFirstAndLastDates},
 	{name: "large-subject-is-erased-by-condition", needs: []Feature{References, LargeSubjects}, run: largeSubjectIsErasedByCondition, alone: true},
+	{name: "batched-erasure-deletes-in-bounded-transactions", needs: []Feature{References, LargeSubjects, Journal}, run: batchedErasureDeletesInBoundedTransactions},
 
 	// Access and rectification.
 	{name: "export-holds-only-the-subjects-rows", run: exportHoldsOnlyTheSubjectsRows},
