@@ -41,6 +41,10 @@ const (
 	// lsMemoryLimit is the manager Deployment's memory limit (config/manager).
 	lsMemoryLimit = 256.0
 	lsTimeGoal    = 1.5
+	// The export measured after the erasure: account 2 with 50,000 more rows.
+	lsExportSubject = 2
+	lsExportRows    = 50000
+	lsExportFirstID = 1_000_000_000
 )
 
 var lsSubjectEmail = subjectEmail(lsSubject)
@@ -72,7 +76,9 @@ type lsDB struct {
 	byHand func(ctx context.Context) error
 	// state counts the subject's rows left and the other accounts' rows (logs and accounts).
 	state func(ctx context.Context) (subject, others int64, err error)
-	drop  func()
+	// addLogs gives account lsExportSubject lsExportRows more access_logs rows.
+	addLogs func(ctx context.Context) error
+	drop    func()
 }
 
 // lsEngine generates the data set on one kind of server.
@@ -152,6 +158,12 @@ func openLargePostgres(ctx context.Context, cfg Config, rows int) (*lsDB, error)
 				(SELECT count(*) FROM access_logs WHERE account_id <> $1) + (SELECT count(*) FROM accounts WHERE id <> $1)`, lsSubject).Scan(&subject, &others)
 			return
 		},
+		addLogs: func(ctx context.Context) error {
+			_, err := pool.Exec(ctx, `INSERT INTO access_logs SELECT $1::bigint + g, $2::bigint, timestamptz '2025-01-01 00:00:00+00' + g * interval '1 second',
+				'/api/items/' || g % 1000, '10.2.' || (g / 256) % 256 || '.' || g % 256, 'Firefox/' || g % 100
+				FROM generate_series(1, $3::bigint) g`, lsExportFirstID, lsExportSubject, lsExportRows)
+			return err
+		},
 		drop: func() { pool.Close(); drop() },
 	}, nil
 }
@@ -229,6 +241,12 @@ func openLargeMariaDB(ctx context.Context, cfg Config, rows int) (*lsDB, error) 
 				lsSubject, lsSubject, lsSubject, lsSubject).Scan(&subject, &others)
 			return
 		},
+		addLogs: func(ctx context.Context) error {
+			_, err := db.ExecContext(ctx, fmt.Sprintf(`INSERT INTO access_logs SELECT %d + seq, %d, TIMESTAMP'2025-01-01 00:00:00' + INTERVAL seq SECOND,
+				CONCAT('/api/items/', seq %% 1000), CONCAT('10.2.', (seq DIV 256) %% 256, '.', seq %% 256), CONCAT('Firefox/', seq %% 100)
+				FROM seq_1_to_%d`, lsExportFirstID, lsExportSubject, lsExportRows))
+			return err
+		},
 		drop: drop,
 	}, nil
 }
@@ -300,8 +318,9 @@ func runLargeSubject(ctx context.Context, cfg Config, p *Part) error {
 		res, err := lsLethe(ctx, cfg, env, k8s, kubeconfig, eng, db, rows)
 		if err == nil && res.ready {
 			var subject, others int64
-			if subject, others, err = db.state(ctx); err == nil && (subject != 0 || others != wantOthers) {
-				err = fmt.Errorf("Lethe left %d of the subject's rows and %d of %d other rows", subject, others, wantOthers)
+			want := wantOthers + lsExportRows // the export's subject got that many more (lsExport)
+			if subject, others, err = db.state(ctx); err == nil && (subject != 0 || others != want) {
+				err = fmt.Errorf("Lethe left %d of the subject's rows and %d of %d other rows", subject, others, want)
 			}
 		}
 		db.drop()
@@ -350,6 +369,7 @@ type lsResult struct {
 	process         bool
 	counts          map[string]int64
 	attempts        int32
+	export          lsExportResult
 }
 
 func (r lsResult) growth() float64 { return r.peak - r.rssBefore }
@@ -359,6 +379,8 @@ func (r lsResult) details() map[string]any {
 		"ready": r.ready, "seconds": r.elapsed.Seconds(), "stalled": r.stalled,
 		"rssBeforeMiB": r.rssBefore, "peakRssMiB": r.peak, "rssGrowthMiB": r.growth(), "rssSamples": r.samples,
 		"managerProcess": r.process, "rows": r.counts, "attempts": r.attempts,
+		"export": map[string]any{"ready": r.export.ready, "rows": r.export.rows, "parts": r.export.parts, "seconds": r.export.elapsed.Seconds(),
+			"rssBeforeMiB": r.export.rssBefore, "peakRssMiB": r.export.peak, "stalled": r.export.stalled},
 	}
 }
 
@@ -382,7 +404,14 @@ func (r lsResult) rows(label, engine string, base time.Duration) []Row {
 	case r.peak > lsMemoryLimit:
 		mem.Note = fmt.Sprintf("peak RSS %.0f MiB passes the manager's %.0f MiB memory limit: in production it would be killed during this erasure", r.peak, lsMemoryLimit)
 	}
-	return []Row{t, mem}
+	exp := Row{Benchmark: fmt.Sprintf("   manager RSS during the %s Access export of %s rows: before → peak (growth)", engine, count(lsExportRows+lsRowsPerOther+1)),
+		Lethe:      fmt.Sprintf("%.0f → %.0f MiB (+%.0f MiB)", r.export.rssBefore, r.export.peak, r.export.peak-r.export.rssBefore),
+		LetheValue: r.export.peak - r.export.rssBefore, Unit: "MiB", Goal: fmt.Sprintf("≤ +%.0f MiB", lsRSSGoal), Met: met(r.export.peak-r.export.rssBefore <= lsRSSGoal),
+		Note: fmt.Sprintf("%s, %d Secret part(s)", fmtSeconds(r.export.elapsed), r.export.parts)}
+	if !r.export.ready {
+		exp.Lethe, exp.Met, exp.Note = "not Ready", "NO", "the export was not Ready: "+r.export.stalled
+	}
+	return []Row{t, mem, exp}
 }
 
 // lsLethe applies an erasure request for the subject through the manager and
@@ -436,26 +465,7 @@ func lsLethe(ctx context.Context, cfg Config, env *testenv.Env, k8s client.WithW
 		}
 	}
 	res := lsResult{rssBefore: before.RSS, process: mgr.process}
-
-	// Sample RSS often: the peak of a few seconds' erasure is what matters.
-	stopSampling := make(chan struct{})
-	var sampled sync.WaitGroup
-	var peak float64
-	sampled.Go(func() {
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		for {
-			if m, err := readProcMemory(pid); err == nil {
-				peak = max(peak, m.RSS)
-				res.samples++
-			}
-			select {
-			case <-stopSampling:
-				return
-			case <-t.C:
-			}
-		}
-	})
+	stopSampling := sampleRSS(pid)
 
 	dsr := &privacyv1.DataSubjectRequest{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "erase-large"},
@@ -464,13 +474,12 @@ func lsLethe(ctx context.Context, cfg Config, env *testenv.Env, k8s client.WithW
 	}
 	cfg.logf("large subject: %s: erasure request for the %d-row subject", eng.label, rows)
 	final, elapsed, err := lsWaitReady(ctx, k8s, dsr, 5*time.Minute)
-	close(stopSampling)
-	sampled.Wait()
+	res.peak, res.samples = stopSampling()
 	if err != nil {
 		return res, err
 	}
 	after, _ := readProcMemory(pid)
-	res.peak = max(peak, after.RSS)
+	res.peak = max(res.peak, after.RSS)
 	if after.HWM > before.HWM {
 		// The kernel's high-water mark catches a peak between two samples.
 		res.peak = max(res.peak, after.HWM)
@@ -495,6 +504,92 @@ func lsLethe(ctx context.Context, cfg Config, env *testenv.Env, k8s client.WithW
 	}
 	if res.ready && (res.counts["access_logs"] != int64(rows) || res.counts["accounts"] != 1) {
 		return res, fmt.Errorf("the request reports %v rows, want %d access_logs and 1 account", res.counts, rows)
+	}
+	if res.ready {
+		cfg.logf("large subject: %s: access export of a %d-row subject", eng.label, lsExportRows+lsRowsPerOther+1)
+		res.export, err = lsExport(ctx, k8s, db, ns, pid)
+	}
+	return res, err
+}
+
+// sampleRSS samples the RSS of pid every 10 ms until the returned function
+// is called, which returns the highest sample and how many there were: the
+// peak of a few seconds' request is what matters.
+func sampleRSS(pid int) (stop func() (peak float64, samples int)) {
+	done := make(chan struct{})
+	var sampled sync.WaitGroup
+	var peak float64
+	var n int
+	sampled.Go(func() {
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if m, err := readProcMemory(pid); err == nil {
+				peak = max(peak, m.RSS)
+				n++
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	})
+	return func() (float64, int) {
+		close(done)
+		sampled.Wait()
+		return peak, n
+	}
+}
+
+// lsExportResult is an Access export of account lsExportSubject, measured
+// on the manager that has just erased the large subject.
+type lsExportResult struct {
+	ready           bool
+	rows            int64
+	parts           int
+	elapsed         time.Duration
+	rssBefore, peak float64
+	stalled         string
+}
+
+// lsExport gives account lsExportSubject lsExportRows more rows, then times
+// its Access export and samples the manager's RSS during it (the kernel's
+// high-water mark is the erasure's, so only samples count).
+func lsExport(ctx context.Context, k8s client.WithWatch, db *lsDB, ns string, pid int) (lsExportResult, error) {
+	if err := db.addLogs(ctx); err != nil {
+		return lsExportResult{}, fmt.Errorf("adding the exported subject's rows: %w", err)
+	}
+	time.Sleep(time.Second) // let the heap the erasure used go back
+	before, err := readProcMemory(pid)
+	if err != nil {
+		return lsExportResult{}, err
+	}
+	stop := sampleRSS(pid)
+	dsr := &privacyv1.DataSubjectRequest{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "export-large"},
+		Spec: privacyv1.DataSubjectRequestSpec{Type: privacyv1.RequestAccess,
+			Subject: privacyv1.Subject{Identities: privacyv1.Identities{"email": privacyv1.IdentityValue(subjectEmail(lsExportSubject))}}},
+	}
+	final, elapsed, err := lsWaitReady(ctx, k8s, dsr, 5*time.Minute)
+	peak, _ := stop()
+	if err != nil {
+		return lsExportResult{}, err
+	}
+	res := lsExportResult{elapsed: elapsed, rssBefore: before.RSS, peak: max(peak, before.RSS),
+		ready: apimeta.IsStatusConditionTrue(final.Status.Conditions, privacyv1.ConditionReady), parts: len(final.Status.ExportParts)}
+	for _, s := range final.Status.Stores {
+		for _, c := range s.Collections {
+			if c.Collection == "access_logs" {
+				res.rows += c.Rows
+			}
+		}
+		if !res.ready && s.Phase != privacyv1.StoreCompleted {
+			res.stalled = fmt.Sprintf("store %s %s %s: %s", s.Store, s.Phase, s.Reason, s.Message)
+		}
+	}
+	if want := int64(lsExportRows + lsRowsPerOther); res.ready && res.rows != want {
+		return res, fmt.Errorf("the export reports %d access_logs rows, want %d", res.rows, want)
 	}
 	return res, nil
 }
