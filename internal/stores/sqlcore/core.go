@@ -70,6 +70,8 @@ type Core[L, T any] struct {
 	schema SchemaCache[L]
 	// journal records each request's changes in the store (see journal.go).
 	journal journal
+	// fanout sizes the batches of sweeps that follow the map (sweep.go).
+	fanout fanouts
 }
 
 // NewCore returns the core of a store of m in the dialect d, keyed by

@@ -303,3 +303,30 @@ func TestPlanSweepBatchKeepsEveryParentOfAKeptRow(t *testing.T) {
 		t.Errorf("unlinks %+v, want the self-reference in the three deleted accounts", u)
 	}
 }
+
+// A sweep that follows the map spends its batch budget on the rows below
+// too: after a batch found six rows below each of its own, the next picks a
+// seventh of the batch size, and never fewer than one row nor more than the
+// batch size.
+func TestSweepBatchesCountTheRowsBelow(t *testing.T) {
+	var f fanouts
+	if n := f.rowsToPick("orders", 5000); n != 5000 {
+		t.Errorf("first batch picks %d rows, want the batch size, 5000", n)
+	}
+	f.observe("orders", stores.SweepBatch{Rows: 900, Kept: []stores.CollectionResult{{Rows: 100}},
+		Children: []stores.CollectionResult{{Collection: "order_lines", Rows: 2000}, {Collection: "line_taxes", Rows: 4000}}})
+	if n := f.rowsToPick("orders", 5000); n != 714 {
+		t.Errorf("after a batch with 6 rows below each, a batch picks %d rows, want 714 (5000/7)", n)
+	}
+	if n := f.rowsToPick("invoices", 5000); n != 5000 {
+		t.Errorf("another collection picks %d rows, want 5000: its fanout is its own", n)
+	}
+	f.observe("orders", stores.SweepBatch{Rows: 1, Children: []stores.CollectionResult{{Rows: 1_000_000}}})
+	if n := f.rowsToPick("orders", 5000); n != 1 {
+		t.Errorf("with a million rows below one, a batch picks %d rows, want 1", n)
+	}
+	f.observe("orders", stores.SweepBatch{}) // an empty batch tells nothing
+	if n := f.rowsToPick("orders", 5000); n != 1 {
+		t.Errorf("an empty batch changed the fanout: %d rows picked, want 1", n)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/datamap"
@@ -181,13 +182,63 @@ func (c *Core[L, T]) sweepByKeys(ctx context.Context, live *L, q *sweepQuery, cu
 // not held, and erases them all as the data map says, children first, in the
 // same transaction (see PlanSweepBatch). A batch always goes by key: the rows
 // below are found from the batch's keys.
+//
+// The batch size counts the rows below too (see fanouts): a batch picks as
+// many of the rule's rows as, with the rows found below them on the last
+// batch, make BatchSize rows, so a batch transaction stays as short as the
+// rule's rows alone would make it.
 func (c *Core[L, T]) sweepFollowingMap(ctx context.Context, live *L, q *sweepQuery, cursor string) (stores.SweepBatch, error) {
-	return c.sweepPicked(ctx, live, q, cursor, func(s *Session, keys []string, out *stores.SweepBatch) error {
+	batch := *q
+	batch.BatchSize = c.fanout.rowsToPick(q.C.Name, q.BatchSize)
+	out, err := c.sweepPicked(ctx, live, &batch, cursor, func(s *Session, keys []string, out *stores.SweepBatch) error {
 		if len(keys) == 0 {
 			return nil
 		}
 		return q.followMap(ctx, s, keys, out)
 	})
+	if err == nil {
+		c.fanout.observe(q.C.Name, out)
+	}
+	return out, err
+}
+
+// fanouts are, per swept collection, how many rows below each of its rows a
+// batch last found: the share of a batch's budget its own rows get. The first
+// batch of a collection, before any is known, picks the whole batch size.
+type fanouts struct {
+	mu sync.Mutex
+	by map[string]float64
+}
+
+func (f *fanouts) rowsToPick(collection string, batchSize int) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fanout, ok := f.by[collection]
+	if !ok {
+		return batchSize
+	}
+	return max(1, min(batchSize, int(float64(batchSize)/(1+fanout))))
+}
+
+// observe records the rows below the rows of a batch.
+func (f *fanouts) observe(collection string, b stores.SweepBatch) {
+	own := b.Rows
+	for _, k := range b.Kept {
+		own += k.Rows
+	}
+	if own == 0 {
+		return
+	}
+	var below int64
+	for _, ch := range b.Children {
+		below += ch.Rows
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.by == nil {
+		f.by = map[string]float64{}
+	}
+	f.by[collection] = float64(below) / float64(own)
 }
 
 // sweepPicked is one batch by key: it picks at most BatchSize expired rows
