@@ -400,7 +400,8 @@ func runPostgresChainSweep(ctx context.Context, cfg Config, dsn string, pool *pg
 			byHand.Batches = durations{byHand.Elapsed}
 		} else {
 			rule := stores.SweepRule{Collection: "orders", Field: "created_at", Cutoff: sweepCutoff, Action: stores.ActionDelete, BatchSize: cfg.BatchSize}
-			lethe, err = sweepLoop(ctx, sw, rule, expired)
+			// The batch size counts the rows below too: 7 rows an order.
+			lethe, err = sweepLoop(ctx, sw, rule, 7*expired)
 			if err != nil {
 				return nil, nil, fmt.Errorf("Lethe's chain sweep: %w", err)
 			}

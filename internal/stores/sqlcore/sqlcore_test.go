@@ -310,16 +310,19 @@ func TestPlanSweepBatchKeepsEveryParentOfAKeptRow(t *testing.T) {
 // batch size.
 func TestSweepBatchesCountTheRowsBelow(t *testing.T) {
 	var f fanouts
-	if n := f.rowsToPick("orders", 5000); n != 5000 {
-		t.Errorf("first batch picks %d rows, want the batch size, 5000", n)
+	if n := f.rowsToPick("orders", 5000); n != probeRows {
+		t.Errorf("first batch picks %d rows, want a probe of %d", n, probeRows)
+	}
+	if n := f.rowsToPick("orders", 10); n != 10 {
+		t.Errorf("first batch of 10 picks %d rows, want 10", n)
 	}
 	f.observe("orders", stores.SweepBatch{Rows: 900, Kept: []stores.CollectionResult{{Rows: 100}},
 		Children: []stores.CollectionResult{{Collection: "order_lines", Rows: 2000}, {Collection: "line_taxes", Rows: 4000}}})
 	if n := f.rowsToPick("orders", 5000); n != 714 {
 		t.Errorf("after a batch with 6 rows below each, a batch picks %d rows, want 714 (5000/7)", n)
 	}
-	if n := f.rowsToPick("invoices", 5000); n != 5000 {
-		t.Errorf("another collection picks %d rows, want 5000: its fanout is its own", n)
+	if n := f.rowsToPick("invoices", 5000); n != probeRows {
+		t.Errorf("another collection picks %d rows, want the probe: its fanout is its own", n)
 	}
 	f.observe("orders", stores.SweepBatch{Rows: 1, Children: []stores.CollectionResult{{Rows: 1_000_000}}})
 	if n := f.rowsToPick("orders", 5000); n != 1 {

@@ -204,18 +204,22 @@ func (c *Core[L, T]) sweepFollowingMap(ctx context.Context, live *L, q *sweepQue
 
 // fanouts are, per swept collection, how many rows below each of its rows a
 // batch last found: the share of a batch's budget its own rows get. The first
-// batch of a collection, before any is known, picks the whole batch size.
+// batch of a collection, before any is known, is a probe of at most
+// probeRows rows.
 type fanouts struct {
 	mu sync.Mutex
 	by map[string]float64
 }
+
+// probeRows bounds the first batch of a collection whose fanout is unknown.
+const probeRows = 100
 
 func (f *fanouts) rowsToPick(collection string, batchSize int) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fanout, ok := f.by[collection]
 	if !ok {
-		return batchSize
+		return min(batchSize, probeRows)
 	}
 	return max(1, min(batchSize, int(float64(batchSize)/(1+fanout))))
 }
