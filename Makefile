@@ -72,6 +72,10 @@ envtest: ## Build kube-apiserver, etcd and kubectl from source into the setup-en
 build: ## Build the manager binary into bin/manager.
 	go build -o $(LOCALBIN)/manager .
 
+.PHONY: build-cli
+build-cli: ## Build the kubectl plugin into bin/kubectl-lethe (bin/ on PATH: kubectl lethe).
+	go build -o $(LOCALBIN)/kubectl-lethe ./cmd/kubectl-lethe
+
 .PHONY: run
 run: ## Run the manager against the current kubeconfig (databases on loopback allowed, as on a dev machine).
 	go run . --leader-elect=false --egress-allow=127.0.0.0/8,::1

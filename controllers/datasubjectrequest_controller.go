@@ -466,7 +466,7 @@ func (run *requestRun) complete() {
 	if apimeta.FindStatusCondition(dsr.Status.Conditions, privacyv1.ConditionOnLegalHold) != nil {
 		setCondition(run.conds(), run.gen(), privacyv1.ConditionOnLegalHold, metav1.ConditionFalse, privacyv1.ReasonCompleted, "no data is on legal hold any more")
 	}
-	digest, err := audit.ReceiptDigest(receiptOf(dsr))
+	digest, err := audit.ReceiptDigest(audit.ReceiptOf(dsr))
 	if err == nil {
 		dsr.Status.ReceiptDigest = digest
 	}

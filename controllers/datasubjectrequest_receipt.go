@@ -45,27 +45,6 @@ func subjectFound(dsr *privacyv1.DataSubjectRequest) bool {
 	return false
 }
 
-// receipt is what the receipt digest covers.
-type receipt struct {
-	Request        string                   `json:"request"`
-	UID            string                   `json:"uid"`
-	Type           string                   `json:"type"`
-	DryRun         bool                     `json:"dryRun"`
-	SubjectDigest  string                   `json:"subjectDigest"`
-	StartTime      string                   `json:"startTime"`
-	CompletionTime string                   `json:"completionTime"`
-	Stores         []privacyv1.StoreOutcome `json:"stores"`
-}
-
-func receiptOf(dsr *privacyv1.DataSubjectRequest) receipt {
-	return receipt{
-		Request: dsr.Namespace + "/" + dsr.Name, UID: string(dsr.UID), Type: string(dsr.Spec.Type), DryRun: dsr.Spec.DryRun,
-		SubjectDigest: dsr.Status.SubjectDigest,
-		StartTime:     dsr.Status.StartTime.UTC().Format(time.RFC3339), CompletionTime: dsr.Status.CompletionTime.UTC().Format(time.RFC3339),
-		Stores: dsr.Status.Stores,
-	}
-}
-
 func collectionOutcomes(results []stores.CollectionResult) []privacyv1.CollectionOutcome {
 	out := make([]privacyv1.CollectionOutcome, 0, len(results))
 	for _, c := range results {
