@@ -43,6 +43,8 @@ func main() {
 	flag.DurationVar(&otherDeadline, "default-deadline", 30*24*time.Hour, "default deadline of Access and Rectification requests")
 	flag.StringVar(&operatorNS, "operator-namespace", envOr("POD_NAMESPACE", "default"), "namespace of the operator's own Secrets")
 	flag.StringVar(&digestKeySecret, "digest-key-secret", "lethe-digest-key", "Secret (in --operator-namespace) holding the key of subject digests; created if missing")
+	var forgetKeySecret string
+	flag.StringVar(&forgetKeySecret, "forget-key-secret", controllers.DefaultForgetKeySecret, "Secret (in --operator-namespace) holding the age identity that encrypts the DataStores' forget lists (identities kept for replaying erasures after a restore, spec.backupRetention); created on first use")
 	var discardIdentitiesAfter time.Duration
 	flag.DurationVar(&discardIdentitiesAfter, "discard-identities-after", 0, "how long after a request completes Lethe deletes the Secrets that handed it the subject's identities and rectified values (those labelled privacy.lethe.dev/consume=true or owned by the request); 0 deletes them at once")
 	var maxExportBytes int64
@@ -70,7 +72,7 @@ func main() {
 		erasureDeadline: erasureDeadline, otherDeadline: otherDeadline,
 		operatorNS: operatorNS, digestKeySecret: digestKeySecret, workers: maxConcurrentReconciles,
 		network: net, watchNamespaces: watchNamespaces, discardIdentitiesAfter: discardIdentitiesAfter,
-		maxExportBytes: maxExportBytes,
+		maxExportBytes: maxExportBytes, forgetKeySecret: forgetKeySecret,
 	}); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
@@ -82,6 +84,7 @@ type runOptions struct {
 	leaderElect                    bool
 	erasureDeadline, otherDeadline time.Duration
 	operatorNS, digestKeySecret    string
+	forgetKeySecret                string
 	workers                        int
 	maxExportBytes                 int64
 	network                        networkFlags
@@ -138,6 +141,7 @@ func run(o runOptions) error {
 	if err := controllers.SetupAll(mgr, controllers.Options{
 		Connector: conn, DigestKey: key, ErasureDeadline: o.erasureDeadline, OtherDeadline: o.otherDeadline,
 		DiscardIdentitiesAfter: o.discardIdentitiesAfter, MaxExportBytes: o.maxExportBytes,
+		OperatorNamespace: o.operatorNS, ForgetKeySecret: o.forgetKeySecret,
 	}); err != nil {
 		return err
 	}

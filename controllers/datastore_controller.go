@@ -30,6 +30,11 @@ const storeRetryInterval = 15 * time.Second
 // schema matches the data map, and reports any drift precisely.
 type DataStoreReconciler struct {
 	client.Client
+	// APIReader reads Secrets, LegalHolds and requests past the cache (replays).
+	APIReader client.Reader
+	// Forget is the forget list replays read their identities from; nil
+	// keeps none (restores are then only reported).
+	Forget    *ForgetList
 	Connector *connector.Connector
 	Recorder  events.EventRecorder
 	Now       func() time.Time
@@ -37,7 +42,10 @@ type DataStoreReconciler struct {
 
 // +kubebuilder:rbac:groups=privacy.lethe.dev,resources=datastores,verbs=get;list;watch
 // +kubebuilder:rbac:groups=privacy.lethe.dev,resources=datastores/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;update;delete
+// +kubebuilder:rbac:groups=privacy.lethe.dev,resources=datasubjectrequests,verbs=get;list;watch
+// +kubebuilder:rbac:groups=privacy.lethe.dev,resources=datasubjectrequests/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=privacy.lethe.dev,resources=retentionpolicies;legalholds,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile checks one DataStore.
@@ -113,6 +121,9 @@ func (r *DataStoreReconciler) check(ctx context.Context, ds *privacyv1.DataStore
 		msg += fmt.Sprintf(" (%d warning(s), see status.warnings)", len(res.Warnings))
 	}
 	markReady(conds, gen, privacyv1.ReasonSucceeded, msg)
+	if wait := r.replayCheck(ctx, ds, lease.Store, res.Journal); wait > 0 && wait < interval {
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
 	return ctrl.Result{RequeueAfter: interval}, nil
 }
 
@@ -135,8 +146,12 @@ func (r *DataStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Now == nil {
 		return errNoClock
 	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&privacyv1.DataStore{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// A new value of the replay-check annotation asks for a check now.
+		For(&privacyv1.DataStore{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, replayCheckChanged))).
 		Named("datastore").
 		Complete(r)
 }

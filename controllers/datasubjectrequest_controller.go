@@ -68,6 +68,9 @@ type DataSubjectRequestReconciler struct {
 	// ExportPartBytes is the most one export Secret holds (default
 	// ExportPartBytes); tests make it small to split small exports.
 	ExportPartBytes int
+	// Forget keeps the identities of erasures in stores with
+	// spec.backupRetention, encrypted, for replays after a restore.
+	Forget *ForgetList
 }
 
 // +kubebuilder:rbac:groups=privacy.lethe.dev,resources=datasubjectrequests,verbs=get;list;watch
@@ -288,9 +291,12 @@ func (run *requestRun) applyOne(ctx context.Context, ds *privacyv1.DataStore, ou
 		// this is only the safety net.
 		return heldRecheckInterval
 	}
+	now := metav1.NewTime(run.r.Now())
+	if wait, kept := run.keepForReplay(ctx, ds, out, now.Time); !kept {
+		return wait
+	}
 	out.Phase = privacyv1.StoreCompleted
 	out.Message = ""
-	now := metav1.NewTime(run.r.Now())
 	out.CompletionTime = &now
 	return 0
 }
@@ -317,7 +323,7 @@ func (run *requestRun) tooLarge(ctx context.Context, store stores.Store, sreq st
 		}
 	}
 	out.Phase, out.Reason = privacyv1.StoreFailed, privacyv1.ReasonSubjectTooLarge
-	out.Message = fmt.Sprintf("%s: %d attempts in a row met the store's statement timeout (%v)%s; the subject's part is too large for one transaction within it: raise the DataStore's spec.statementTimeout, then create a new request (this one is not retried)",
+	out.Message = fmt.Sprintf("%s: %d attempts in a row met the store's statement timeout (%v)%s; the subject's part is too large for one transaction within it: raise the DataStore's spec.statementTimeout, or set erasureBatchSize on that collection, then create a new request (this one is not retried)",
 		privacyv1.ReasonSubjectTooLarge, out.StatementTimeouts, err, largest)
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -147,6 +148,21 @@ func storeNotReadyReason(ds *privacyv1.DataStore) string {
 // storeRequest builds what the engine needs: identities, scope, legal minimum
 // retention from RetentionPolicies and holds from active LegalHolds.
 func (r *DataSubjectRequestReconciler) storeRequest(ctx context.Context, dsr *privacyv1.DataSubjectRequest, ds *privacyv1.DataStore, subject map[string]string) (stores.Request, error) {
+	return requestInputs{cached: r.Client, direct: r.APIReader, now: r.Now}.storeRequest(ctx, dsr, ds, subject)
+}
+
+// requestInputs builds engine requests from a request, its store and the
+// policies and holds in force now: the one place that does, for requests and
+// for the replays of erasures a restore undid (datastore_replay.go).
+type requestInputs struct {
+	// cached reads RetentionPolicies; direct reads Secrets and LegalHolds.
+	cached, direct client.Reader
+	now            func() time.Time
+}
+
+// storeRequest builds what the engine needs: identities, scope, legal minimum
+// retention from RetentionPolicies and holds from active LegalHolds, at now.
+func (in requestInputs) storeRequest(ctx context.Context, dsr *privacyv1.DataSubjectRequest, ds *privacyv1.DataStore, subject map[string]string) (stores.Request, error) {
 	req := stores.Request{
 		Kind:      stores.Kind(dsr.Spec.Type),
 		Subject:   subject,
@@ -156,7 +172,7 @@ func (r *DataSubjectRequestReconciler) storeRequest(ctx context.Context, dsr *pr
 		req.Scope.Categories = append(req.Scope.Categories, string(c))
 	}
 	if dsr.Spec.Type == privacyv1.RequestRectification && dsr.Spec.Rectification != nil {
-		values, err := r.rectificationValues(ctx, dsr)
+		values, err := rectificationValues(ctx, in.direct, dsr)
 		if err != nil {
 			return req, err
 		}
@@ -166,21 +182,22 @@ func (r *DataSubjectRequestReconciler) storeRequest(ctx context.Context, dsr *pr
 		return req, nil
 	}
 	var err error
-	if req.Exemptions, err = r.exemptions(ctx, ds); err != nil {
+	now := in.now()
+	if req.Exemptions, err = storeExemptions(ctx, in.cached, ds, now); err != nil {
 		return req, err
 	}
-	if req.Holds, err = (holdResolver{r.APIReader}).forRequest(ctx, ds.Namespace, ds.Name, r.Now()); err != nil {
+	if req.Holds, err = (holdResolver{in.direct}).forRequest(ctx, ds.Namespace, ds.Name, now); err != nil {
 		return req, err
 	}
 	return req, nil
 }
 
-func (r *DataSubjectRequestReconciler) rectificationValues(ctx context.Context, dsr *privacyv1.DataSubjectRequest) (map[string]string, error) {
+func rectificationValues(ctx context.Context, reader client.Reader, dsr *privacyv1.DataSubjectRequest) (map[string]string, error) {
 	rect := dsr.Spec.Rectification
 	if rect.ValuesFrom == nil {
 		return rect.Values, nil
 	}
-	data, err := connector.ReadSecret(ctx, r.APIReader, dsr.Namespace, rect.ValuesFrom.Name)
+	data, err := connector.ReadSecret(ctx, reader, dsr.Namespace, rect.ValuesFrom.Name)
 	if err != nil {
 		return nil, err
 	}

@@ -25,12 +25,19 @@ const (
 	indexPolicyStore = "lethe.dev/policy-store"
 	// anyStore is the indexRequestStore value of requests not naming stores.
 	anyStore = "*"
+	// indexJournaledErasure holds the DataStores where an erasure's part
+	// completed and is journaled: the erasures a restore may undo there
+	// (datastore_replay.go).
+	indexJournaledErasure = "lethe.dev/journaled-erasure-store"
 )
 
 // setupIndexes registers the field indexes every controller relies on.
 func setupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &privacyv1.DataSubjectRequest{}, indexRequestStore, requestStores); err != nil {
+		return err
+	}
+	if err := idx.IndexField(ctx, &privacyv1.DataSubjectRequest{}, indexJournaledErasure, journaledErasureStores); err != nil {
 		return err
 	}
 	return idx.IndexField(ctx, &privacyv1.RetentionPolicy{}, indexPolicyStore, func(obj client.Object) []string {
@@ -51,6 +58,22 @@ func requestStores(obj client.Object) []string {
 		keys = append(keys, string(s))
 	}
 	return keys
+}
+
+// journaledErasureStores are the stores where an erasure's part completed
+// and is journaled.
+func journaledErasureStores(obj client.Object) []string {
+	dsr, ok := obj.(*privacyv1.DataSubjectRequest)
+	if !ok || dsr.Spec.Type != privacyv1.RequestErasure || dsr.Spec.DryRun {
+		return nil
+	}
+	var out []string
+	for _, o := range dsr.Status.Stores {
+		if o.Phase == privacyv1.StoreCompleted && o.Journaled {
+			out = append(out, o.Store)
+		}
+	}
+	return out
 }
 
 // unfinishedRequestsOfStore are the requests a DataStore change may unblock:

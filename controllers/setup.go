@@ -32,6 +32,10 @@ type Options struct {
 	// holds (default ExportPartBytes).
 	MaxExportBytes  int64
 	ExportPartBytes int
+	// OperatorNamespace and ForgetKeySecret locate the age identity that
+	// encrypts the forget lists (default "default" and
+	// DefaultForgetKeySecret); it is created on first use.
+	OperatorNamespace, ForgetKeySecret string
 }
 
 // errNoClock refuses a reconciler built without its clock: every controller
@@ -48,7 +52,10 @@ func SetupAll(mgr ctrl.Manager, o Options) error {
 		return err
 	}
 	rec := mgr.GetEventRecorder("lethe")
-	if err := (&DataStoreReconciler{Client: mgr.GetClient(), Connector: o.Connector, Recorder: rec, Now: o.Now}).SetupWithManager(mgr); err != nil {
+	forget := &ForgetList{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), KeyNamespace: o.OperatorNamespace, KeySecret: o.ForgetKeySecret}
+	if err := (&DataStoreReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Forget: forget, Connector: o.Connector, Recorder: rec, Now: o.Now,
+	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := setupRetentionAndHolds(mgr, o, rec); err != nil { // RetentionPolicy and LegalHold controllers
@@ -62,6 +69,6 @@ func SetupAll(mgr ctrl.Manager, o Options) error {
 	return (&DataSubjectRequestReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Connector: o.Connector, Recorder: rec, Now: o.Now,
 		DigestKey: o.DigestKey, ErasureDeadline: o.ErasureDeadline, OtherDeadline: o.OtherDeadline, RetryBase: o.RetryBase,
-		MaxExportBytes: o.MaxExportBytes, ExportPartBytes: o.ExportPartBytes,
+		MaxExportBytes: o.MaxExportBytes, ExportPartBytes: o.ExportPartBytes, Forget: forget,
 	}).SetupWithManager(mgr)
 }

@@ -5,7 +5,7 @@ import (
 )
 
 // Engine is the kind of data store.
-// +kubebuilder:validation:Enum=postgres;mysql;redis;http
+// +kubebuilder:validation:Enum=postgres;mysql;redis;http;mongodb
 type Engine string
 
 const (
@@ -13,6 +13,8 @@ const (
 	EngineMySQL    Engine = "mysql"
 	EngineRedis    Engine = "redis"
 	EngineHTTP     Engine = "http"
+	// EngineMongoDB is MongoDB or a MongoDB-wire server (FerretDB).
+	EngineMongoDB Engine = "mongodb"
 )
 
 // ErasureAction is what an erasure request does to a subject's rows in a collection.
@@ -297,6 +299,18 @@ type DataStoreSpec struct {
 	// +optional
 	Journal *JournalSpec `json:"journal,omitempty"`
 
+	// BackupRetention is how long the store's backups are kept (e.g. 30d):
+	// how long after an erasure completes a restore of an older backup may
+	// bring the person back. For that long Lethe keeps the subject's
+	// identities, encrypted, in the DataStore's forget list (Secret
+	// lethe-forget-<name>, owned by the DataStore), so that an erasure undone
+	// by a restore is replayed; then it purges them. Unset (the default): no
+	// replay data is kept, and a restore that undoes an erasure is only
+	// reported (condition ErasuresReplayed, reason RestoreTooOld). SQL
+	// engines only (postgres, mysql); see docs/backups.md.
+	// +optional
+	BackupRetention Period `json:"backupRetention,omitempty"`
+
 	// WeakeningJustification explains a change that decreases protection. The
 	// admission policy lethe-datastore-protection refuses such an update unless
 	// it also sets this field to a new, non-empty text: removing a collection, a
@@ -361,6 +375,16 @@ type DataStoreStatus struct {
 	// +listType=atomic
 	Warnings []string `json:"warnings,omitempty"`
 
+	// StoreIdentity is the database server instance last seen (SQL stores):
+	// a change means a failover or a restore onto another instance.
+	// +optional
+	StoreIdentity *StoreIdentity `json:"storeIdentity,omitempty"`
+
+	// Replay is the last comparison of the store's journal with the
+	// completed erasures that touched it (SQL stores).
+	// +optional
+	Replay *ReplayStatus `json:"replay,omitempty"`
+
 	// AcceptedWeakenings records, newest last (at most 20), each update the
 	// admission policy lethe-datastore-protection accepted with a new
 	// weakeningJustification: the generation and the justification given.
@@ -369,6 +393,62 @@ type DataStoreStatus struct {
 	// +kubebuilder:validation:MaxItems=20
 	AcceptedWeakenings []AcceptedWeakening `json:"acceptedWeakenings,omitempty"`
 }
+
+// StoreIdentity is which database server instance a store is. Nothing in it is personal data.
+type StoreIdentity struct {
+	// System is PostgreSQL's system_identifier, MySQL's server_uuid, or
+	// mariadb:<server_id>@<hostname> on MariaDB (which has no server_uuid).
+	System string `json:"system"`
+	// Timeline is PostgreSQL's current timeline (it grows on each
+	// point-in-time recovery or promotion); empty on other engines.
+	// +optional
+	Timeline string `json:"timeline,omitempty"`
+	// Since is when Lethe first saw this identity.
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
+}
+
+// ReplayStatus is what the last replay check of a store found.
+type ReplayStatus struct {
+	// LastCheckTime is when the journal was last compared with the completed erasures.
+	// +optional
+	LastCheckTime *metav1.Time `json:"lastCheckTime,omitempty"`
+	// ObservedCheckRequest is the value of the annotation
+	// privacy.lethe.dev/replay-check that the last check saw: set the
+	// annotation to a new value and wait for this field to show it.
+	// +optional
+	ObservedCheckRequest string `json:"observedCheckRequest,omitempty"`
+	// Erasures is how many completed erasures touched the store (journaled parts).
+	// +optional
+	Erasures int32 `json:"erasures,omitempty"`
+	// Replayed is how many erasures the last check re-applied.
+	// +optional
+	Replayed int32 `json:"replayed,omitempty"`
+	// Pending names the requests whose journal row is missing and whose
+	// replay is still to do (failed, or left for the next check).
+	// +optional
+	// +listType=atomic
+	Pending []string `json:"pending,omitempty"`
+	// Unreplayable names the requests whose journal row is missing from the
+	// store but whose identities are no longer kept (completed before
+	// spec.backupRetention, or while it was unset): a restore undid them and
+	// Lethe cannot redo them. File new requests for those subjects.
+	// +optional
+	// +listType=atomic
+	Unreplayable []string `json:"unreplayable,omitempty"`
+	// ForgetListEntries is how many erasures' identities the forget list
+	// keeps, encrypted, for replays.
+	// +optional
+	ForgetListEntries int32 `json:"forgetListEntries,omitempty"`
+	// NextPurgeTime is when the oldest forget-list entry is purged.
+	// +optional
+	NextPurgeTime *metav1.Time `json:"nextPurgeTime,omitempty"`
+}
+
+// ReplayCheckAnnotation, set on a DataStore to a new value, asks for a
+// replay check now (after a restore); status.replay.observedCheckRequest
+// shows the value the last check saw.
+const ReplayCheckAnnotation = "privacy.lethe.dev/replay-check"
 
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status

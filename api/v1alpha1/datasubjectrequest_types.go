@@ -285,12 +285,46 @@ type DataSubjectRequestStatus struct {
 	// +optional
 	IdentitiesDiscardAfter *metav1.Time `json:"identitiesDiscardAfter,omitempty"`
 
+	// Replays records each time an erasure was re-applied to a store after a
+	// restore from backup had undone it (its journal row was missing), oldest
+	// first, at most 50. The receipt above (stores, receiptDigest) is the
+	// original and never changes.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=50
+	Replays []Replay `json:"replays,omitempty"`
+
 	// IdentitiesDiscardedAt is when the last input Secret was deleted: from
 	// then on no Secret handed to this request holds the subject's identities.
 	// Unset while one waits, and when one is kept or the identities are inline
 	// in the spec (they stay until the request is deleted).
 	// +optional
 	IdentitiesDiscardedAt *metav1.Time `json:"identitiesDiscardedAt,omitempty"`
+}
+
+// Replay is one re-application of an erasure to a store.
+type Replay struct {
+	// Store is the DataStore the erasure was re-applied to.
+	Store string `json:"store"`
+	// Time of the replay.
+	Time metav1.Time `json:"time"`
+	// Reason: RestoreDetected (the store's journal had lost the request's
+	// row), or OnLegalHold (continuing a replay that a hold had stopped).
+	Reason string `json:"reason"`
+	// Message says why, for humans (never personal data).
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Rows changed by the replay, in every collection.
+	Rows int64 `json:"rows"`
+	// Collections: per-collection outcome of the replay.
+	// +optional
+	// +listType=atomic
+	Collections []CollectionOutcome `json:"collections,omitempty"`
+	// HeldBy names the legal holds in force at the replay that kept rows;
+	// those rows are erased at a later check, once the hold ends.
+	// +optional
+	// +listType=atomic
+	HeldBy []string `json:"heldBy,omitempty"`
 }
 
 // ConsumeLabel, set to "true" on a Secret that hands identities or rectified

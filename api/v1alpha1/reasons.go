@@ -9,6 +9,11 @@ const (
 	// ConditionJournal is True on a SQL DataStore whose journal requests
 	// write to, False (with a reason) when they cannot.
 	ConditionJournal = "Journal"
+	// ConditionErasuresReplayed is set on a SQL DataStore once a restore
+	// from backup is detected (a completed erasure's journal row missing):
+	// True when every such erasure was re-applied, False while one failed
+	// (ReplayFailed, retried) or cannot be (RestoreTooOld).
+	ConditionErasuresReplayed = "ErasuresReplayed"
 )
 
 // Reasons, shared by conditions and Events. Messages say the rest, for humans,
@@ -48,6 +53,21 @@ const (
 	// ReasonJournalUnavailable: the journal table cannot be created or written
 	// (a read-only user); requests work without it.
 	ReasonJournalUnavailable = "JournalUnavailable"
+	// ReasonRestoreDetected: completed erasures were missing from the
+	// store's journal (a restore from backup undid them) and were re-applied.
+	ReasonRestoreDetected = "RestoreDetected"
+	// ReasonReplayFailed: re-applying an erasure undone by a restore failed
+	// (store down, schema changed); the original receipt is intact and the
+	// replay is retried.
+	ReasonReplayFailed = "ReplayFailed"
+	// ReasonRestoreTooOld: erasures are missing from the store's journal but
+	// their identities are no longer kept (older than spec.backupRetention,
+	// or completed while it was unset): Lethe cannot re-apply them.
+	ReasonRestoreTooOld = "RestoreTooOld"
+	// ReasonStoreIdentityChanged: the store's server identity (PostgreSQL
+	// system identifier or timeline, MySQL server_uuid) changed: a failover
+	// or a restore onto another instance.
+	ReasonStoreIdentityChanged = "StoreIdentityChanged"
 	// ReasonJournalDisabled: spec.journal.disabled.
 	ReasonJournalDisabled = "JournalDisabled"
 	// ReasonErasureNotVerified: after a store's part committed, the subject

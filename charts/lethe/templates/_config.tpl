@@ -81,6 +81,20 @@ versions:
           spec:
             description: DataStoreSpec describes one database or processor and where personal data lives in it.
             properties:
+              backupRetention:
+                description: |-
+                  BackupRetention is how long the store's backups are kept (e.g. 30d):
+                  how long after an erasure completes a restore of an older backup may
+                  bring the person back. For that long Lethe keeps the subject's
+                  identities, encrypted, in the DataStore's forget list (Secret
+                  lethe-forget-<name>, owned by the DataStore), so that an erasure undone
+                  by a restore is replayed; then it purges them. Unset (the default): no
+                  replay data is kept, and a restore that undoes an erasure is only
+                  reported (condition ErasuresReplayed, reason RestoreTooOld). SQL
+                  engines only (postgres, mysql); see docs/backups.md.
+                maxLength: 8
+                pattern: ^[1-9][0-9]{0,5}(h|d|w|mo|y)$
+                type: string
               checkInterval:
                 description: CheckInterval is how often the live schema is checked against the data map. Default 5m, at least 30s.
                 type: string
@@ -94,6 +108,22 @@ versions:
                     Collection is a table (postgres, mysql), a key pattern (redis) or an endpoint
                     (http) holding personal data.
                   properties:
+                    erasureBatchSize:
+                      description: |-
+                        ErasureBatchSize opts this collection into batched erasure (SQL engines):
+                        before the store's one transaction, the subject's rows here are deleted
+                        in transactions of this many rows each, every batch recorded in the
+                        journal, so a subject too large for one transaction within the statement
+                        timeout is still erased. The trade-off: the erasure is no longer all or
+                        nothing in this store; a failure part-way leaves these rows partly
+                        deleted (the next attempt goes on from there). Only for onErasure delete,
+                        on a collection nothing refers to or is found through, and only with the
+                        journal; a legal hold covering the collection puts its rows back in the
+                        one transaction.
+                      format: int32
+                      maximum: 1000000
+                      minimum: 100
+                      type: integer
                     fields:
                       description: Fields holding personal data, with their category and masking.
                       items:
@@ -520,6 +550,8 @@ versions:
                       rule: self.onErasure != 'anonymize' || (has(self.fields) && self.fields.exists(f, has(f.masking)))
                     - message: 'a self-reference must use onParentErasure setNull: the referring rows belong to other subjects'
                       rule: '!has(self.references) || self.references.all(r, r.collection != self.name || r.onParentErasure == ''setNull'')'
+                    - message: 'erasureBatchSize needs onErasure delete: batches delete rows'
+                      rule: '!has(self.erasureBatchSize) || self.onErasure == ''delete'''
                 maxItems: 64
                 minItems: 1
                 type: array
@@ -639,6 +671,7 @@ versions:
                   - mysql
                   - redis
                   - http
+                  - mongodb
                 type: string
               journal:
                 description: |-
@@ -830,6 +863,58 @@ versions:
                 description: ObservedGeneration is the generation of the spec the status describes.
                 format: int64
                 type: integer
+              replay:
+                description: |-
+                  Replay is the last comparison of the store's journal with the
+                  completed erasures that touched it (SQL stores).
+                properties:
+                  erasures:
+                    description: Erasures is how many completed erasures touched the store (journaled parts).
+                    format: int32
+                    type: integer
+                  forgetListEntries:
+                    description: |-
+                      ForgetListEntries is how many erasures' identities the forget list
+                      keeps, encrypted, for replays.
+                    format: int32
+                    type: integer
+                  lastCheckTime:
+                    description: LastCheckTime is when the journal was last compared with the completed erasures.
+                    format: date-time
+                    type: string
+                  nextPurgeTime:
+                    description: NextPurgeTime is when the oldest forget-list entry is purged.
+                    format: date-time
+                    type: string
+                  observedCheckRequest:
+                    description: |-
+                      ObservedCheckRequest is the value of the annotation
+                      privacy.lethe.dev/replay-check that the last check saw: set the
+                      annotation to a new value and wait for this field to show it.
+                    type: string
+                  pending:
+                    description: |-
+                      Pending names the requests whose journal row is missing and whose
+                      replay is still to do (failed, or left for the next check).
+                    items:
+                      type: string
+                    type: array
+                    x-kubernetes-list-type: atomic
+                  replayed:
+                    description: Replayed is how many erasures the last check re-applied.
+                    format: int32
+                    type: integer
+                  unreplayable:
+                    description: |-
+                      Unreplayable names the requests whose journal row is missing from the
+                      store but whose identities are no longer kept (completed before
+                      spec.backupRetention, or while it was unset): a restore undid them and
+                      Lethe cannot redo them. File new requests for those subjects.
+                    items:
+                      type: string
+                    type: array
+                    x-kubernetes-list-type: atomic
+                type: object
               schemaProblems:
                 description: SchemaProblems lists every difference between the data map and the live schema.
                 items:
@@ -850,6 +935,28 @@ versions:
                   type: object
                 type: array
                 x-kubernetes-list-type: atomic
+              storeIdentity:
+                description: |-
+                  StoreIdentity is the database server instance last seen (SQL stores):
+                  a change means a failover or a restore onto another instance.
+                properties:
+                  since:
+                    description: Since is when Lethe first saw this identity.
+                    format: date-time
+                    type: string
+                  system:
+                    description: |-
+                      System is PostgreSQL's system_identifier, MySQL's server_uuid, or
+                      mariadb:<server_id>@<hostname> on MariaDB (which has no server_uuid).
+                    type: string
+                  timeline:
+                    description: |-
+                      Timeline is PostgreSQL's current timeline (it grows on each
+                      point-in-time recovery or promotion); empty on other engines.
+                    type: string
+                required:
+                  - system
+                type: object
               warnings:
                 description: |-
                   Warnings the store works with but an operator should know about, such as a
@@ -1349,6 +1456,93 @@ versions:
                   ReceiptDigest is a SHA-256 of the canonical receipt (the outcomes, times and
                   subject digest), so a copy of the receipt kept elsewhere can be verified.
                 type: string
+              replays:
+                description: |-
+                  Replays records each time an erasure was re-applied to a store after a
+                  restore from backup had undone it (its journal row was missing), oldest
+                  first, at most 50. The receipt above (stores, receiptDigest) is the
+                  original and never changes.
+                items:
+                  description: Replay is one re-application of an erasure to a store.
+                  properties:
+                    collections:
+                      description: 'Collections: per-collection outcome of the replay.'
+                      items:
+                        description: CollectionOutcome is what happened (or, for a dry run, would happen) in one collection.
+                        properties:
+                          action:
+                            description: 'Action taken: delete, anonymize, rectify, export or retain.'
+                            type: string
+                          collection:
+                            description: Collection name in the DataStore.
+                            type: string
+                          reason:
+                            description: Reason for rows retained or skipped.
+                            type: string
+                          remaining:
+                            description: |-
+                              Remaining is what checking the erasure found, after the store's part
+                              committed: the subject's rows of this collection that the action would
+                              still change (0: none is left). Absent when the store cannot be checked.
+                            format: int64
+                            type: integer
+                          retainedUntil:
+                            description: RetainedUntil is when the last of the retained rows becomes erasable, if known.
+                            format: date-time
+                            type: string
+                          retainedUntilEarliest:
+                            description: |-
+                              RetainedUntilEarliest is when the first of them does, when the rows end
+                              their periods on different dates.
+                            format: date-time
+                            type: string
+                          rows:
+                            description: Rows affected (or, for a dry run, that would be).
+                            format: int64
+                            type: integer
+                        required:
+                          - action
+                          - collection
+                          - rows
+                        type: object
+                      type: array
+                      x-kubernetes-list-type: atomic
+                    heldBy:
+                      description: |-
+                        HeldBy names the legal holds in force at the replay that kept rows;
+                        those rows are erased at a later check, once the hold ends.
+                      items:
+                        type: string
+                      type: array
+                      x-kubernetes-list-type: atomic
+                    message:
+                      description: Message says why, for humans (never personal data).
+                      type: string
+                    reason:
+                      description: |-
+                        Reason: RestoreDetected (the store's journal had lost the request's
+                        row), or OnLegalHold (continuing a replay that a hold had stopped).
+                      type: string
+                    rows:
+                      description: Rows changed by the replay, in every collection.
+                      format: int64
+                      type: integer
+                    store:
+                      description: Store is the DataStore the erasure was re-applied to.
+                      type: string
+                    time:
+                      description: Time of the replay.
+                      format: date-time
+                      type: string
+                  required:
+                    - reason
+                    - rows
+                    - store
+                    - time
+                  type: object
+                maxItems: 50
+                type: array
+                x-kubernetes-list-type: atomic
               startTime:
                 description: StartTime is when work began.
                 format: date-time
