@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
 # test-services.sh — make sure the local PostgreSQL (127.0.0.1:5432), MariaDB
-# (127.0.0.1:3306) and Redis (127.0.0.1:6379) servers the tests use are up.
+# (127.0.0.1:3306), Redis (127.0.0.1:6379) and FerretDB (MongoDB wire,
+# 127.0.0.1:27017) servers the tests use are up.
+#
+# FerretDB v1 cannot be installed with apt-get: it is built once from the Go
+# module proxy (FerretDB's embeddable package, in a small module of its own
+# outside Lethe's go.mod) into $LETHE_TOOLS (default ~/.cache/lethe-tools),
+# and runs as the current user with its SQLite backend in
+# $LETHE_TOOLS/ferretdb-data.
 #
 # A server that does not answer is started (and, on a machine without it at all,
 # installed with apt-get first); then every started server is waited for, up to
@@ -10,6 +17,9 @@ set -euo pipefail
 
 TIMEOUT="${TEST_SERVICES_TIMEOUT:-60}"
 MARIADBD=/usr/sbin/mariadbd
+TOOLS="${LETHE_TOOLS:-$HOME/.cache/lethe-tools}"
+FERRETDB_VERSION=v1.24.2
+FERRETDB="$TOOLS/ferretdb-$FERRETDB_VERSION"
 
 log() { printf 'test-services: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -42,6 +52,11 @@ redis_up() {
   out="$(timeout 3 redis-cli -h 127.0.0.1 -p 6379 ping 2>&1)" || return 1
   # NOAUTH: up, but password protected; LOADING: still reading its dataset.
   [[ "$out" == PONG || "$out" == NOAUTH* ]]
+}
+
+ferretdb_up() {
+  # A TCP connect: FerretDB listens once its backend is open.
+  timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/27017' 2>/dev/null
 }
 
 # ---- install (only when a server or its client is missing) -----------------------
@@ -81,6 +96,65 @@ ensure_redis_installed() {
   fi
 }
 
+# ensure_ferretdb_installed builds FerretDB once (about a minute with a cold
+# module cache) from a generated module that embeds it: `go install
+# .../cmd/ferretdb@version` gives a binary that refuses to start without the
+# version files FerretDB's own build generates.
+ensure_ferretdb_installed() {
+  [[ -x "$FERRETDB" ]] && return 0
+  command -v go >/dev/null || die "go is needed to build FerretDB"
+  local src
+  src="$(mktemp -d)"
+  mkdir -p "$TOOLS"
+  printf 'module lethe.dev/ferretdb-tool\n\ngo 1.24\n\nrequire github.com/FerretDB/FerretDB %s\n' "$FERRETDB_VERSION" >"$src/go.mod"
+  cat >"$src/main.go" <<'GOEOF'
+// ferretdb-tool runs FerretDB v1 (embedded) with its SQLite backend for Lethe's tests.
+package main
+
+import (
+	"context"
+	"flag"
+	"log"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:27017", "TCP address")
+	dir := flag.String("sqlite-dir", "", "directory of the SQLite databases")
+	flag.Parse()
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		log.Fatal(err)
+	}
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: *listen},
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + *dir + "/",
+		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := f.Run(ctx); err != nil && ctx.Err() == nil {
+		log.Fatal(err)
+	}
+}
+GOEOF
+  log "building FerretDB $FERRETDB_VERSION into $TOOLS (once)"
+  if ! (cd "$src" && GOWORK=off GOFLAGS=-mod=mod go mod tidy >&2 && GOWORK=off GOFLAGS=-mod=mod go build -o "$FERRETDB.tmp" . >&2); then
+    rm -rf "$src"
+    die "building FerretDB $FERRETDB_VERSION failed"
+  fi
+  mv "$FERRETDB.tmp" "$FERRETDB"
+  rm -rf "$src"
+}
+
 # ---- start (the machine's usual commands) -------------------------------------------
 
 start_postgres() {
@@ -101,12 +175,20 @@ start_redis() {
   as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
 }
 
+start_ferretdb() {
+  mkdir -p "$TOOLS/ferretdb-data"
+  # setsid, no inherited descriptors: it outlives this script and make.
+  setsid "$FERRETDB" -listen 127.0.0.1:27017 -sqlite-dir "$TOOLS/ferretdb-data" \
+    </dev/null >>"$TOOLS/ferretdb.log" 2>&1 &
+}
+
 # Where to look when a server does not come up.
 hint() {
   case "$1" in
     postgres) echo "see /var/log/postgresql/ (postgresql-*-main.log)" ;;
     mariadb) echo "run '$MARIADBD' in the foreground to see why it stops" ;;
     redis) echo "see /var/log/redis/ci.log" ;;
+    ferretdb) echo "see $TOOLS/ferretdb.log" ;;
   esac
 }
 
@@ -115,6 +197,7 @@ addr() {
     postgres) echo "PostgreSQL on 127.0.0.1:5432" ;;
     mariadb) echo "MariaDB on 127.0.0.1:3306" ;;
     redis) echo "Redis on 127.0.0.1:6379" ;;
+    ferretdb) echo "FerretDB on 127.0.0.1:27017" ;;
   esac
 }
 
@@ -134,13 +217,13 @@ ensure_promtool() {
 # ---- main -----------------------------------------------------------------------------
 
 ensure_promtool
-services=(postgres mariadb redis)
+services=(postgres mariadb redis ferretdb)
 down=()
 for s in "${services[@]}"; do
   "${s}_up" || down+=("$s")
 done
 if ((${#down[@]} == 0)); then
-  log "PostgreSQL :5432, MariaDB :3306 and Redis :6379 are up"
+  log "PostgreSQL :5432, MariaDB :3306, Redis :6379 and FerretDB :27017 are up"
   exit 0
 fi
 

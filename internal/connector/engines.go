@@ -8,6 +8,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/stores"
 	httpstore "github.com/lethe-dev/lethe/internal/stores/http"
+	mongostore "github.com/lethe-dev/lethe/internal/stores/mongodb"
 	mysqlstore "github.com/lethe-dev/lethe/internal/stores/mysql"
 	"github.com/lethe-dev/lethe/internal/stores/postgres"
 	redisstore "github.com/lethe-dev/lethe/internal/stores/redis"
@@ -33,6 +34,8 @@ func (e Engines) Open(ctx context.Context, ds *privacyv1.DataStore, m *datamap.M
 		return mysqlstore.New(ctx, s.Connection, m, s.MaskingKey, e.Network, sqlOptions...)
 	case privacyv1.EngineRedis:
 		return redisstore.New(ctx, s.Connection, m, s.MaskingKey, e.Network)
+	case privacyv1.EngineMongoDB:
+		return mongostore.New(ctx, s.Connection, m, s.MaskingKey, e.Network)
 	case privacyv1.EngineHTTP:
 		cfg := httpstore.ConfigFor(ds.Spec, s.Connection, s.Authorization, s.SigningKey)
 		cfg.Network = e.Network

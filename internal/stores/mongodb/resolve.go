@@ -1,0 +1,626 @@
+package mongodb
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/mongo"
+
+	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/masking"
+	"github.com/lethe-dev/lethe/internal/stores"
+)
+
+// deleteBatch is how many _ids one deleteMany names.
+const deleteBatch = 500
+
+// document is one document found for a subject.
+type document struct {
+	id  any    // _id
+	key string // the primary key as text
+	doc bson.D
+}
+
+// collWrite is one collection's writes, in one ordered bulk write.
+type collWrite struct {
+	collection string
+	models     []mongo.WriteModel
+	// guarded is how many updates must match their guard.
+	guarded int64
+}
+
+// resolution is a request resolved against the documents: the results and
+// the writes Apply runs.
+type resolution struct {
+	results []stores.CollectionResult
+	heldBy  []string
+	writes  []collWrite
+}
+
+func (r *resolution) result() stores.Result {
+	slices.Sort(r.heldBy)
+	return stores.Result{Collections: r.results, Held: len(r.heldBy) > 0, HeldBy: slices.Compact(r.heldBy)}
+}
+
+func (r *resolution) add(res stores.CollectionResult) { r.results = append(r.results, res) }
+
+// find returns the subject's documents of coll, in primary-key order.
+func (s *Store) find(ctx context.Context, coll *collection, subject map[string]string) ([]document, error) {
+	filter := filterFor(coll, subject)
+	if filter == nil {
+		return nil, nil
+	}
+	cur, err := s.db.Collection(coll.Name).Find(ctx, filter)
+	if err != nil {
+		return nil, fmt.Errorf("collection %q: %w", coll.Name, s.classify("find", err))
+	}
+	var raw []bson.D
+	if err := cur.All(ctx, &raw); err != nil {
+		return nil, fmt.Errorf("collection %q: %w", coll.Name, s.classify("find", err))
+	}
+	docs := make([]document, 0, len(raw))
+	for _, d := range raw {
+		id, _ := field(d, "_id")
+		k, _ := lookup(d, coll.key.dotted)
+		key, ok := text(k)
+		if !ok {
+			return nil, fmt.Errorf("%w: collection %q: a document has no primary key %s", stores.ErrInvalid, coll.Name, coll.key.raw)
+		}
+		docs = append(docs, document{id: id, key: key, doc: d})
+	}
+	slices.SortFunc(docs, func(a, b document) int { return compareKeys(a.key, b.key) })
+	return docs, nil
+}
+
+// compareKeys orders numeric keys numerically, then text.
+func compareKeys(a, b string) int {
+	x, errA := strconv.ParseInt(a, 10, 64)
+	y, errB := strconv.ParseInt(b, 10, 64)
+	if errA == nil && errB == nil {
+		return cmp.Compare(x, y)
+	}
+	return strings.Compare(a, b)
+}
+
+// resolve finds each in-scope collection's documents and decides what
+// happens to them. It only reads.
+func (s *Store) resolve(ctx context.Context, req stores.Request) (*resolution, error) {
+	if err := s.usable(); err != nil {
+		return nil, err
+	}
+	r := &resolution{}
+	order := slices.Clone(s.m.Collections)
+	if req.Kind == stores.KindErasure {
+		slices.Reverse(order) // children first, as every engine reports erasure
+	}
+	for _, dc := range order {
+		if !req.Scope.InScope(dc) {
+			continue
+		}
+		coll := s.colls[dc.Name]
+		docs, err := s.find(ctx, coll, req.Subject)
+		if err != nil {
+			return nil, err
+		}
+		switch req.Kind {
+		case stores.KindErasure:
+			err = s.erase(ctx, coll, req, docs, r)
+		case stores.KindRectification:
+			err = s.rectify(coll, req, docs, r)
+		case stores.KindAccess:
+			r.add(stores.CollectionResult{Collection: coll.Name, Action: stores.ActionExport, Rows: int64(len(docs))})
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// erase decides, per document, retain (onErasure retain, a hold, an
+// exemption) or act (delete or anonymize), and queues the writes.
+func (s *Store) erase(ctx context.Context, coll *collection, req stores.Request, docs []document, r *resolution) error {
+	if coll.OnErasure == privacyv1.ErasureRetain {
+		r.add(stores.CollectionResult{Collection: coll.Name, Action: stores.ActionRetain, Rows: int64(len(docs)), Reason: coll.RetainReason})
+		return nil
+	}
+	action, _, err := stores.ErasureAction(coll.Collection, req.Scope)
+	if err != nil {
+		return err
+	}
+	rest, held, err := s.holdDocs(ctx, coll, req, docs, r)
+	if err != nil {
+		return err
+	}
+	act, kept := applyExemptions(coll, req.Exemptions, rest)
+	res := stores.CollectionResult{Collection: coll.Name, Action: action}
+	w := collWrite{collection: coll.Name}
+	if action == stores.ActionAnonymize {
+		for _, d := range act {
+			m, err := s.maskDoc(coll, req, d)
+			if err != nil {
+				return err
+			}
+			if m != nil {
+				res.Rows++
+				w.models = append(w.models, m)
+				w.guarded++
+			}
+		}
+	} else {
+		res.Rows = int64(len(act))
+		for chunk := range slices.Chunk(act, deleteBatch) {
+			ids := make(bson.A, len(chunk))
+			for i, d := range chunk {
+				ids[i] = d.id
+			}
+			w.models = append(w.models, mongo.NewDeleteManyModel().SetFilter(bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}))
+		}
+	}
+	r.add(res)
+	r.results = append(r.results, held...)
+	if kept != nil {
+		r.add(*kept)
+	}
+	r.writes = append(r.writes, w)
+	return nil
+}
+
+// holdDocs returns the documents legal holds do not keep, and a retain
+// result per hold that keeps some. A hold on everyone keeps them all. A hold
+// on a subject keeps them all when it may be the same person
+// (stores.Hold.HoldsByIdentity: a shared identity value, or no identity type
+// in common, so that nothing tells them apart without references); a hold on
+// someone else keeps only the documents that are also theirs, found with its
+// own identities in this collection and compared by _id.
+func (s *Store) holdDocs(ctx context.Context, coll *collection, req stores.Request, docs []document, r *resolution) (rest []document, held []stores.CollectionResult, err error) {
+	rest = docs
+	for _, h := range req.Holds {
+		if !h.Covers(coll.Name) || len(rest) == 0 {
+			continue
+		}
+		keep := rest
+		if h.Subject != nil && !h.HoldsByIdentity(req.Subject) {
+			if filterFor(coll, h.Subject) == nil {
+				keep = nil
+			} else {
+				theirs, err := s.find(ctx, coll, h.Subject)
+				if err != nil {
+					return nil, nil, err
+				}
+				keep = slices.DeleteFunc(slices.Clone(rest), func(d document) bool {
+					return !slices.ContainsFunc(theirs, func(o document) bool { return reflect.DeepEqual(o.id, d.id) })
+				})
+			}
+		}
+		if len(keep) == 0 {
+			continue
+		}
+		rest = slices.DeleteFunc(slices.Clone(rest), func(d document) bool {
+			return slices.ContainsFunc(keep, func(k document) bool { return reflect.DeepEqual(k.id, d.id) })
+		})
+		r.heldBy = append(r.heldBy, h.Name)
+		held = append(held, stores.CollectionResult{Collection: coll.Name, Action: stores.ActionRetain, Rows: int64(len(keep)),
+			Reason: fmt.Sprintf("legal hold %s: %s", h.Name, h.Reason)})
+	}
+	return rest, held, nil
+}
+
+// applyExemptions keeps the documents whose exemption field holds a date
+// after the cutoff (a BSON date, RFC 3339 or YYYY-MM-DD text). Documents
+// without such a date cannot be shown to be inside the legal period.
+func applyExemptions(coll *collection, exemptions []stores.Exemption, docs []document) (act []document, kept *stores.CollectionResult) {
+	var mine []stores.Exemption
+	for _, e := range exemptions {
+		if e.Collection == coll.Name && e.Field != "" {
+			mine = append(mine, e)
+		}
+	}
+	if len(mine) == 0 {
+		return docs, nil
+	}
+	res := &stores.CollectionResult{Collection: coll.Name, Action: stores.ActionRetain}
+	for _, d := range docs {
+		e, until := exemptUntil(d, mine)
+		if e == nil {
+			act = append(act, d)
+			continue
+		}
+		res.Rows++
+		res.Reason = fmt.Sprintf("exempt from erasure for %s under %s (rule %s)", e.Period, e.LegalBasis, e.Rule)
+		if res.RetainedUntil == nil || until.After(*res.RetainedUntil) {
+			res.RetainedUntil = &until
+		}
+		if res.RetainedFrom == nil || until.Before(*res.RetainedFrom) {
+			res.RetainedFrom = &until
+		}
+	}
+	if res.Rows == 0 {
+		return act, nil
+	}
+	if !res.RetainedFrom.Before(*res.RetainedUntil) {
+		res.RetainedFrom = nil // one date for all
+	}
+	return act, res
+}
+
+func exemptUntil(d document, exemptions []stores.Exemption) (*stores.Exemption, time.Time) {
+	for i, e := range exemptions {
+		p, err := parsePath(e.Field)
+		if err != nil || p.array != "" {
+			continue
+		}
+		v, ok := lookup(d.doc, p.dotted)
+		if !ok {
+			continue
+		}
+		t, ok := asTime(v)
+		if !ok || !t.After(e.Cutoff) {
+			continue
+		}
+		until, err := privacyv1.Period(e.Period).After(t)
+		if err != nil {
+			until = t
+		}
+		return &exemptions[i], until
+	}
+	return nil, time.Time{}
+}
+
+func asTime(v any) (time.Time, bool) {
+	switch v := v.(type) {
+	case primitive.DateTime:
+		return v.Time().UTC(), true
+	case string:
+		for _, layout := range []string{time.RFC3339Nano, "2006-01-02"} {
+			if t, err := time.Parse(layout, strings.TrimSpace(v)); err == nil {
+				return t, true
+			}
+		}
+	}
+	return time.Time{}, false
+}
+
+// change is what one document's update sets and unsets, and the values it
+// was computed from (its guard).
+type change struct {
+	set, unset, guard bson.D
+}
+
+func (c *change) empty() bool { return len(c.set) == 0 && len(c.unset) == 0 }
+
+func (c *change) model(id any) mongo.WriteModel {
+	update := bson.D{}
+	if len(c.set) > 0 {
+		update = append(update, bson.E{Key: "$set", Value: c.set})
+	}
+	if len(c.unset) > 0 {
+		update = append(update, bson.E{Key: "$unset", Value: c.unset})
+	}
+	filter := append(bson.D{{Key: "_id", Value: id}}, c.guard...)
+	return mongo.NewUpdateOneModel().SetFilter(filter).SetUpdate(update)
+}
+
+// transform is what happens to one value: the new value, or remove.
+type transform func(v any) (nv any, remove bool, err error)
+
+// edit applies t to the value at p in d: a plain path once, an array path
+// to every element of the array the subject owns. The change sets the path
+// (or the whole array) and is guarded by the value it had.
+func (s *Store) edit(coll *collection, subject map[string]string, d document, p path, t transform, c *change) error {
+	if p.array == "" {
+		v, ok := lookup(d.doc, p.dotted)
+		if !ok || v == nil {
+			return nil
+		}
+		nv, remove, err := t(v)
+		if err != nil {
+			return err
+		}
+		switch {
+		case remove:
+			c.unset = append(c.unset, bson.E{Key: p.dotted, Value: ""})
+		case reflect.DeepEqual(nv, v):
+			return nil
+		default:
+			c.set = append(c.set, bson.E{Key: p.dotted, Value: nv})
+		}
+		c.guard = append(c.guard, bson.E{Key: p.dotted, Value: v})
+		return nil
+	}
+	// An earlier field may have changed this array already: start from it.
+	base, ok := lookup(d.doc, p.array)
+	for _, e := range c.set {
+		if e.Key == p.array {
+			base = e.Value
+		}
+	}
+	if !ok || base == nil {
+		return nil
+	}
+	arr, isArray := base.(bson.A)
+	if !isArray {
+		return fmt.Errorf("%w: collection %q field %q: a document holds no array there", stores.ErrInvalid, coll.Name, p.raw)
+	}
+	out := slices.Clone(arr)
+	changed := false
+	for i, el := range arr {
+		if !owns(coll, subject, p.array, el) {
+			continue
+		}
+		v, ok := lookup(el, p.elem)
+		if !ok || v == nil {
+			continue
+		}
+		nv, remove, err := t(v)
+		if err != nil {
+			return err
+		}
+		if !remove && reflect.DeepEqual(nv, v) {
+			continue
+		}
+		out[i] = setIn(el, p.elem, nv, remove)
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	if i := slices.IndexFunc(c.set, func(e bson.E) bool { return e.Key == p.array }); i >= 0 {
+		c.set[i].Value = out
+		return nil
+	}
+	c.set = append(c.set, bson.E{Key: p.array, Value: out})
+	orig, _ := lookup(d.doc, p.array)
+	c.guard = append(c.guard, bson.E{Key: p.array, Value: orig})
+	return nil
+}
+
+// owns reports whether an element of the array belongs to the subject: one
+// of the identities mapped inside the array is the subject's or, when none
+// is mapped there, the document is the subject's and so are its elements.
+func owns(coll *collection, subject map[string]string, array string, el any) bool {
+	types := coll.owners[array]
+	if len(types) == 0 {
+		return true
+	}
+	for _, t := range types {
+		v, ok := subject[t]
+		if !ok {
+			continue
+		}
+		if got, ok := lookup(el, coll.identity[t].elem); ok && matchesAny(got, candidates(v)) {
+			return true
+		}
+	}
+	return false
+}
+
+// maskDoc renders the masking of the mapped fields in scope of one
+// document as one guarded update; nil when every field already holds its
+// masked value (applying again changes and counts nothing).
+func (s *Store) maskDoc(coll *collection, req stores.Request, d document) (mongo.WriteModel, error) {
+	c := &change{}
+	for _, f := range coll.Fields {
+		if f.Masking == nil || !req.Scope.Covers(f.Category) {
+			continue
+		}
+		m := f.Masking
+		t := func(v any) (any, bool, error) {
+			if m.Strategy == privacyv1.MaskNullify {
+				return nil, true, nil
+			}
+			return maskValue(coll, f.Name, m, s.maskingKey, d.key, v)
+		}
+		if err := s.edit(coll, req.Subject, d, coll.fields[f.Name], t, c); err != nil {
+			return nil, err
+		}
+	}
+	if c.empty() {
+		return nil, nil
+	}
+	return c.model(d.id), nil
+}
+
+// maskValue masks one stored value with internal/masking, keeping its BSON
+// type where the strategy keeps the kind of value (generalize: a number
+// stays a number, a date a date). Documents and arrays are refused.
+func maskValue(coll *collection, name string, m *privacyv1.Masking, key []byte, pk string, v any) (any, bool, error) {
+	refuse := func(why string) (any, bool, error) {
+		return nil, false, fmt.Errorf("%w: collection %q field %q: masking %s %s", stores.ErrInvalid, coll.Name, name, m.Strategy, why)
+	}
+	in, ok := text(v)
+	if !ok {
+		return refuse("cannot apply to an embedded document or array; map its fields, or use nullify")
+	}
+	if m.Strategy == privacyv1.MaskPartial {
+		if _, isString := v.(string); !isString {
+			return refuse("applies to strings only")
+		}
+	}
+	if dt, isDate := v.(primitive.DateTime); isDate {
+		in = dt.Time().UTC().Format(time.RFC3339)
+	}
+	out, err := masking.MaskString(m, key, pk, in)
+	if err != nil {
+		// MaskString's errors name the strategy, never the value.
+		return nil, false, fmt.Errorf("%w: collection %q field %q: %w", stores.ErrInvalid, coll.Name, name, err)
+	}
+	if m.Strategy == privacyv1.MaskGeneralize {
+		switch v.(type) {
+		case int32, int64:
+			n, err := strconv.ParseInt(out, 10, 64)
+			if err == nil {
+				if _, is32 := v.(int32); is32 {
+					return int32(n), false, nil
+				}
+				return n, false, nil
+			}
+		case float64:
+			if f, err := strconv.ParseFloat(out, 64); err == nil {
+				return f, false, nil
+			}
+		case primitive.DateTime:
+			if t, err := time.Parse(time.RFC3339, out); err == nil {
+				return primitive.NewDateTimeFromTime(t), false, nil
+			}
+		}
+	}
+	return out, false, nil
+}
+
+// rectify sets the mapped fields in scope whose category has a corrected
+// value, in the subject's documents (and elements). It counts the documents
+// it changes, so applying it again reports 0.
+func (s *Store) rectify(coll *collection, req stores.Request, docs []document, r *resolution) error {
+	res := stores.CollectionResult{Collection: coll.Name, Action: stores.ActionRectify}
+	w := collWrite{collection: coll.Name}
+	var names []string
+	for _, f := range coll.Fields {
+		if _, ok := req.Rectification[f.Category]; ok && req.Scope.Covers(f.Category) {
+			names = append(names, f.Name)
+		}
+	}
+	if len(names) == 0 {
+		res.Reason = "no corrected value for the fields this collection maps"
+		r.add(res)
+		return nil
+	}
+	for _, d := range docs {
+		c := &change{}
+		for _, name := range names {
+			f, _ := coll.Field(name)
+			value := req.Rectification[f.Category]
+			t := func(v any) (any, bool, error) { return corrected(coll, name, v, value) }
+			if err := s.edit(coll, req.Subject, d, coll.fields[name], t, c); err != nil {
+				return err
+			}
+		}
+		if !c.empty() {
+			res.Rows++
+			w.models = append(w.models, c.model(d.id))
+			w.guarded++
+		}
+	}
+	r.add(res)
+	r.writes = append(r.writes, w)
+	return nil
+}
+
+// corrected is a corrected value as the field holds its kind: a number
+// where a number is, a date where a date is (refused when it is none), text
+// otherwise. The error never repeats the value.
+func corrected(coll *collection, name string, stored any, value string) (any, bool, error) {
+	switch stored.(type) {
+	case int32, int64:
+		if n, err := strconv.ParseInt(value, 10, 64); err == nil {
+			return n, false, nil
+		}
+	case float64:
+		if f, err := strconv.ParseFloat(value, 64); err == nil {
+			return f, false, nil
+		}
+	case primitive.DateTime:
+		t, ok := asTime(value)
+		if !ok {
+			return nil, false, fmt.Errorf("%w: collection %q field %q holds dates: the corrected value is not a date (YYYY-MM-DD or RFC 3339)", stores.ErrInvalid, coll.Name, name)
+		}
+		return primitive.NewDateTimeFromTime(t), false, nil
+	case bson.D, bson.M, bson.A:
+		return nil, false, fmt.Errorf("%w: collection %q field %q holds an embedded document or array: map its fields to correct them", stores.ErrInvalid, coll.Name, name)
+	}
+	return value, false, nil
+}
+
+// exportRow is one document as exported: its primary key under its path
+// and each mapped field in scope under its name (nil when absent; an array
+// field as the list of the subject's elements' values).
+func exportRow(coll *collection, req stores.Request, d document) map[string]any {
+	k, _ := lookup(d.doc, coll.key.dotted)
+	row := map[string]any{coll.key.raw: plain(k)}
+	for _, f := range coll.Fields {
+		if !req.Scope.Covers(f.Category) {
+			continue
+		}
+		p := coll.fields[f.Name]
+		if p.array == "" {
+			v, _ := lookup(d.doc, p.dotted)
+			row[f.Name] = plain(v)
+			continue
+		}
+		base, _ := lookup(d.doc, p.array)
+		arr, _ := base.(bson.A)
+		values := []any{}
+		for _, el := range arr {
+			if !owns(coll, req.Subject, p.array, el) {
+				continue
+			}
+			if v, ok := lookup(el, p.elem); ok {
+				values = append(values, plain(v))
+			}
+		}
+		row[f.Name] = values
+	}
+	return row
+}
+
+// Check pings the server, reports the data map's problems and compares the
+// map with the documents: a collection that does not exist, or a mapped path
+// no document holds, is drift. Messages name collections and paths, never a
+// value.
+func (s *Store) Check(ctx context.Context) (stores.CheckResult, error) {
+	if err := s.client.Ping(ctx, nil); err != nil {
+		return stores.CheckResult{}, s.classify("ping", err)
+	}
+	res := stores.CheckResult{Problems: slices.Clone(s.problems)}
+	names, err := s.db.ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		return stores.CheckResult{}, s.classify("listCollections", err)
+	}
+	for _, dc := range s.m.Collections {
+		coll := s.colls[dc.Name]
+		if !slices.Contains(names, coll.Name) {
+			res.Problems = append(res.Problems, stores.SchemaProblem{Collection: coll.Name,
+				Problem: "the collection does not exist in the database; create it or fix the collection's name"})
+			continue
+		}
+		mc := s.db.Collection(coll.Name)
+		if err := mc.FindOne(ctx, bson.D{}).Err(); err == mongo.ErrNoDocuments {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("collection %q is empty: its paths cannot be checked yet", coll.Name))
+			continue
+		} else if err != nil {
+			return stores.CheckResult{}, s.classify("find", err)
+		}
+		paths := map[string]path{}
+		for t, p := range coll.identity {
+			paths["identity "+t] = p
+		}
+		for n, p := range coll.fields {
+			paths[n] = p
+		}
+		for _, label := range slices.Sorted(maps.Keys(paths)) {
+			p := paths[label]
+			err := mc.FindOne(ctx, bson.D{{Key: p.dotted, Value: bson.D{{Key: "$exists", Value: true}}}}).Err()
+			switch {
+			case err == mongo.ErrNoDocuments:
+				fieldName, what := label, "field"
+				if strings.HasPrefix(label, "identity ") {
+					fieldName, what = p.raw, label
+				}
+				res.Problems = append(res.Problems, stores.SchemaProblem{Collection: coll.Name, Field: fieldName,
+					Problem: fmt.Sprintf("no document holds the %s path %s; fix the path or remove it from the map", what, p.raw)})
+			case err != nil:
+				return stores.CheckResult{}, s.classify("find", err)
+			}
+		}
+	}
+	return res, nil
+}
