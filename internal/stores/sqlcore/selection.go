@@ -3,8 +3,10 @@ package sqlcore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
+	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/masking"
 	"github.com/lethe-dev/lethe/internal/stores"
@@ -361,4 +363,69 @@ func (s *Session) deleteBatch(c *datamap.Collection, sel Selection, n int) Step 
 		q = fmt.Sprintf("DELETE FROM %s WHERE %s ORDER BY %s LIMIT %d", table, where, pk, n)
 	}
 	return Step{Result: stores.CollectionResult{Collection: c.Name, Action: stores.ActionDelete}, Exec: []Statement{{q, p.Values()}}}
+}
+
+// A sweep batch that follows the map names the rows of the leaf collections
+// below it by condition too (see Selection): rows referring to the batch's
+// rows below that are erased, never listed, each leaf changed by one
+// statement. A leaf whose rows may keep the rows above them (retained by the
+// map, held, exempted) is listed, as the batch must know which rows to keep.
+
+// selectableBelow are the collections a batch of q names by condition.
+func (q *sweepQuery) selectableBelow(m *datamap.Map) map[*datamap.Collection]bool {
+	out := map[*datamap.Collection]bool{}
+	for _, c := range m.Collections {
+		if c == q.C || !c.Leaf() || c.OnErasure == privacyv1.ErasureRetain || len(q.Rule.HeldChildKeys[c.Name]) > 0 {
+			continue
+		}
+		if slices.ContainsFunc(q.Rule.Exemptions, func(ex stores.Exemption) bool { return ex.Collection == c.Name }) {
+			continue
+		}
+		out[c] = true
+	}
+	return out
+}
+
+// selectedBelow are the steps that erase, as the map says, the rows of the
+// selected leaves that refer to the rows the batch plan erases.
+func (s *Session) selectedBelow(ctx context.Context, r Resolver, selected map[*datamap.Collection]bool, plan SweepPlan) ([]Step, error) {
+	var steps []Step
+	everything := allCategories(s.Map)
+	for _, c := range s.Map.Collections {
+		if !selected[c] {
+			continue
+		}
+		var parts []Selection
+		for _, ref := range c.Parents {
+			parent, ok := plan.Erasure.Erasures[ref.Parent]
+			if !ok || len(parent.Keys) == 0 {
+				continue
+			}
+			part, err := r.Refers(ctx, ref, parent.Keys)
+			if err != nil {
+				return nil, err
+			}
+			if part != nil {
+				parts = append(parts, part)
+			}
+		}
+		if len(parts) == 0 {
+			continue
+		}
+		e, err := ErasureOf(c, everything)
+		if err != nil {
+			return nil, err
+		}
+		sel := anyOf(parts)
+		if e.Action == stores.ActionDelete {
+			steps = append(steps, s.deleteRows(c, rowSet{sel: sel}))
+			continue
+		}
+		st, err := s.anonymizeRows(c, []Mask{{Fields: e.Fields, Sel: sel}}, "")
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, st)
+	}
+	return steps, nil
 }

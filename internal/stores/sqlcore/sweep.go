@@ -285,11 +285,18 @@ func (q *sweepQuery) followsMap() bool {
 func (q *sweepQuery) followMap(ctx context.Context, s *Session, keys []string, out *stores.SweepBatch) error {
 	s.Lock = true
 	r := s.resolver()
+	s.selecting = q.selectableBelow(s.Map)
 	rows, err := r.Descend(ctx, q.C, keys)
+	selecting := s.selecting
+	s.selecting = nil
 	if err != nil {
 		return err
 	}
 	plan, err := PlanSweepBatch(ctx, s.Map, q.Sweep, rows, r)
+	if err != nil {
+		return err
+	}
+	leaves, err := s.selectedBelow(ctx, r, selecting, plan)
 	if err != nil {
 		return err
 	}
@@ -303,7 +310,8 @@ func (q *sweepQuery) followMap(ctx context.Context, s *Session, keys []string, o
 	if err != nil {
 		return err
 	}
-	all := append(unlinks, steps...)
+	// The leaves first: they refer to rows the other steps delete.
+	all := append(append(unlinks, leaves...), steps...)
 	if err := s.perform(ctx, all, true); err != nil {
 		return err
 	}
