@@ -135,6 +135,7 @@ Identity values are never printed, in output or in errors.`,
 		newStatusCommand(g),
 		newReceiptCommand(g),
 		newSweepCommand(g),
+		newRopaCommand(g),
 	)
 	return root
 }
