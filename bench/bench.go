@@ -50,6 +50,9 @@ type Config struct {
 	Objects int
 	// LargeSubjectRows is how many child rows the large subject owns (part 5).
 	LargeSubjectRows int
+	// ReplayErasures is how many erasures a restore undoes and the manager
+	// replays (part 6); the store holds twice as many accounts.
+	ReplayErasures int
 
 	// ManagerBinary is the manager to run as a process (go build -o bin/manager .);
 	// empty runs the manager in-process (memory figures are then the whole
@@ -82,6 +85,7 @@ func DefaultConfig() Config {
 		Requests:          1000,
 		Objects:           10000,
 		LargeSubjectRows:  1000000,
+		ReplayErasures:    1000,
 		PTArchiver:        "pt-archiver",
 		WorkDir:           "bin/bench",
 		Log:               os.Stderr,
@@ -145,6 +149,7 @@ type Report struct {
 		Requests          int `json:"requests"`
 		Objects           int `json:"objects"`
 		LargeSubjectRows  int `json:"largeSubjectRows"`
+		ReplayErasures    int `json:"replayErasures"`
 	} `json:"config"`
 	Parts []Part `json:"parts"`
 }
@@ -163,6 +168,7 @@ func NewReport(cfg Config) *Report {
 	r.Config.SweepRows, r.Config.BatchSize = cfg.SweepRows, cfg.BatchSize
 	r.Config.Requests, r.Config.Objects = cfg.Requests, cfg.Objects
 	r.Config.LargeSubjectRows = cfg.LargeSubjectRows
+	r.Config.ReplayErasures = cfg.ReplayErasures
 	return r
 }
 

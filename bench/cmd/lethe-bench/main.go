@@ -24,7 +24,7 @@ func main() {
 	cfg := bench.DefaultConfig()
 	var parts, managerArgs string
 	var timeout time.Duration
-	flag.StringVar(&parts, "parts", "erasure,postgres-sweep,mysql-sweep,partitions,control-plane,large-subject", "comma-separated parts to run")
+	flag.StringVar(&parts, "parts", "erasure,postgres-sweep,mysql-sweep,partitions,control-plane,large-subject,replay", "comma-separated parts to run")
 	flag.StringVar(&cfg.PostgresDSN, "postgres", cfg.PostgresDSN, "PostgreSQL maintenance database URL (env LETHE_TEST_POSTGRES_DSN)")
 	flag.StringVar(&cfg.MySQLDSN, "mysql", cfg.MySQLDSN, "MariaDB DSN without a database (env LETHE_TEST_MYSQL_DSN)")
 	flag.IntVar(&cfg.ErasureSubjects, "erasure-subjects", cfg.ErasureSubjects, "subjects erased by each side (part 1)")
@@ -34,7 +34,8 @@ func main() {
 	flag.IntVar(&cfg.Requests, "requests", cfg.Requests, "erasure requests applied at once (part 4)")
 	flag.IntVar(&cfg.Objects, "objects", cfg.Objects, "request objects present when the manager's memory is measured (part 4)")
 	flag.IntVar(&cfg.LargeSubjectRows, "large-subject-rows", cfg.LargeSubjectRows, "child rows of the one large subject (part 5)")
-	flag.StringVar(&cfg.ManagerBinary, "manager", "bin/manager", "manager binary to run as a process (parts 4 and 5); empty: in-process")
+	flag.IntVar(&cfg.ReplayErasures, "replay-erasures", cfg.ReplayErasures, "erasures undone by a restore and replayed (part 6)")
+	flag.StringVar(&cfg.ManagerBinary, "manager", "bin/manager", "manager binary to run as a process (parts 4, 5 and 6); empty: in-process")
 	flag.IntVar(&cfg.Workers, "workers", 0, "request controller workers: --max-concurrent-reconciles of the manager, if it has the flag (0: its default)")
 	flag.StringVar(&managerArgs, "manager-args", "", "extra flags for the manager process, space-separated")
 	flag.StringVar(&cfg.PTArchiver, "pt-archiver", cfg.PTArchiver, "pt-archiver executable (part 3)")
@@ -54,6 +55,7 @@ func main() {
 		"control-plane":  bench.RunControlPlane,
 		"partitions":     bench.RunPartitions,
 		"large-subject":  bench.RunLargeSubject,
+		"replay":         bench.RunReplay,
 	}
 	report := bench.NewReport(cfg)
 	for _, name := range strings.Split(parts, ",") {
