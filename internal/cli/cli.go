@@ -136,6 +136,7 @@ Identity values are never printed, in output or in errors.`,
 		newReceiptCommand(g),
 		newSweepCommand(g),
 		newRopaCommand(g),
+		newScaffoldCommand(g),
 	)
 	return root
 }
