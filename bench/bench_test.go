@@ -91,8 +91,8 @@ func TestLargeSubjectSmoke(t *testing.T) {
 	cfg.ManagerBinary = "" // in-process, as in TestControlPlaneSmoke
 	p := RunLargeSubject(ctx, cfg)
 	checkPart(t, p)
-	if len(p.Rows) != 2*len(lsEngines) {
-		t.Fatalf("%d rows, want a time and a memory row per engine: %+v", len(p.Rows), p.Rows)
+	if len(p.Rows) != 3*len(lsEngines) {
+		t.Fatalf("%d rows, want a time, a memory and an export memory row per engine: %+v", len(p.Rows), p.Rows)
 	}
 }
 
