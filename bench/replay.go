@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	eventsv1 "k8s.io/api/events/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -58,9 +59,6 @@ const (
 	rpStore = "shop"
 	// rpJournal is the store's journal table (the default name).
 	rpJournal = "lethe_journal"
-	// rpWorkers is the manager's --max-concurrent-reconciles for this part
-	// when --workers leaves it unset.
-	rpWorkers = 4
 )
 
 const rpSchema = `
@@ -232,14 +230,6 @@ func runReplay(ctx context.Context, cfg Config, p *Part) error {
 	if err := k8s.Create(ctx, ds); err != nil {
 		return err
 	}
-	if cfg.Workers == 0 && cfg.ManagerBinary != "" && managerHasFlag(cfg.ManagerBinary, "max-concurrent-reconciles") {
-		// The erasures before the restore all write the DataStore's one
-		// forget-list Secret: at the default 16 workers their conflicts
-		// (retried, then backed off 15 s) keep 1,000 of them from Ready
-		// within minutes. The replay itself is one reconcile of one
-		// DataStore, whatever the workers.
-		cfg.Workers = rpWorkers
-	}
 	p.Details["workers"] = cfg.Workers
 	mgr, err := startManager(ctx, cfg, env, kubeconfig, "replay")
 	if err != nil {
@@ -287,18 +277,25 @@ func runReplay(ctx context.Context, cfg Config, p *Part) error {
 		return fmt.Errorf("after the erasures: %d subject accounts and %d orders left (want 0), bystanders changed: %t, %d erasures journaled (want %d)",
 			erased.subjectAccounts, erased.subjectOrders, erased.bystanders != initial.bystanders, erased.journaled, n)
 	}
-	forget := &corev1.Secret{}
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: controllers.ForgetListName(rpStore)}, forget); err != nil {
-		return fmt.Errorf("the forget list: %w", err)
+	forgetEntries, forgetBytes, forgetShards := 0, 0, 0
+	for _, name := range controllers.ForgetListNames(rpStore) {
+		forget := &corev1.Secret{}
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, forget); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return fmt.Errorf("the forget list: %w", err)
+		}
+		forgetShards++
+		forgetEntries += len(forget.Data)
+		for _, v := range forget.Data {
+			forgetBytes += len(v)
+		}
 	}
-	if len(forget.Data) != n {
-		return fmt.Errorf("the forget list holds %d entries, want %d", len(forget.Data), n)
+	if forgetEntries != n {
+		return fmt.Errorf("the forget list holds %d entries, want %d", forgetEntries, n)
 	}
-	forgetBytes := 0
-	for _, v := range forget.Data {
-		forgetBytes += len(v)
-	}
-	p.Details["forgetList"] = map[string]any{"entries": len(forget.Data), "bytes": forgetBytes}
+	p.Details["forgetList"] = map[string]any{"entries": forgetEntries, "bytes": forgetBytes, "secrets": forgetShards}
 
 	cfg.logf("replay: restoring the dump taken before the erasures")
 	pool.Close() // the restore ends every connection to the database
@@ -319,7 +316,7 @@ func runReplay(ctx context.Context, cfg Config, p *Part) error {
 			restored.subjectAccounts, restored.journaled)
 	}
 
-	// What one LegalHold list costs (each replay makes one, past the cache):
+	// What one LegalHold list costs (a replay check makes one a second, past the cache):
 	// a consistent list, as the manager's API reader makes it, and one
 	// served from the API server's watch cache as it stands.
 	// And a consistent one while another resource is being written, as the

@@ -18,6 +18,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -148,12 +149,12 @@ func TestRestoreOlderThanBackupRetentionIsReported(t *testing.T) {
 	advance(t, 3*24*time.Hour)
 	requestReplayCheck(t, ds, "after-window")
 	eventually(t, 20*time.Second, func() error {
-		sec := &corev1.Secret{}
-		if err := k8s.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: controllers.ForgetListName("app-db")}, sec); err != nil {
+		entries, _, err := readForgetList(t, ns, "app-db")
+		if err != nil {
 			return err
 		}
-		if len(sec.Data) != 0 {
-			return fmt.Errorf("the forget list still holds %d entr(ies) past spec.backupRetention", len(sec.Data))
+		if len(entries) != 0 {
+			return fmt.Errorf("the forget list still holds %d entr(ies) past spec.backupRetention", len(entries))
 		}
 		return nil
 	})
@@ -390,18 +391,23 @@ func eraseFixtureSubjects(t *testing.T, ns string) []*privacyv1.DataSubjectReque
 // that the subject Secrets were consumed all the same.
 func assertForgetList(t *testing.T, ns, store string, dsrs []*privacyv1.DataSubjectRequest) {
 	t.Helper()
-	sec := &corev1.Secret{}
-	if err := k8s.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: controllers.ForgetListName(store)}, sec); err != nil {
+	entries, shards, err := readForgetList(t, ns, store)
+	if err != nil {
 		t.Fatalf("the forget list: %v", err)
 	}
-	if len(sec.OwnerReferences) != 1 || sec.OwnerReferences[0].Kind != "DataStore" || sec.OwnerReferences[0].Name != store {
-		t.Errorf("the forget list's owners = %+v, want the DataStore", sec.OwnerReferences)
+	if len(shards) == 0 {
+		t.Fatal("the forget list has no Secret")
 	}
-	if len(sec.Data) != len(dsrs) {
-		t.Errorf("the forget list has %d entries, want %d", len(sec.Data), len(dsrs))
+	for _, sec := range shards {
+		if len(sec.OwnerReferences) != 1 || sec.OwnerReferences[0].Kind != "DataStore" || sec.OwnerReferences[0].Name != store {
+			t.Errorf("the owners of forget-list Secret %s = %+v, want the DataStore", sec.Name, sec.OwnerReferences)
+		}
+	}
+	if len(entries) != len(dsrs) {
+		t.Errorf("the forget list has %d entries, want %d", len(entries), len(dsrs))
 	}
 	for _, dsr := range dsrs {
-		v, ok := sec.Data[string(dsr.UID)]
+		v, ok := entries[string(dsr.UID)]
 		if !ok {
 			t.Errorf("no forget-list entry for %s", dsr.Name)
 		}
@@ -419,6 +425,32 @@ func assertForgetList(t *testing.T, ns, store string, dsrs []*privacyv1.DataSubj
 			return client.IgnoreNotFound(err)
 		})
 	}
+}
+
+// readForgetList reads every shard of a DataStore's forget list: the entries
+// of all, and the Secrets that exist.
+func readForgetList(t *testing.T, ns, store string) (map[string][]byte, []*corev1.Secret, error) {
+	t.Helper()
+	entries := map[string][]byte{}
+	var shards []*corev1.Secret
+	for _, name := range controllers.ForgetListNames(store) {
+		sec := &corev1.Secret{}
+		err := k8s.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: name}, sec)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		shards = append(shards, sec)
+		for uid, v := range sec.Data {
+			if _, twice := entries[uid]; twice {
+				return nil, nil, fmt.Errorf("request %s has entries in two shards", uid)
+			}
+			entries[uid] = v
+		}
+	}
+	return entries, shards, nil
 }
 
 func assertNoPersonalDataInStore(t *testing.T, ds *privacyv1.DataStore) {

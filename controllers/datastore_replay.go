@@ -40,7 +40,36 @@ const (
 	replayRetryInterval = storeRetryInterval
 	// maxNamesInStatus bounds the request names a condition or status lists.
 	maxNamesInStatus = 20
+	// replayPoliciesFresh is how long the holds and exemptions read for one
+	// replay serve the next ones of the same check. Reading LegalHolds past
+	// the cache costs about 85 ms while requests' status writes move the API
+	// server's revision; once per replay that bounded replays to 9 a second.
+	replayPoliciesFresh = time.Second
 )
+
+// replayPolicies reads the holds and exemptions in force for the replays of
+// one check, again once they are replayPoliciesFresh old (measured on the
+// monotonic clock, not the injected one): a hold created during a long
+// check holds the replays after that.
+type replayPolicies struct {
+	inputs requestInputs
+	ds     *privacyv1.DataStore
+	read   time.Time
+	p      *erasurePolicies
+}
+
+func (rp *replayPolicies) get(ctx context.Context) (*erasurePolicies, error) {
+	if rp.p != nil && time.Since(rp.read) < replayPoliciesFresh {
+		return rp.p, nil
+	}
+	read := time.Now()
+	p, err := rp.inputs.erasurePolicies(ctx, rp.ds)
+	if err != nil {
+		return nil, err
+	}
+	rp.p, rp.read = &p, read
+	return rp.p, nil
+}
 
 // replayCandidate is a completed erasure that touched the store.
 type replayCandidate struct {
@@ -147,13 +176,14 @@ func (r *DataStoreReconciler) replayCheck(ctx context.Context, ds *privacyv1.Dat
 
 	replayed, rows := 0, int64(0)
 	var failure string
+	policies := &replayPolicies{inputs: requestInputs{cached: r.Client, direct: r.APIReader, now: r.Now}, ds: ds}
 	for i, c := range todo {
 		if i == maxReplaysPerCheck {
 			soon(time.Second)
 			break
 		}
 		entry := forget.entries[string(c.dsr.UID)]
-		n, err := r.replayOne(ctx, ds, store, jr, c, entry.Identities, !present[string(c.dsr.UID)])
+		n, err := r.replayOne(ctx, ds, store, jr, policies, c, entry.Identities, !present[string(c.dsr.UID)])
 		if err != nil {
 			// In order: a later erasure waits for an earlier one.
 			failure = fmt.Sprintf("re-applying erasure %s failed: %v", c.dsr.Name, err)
@@ -309,8 +339,12 @@ func lastReplay(dsr *privacyv1.DataSubjectRequest, store string) *privacyv1.Repl
 // replayOne re-applies one erasure and records it; it returns the rows it
 // changed. missing is false when it continues a replay a hold stopped.
 func (r *DataStoreReconciler) replayOne(ctx context.Context, ds *privacyv1.DataStore, store stores.Store, jr stores.JournalReader,
-	c replayCandidate, subject map[string]string, missing bool) (int64, error) {
-	inputs := requestInputs{cached: r.Client, direct: r.APIReader, now: r.Now}
+	policies *replayPolicies, c replayCandidate, subject map[string]string, missing bool) (int64, error) {
+	inputs := policies.inputs
+	var err error
+	if inputs.policies, err = policies.get(ctx); err != nil {
+		return 0, err
+	}
 	sreq, err := inputs.storeRequest(ctx, c.dsr, ds, subject)
 	if err != nil {
 		return 0, err

@@ -158,6 +158,30 @@ type requestInputs struct {
 	// cached reads RetentionPolicies; direct reads Secrets and LegalHolds.
 	cached, direct client.Reader
 	now            func() time.Time
+	// policies, when set, are the exemptions and holds to use instead of
+	// reading them (a replay check reads them once for many replays).
+	policies *erasurePolicies
+}
+
+// erasurePolicies are what keeps rows from an erasure in a store: the legal
+// minimum retention of its RetentionPolicies and the active LegalHolds.
+type erasurePolicies struct {
+	exemptions []stores.Exemption
+	holds      []stores.Hold
+}
+
+// erasurePolicies reads the exemptions and holds in force in ds at now.
+func (in requestInputs) erasurePolicies(ctx context.Context, ds *privacyv1.DataStore) (erasurePolicies, error) {
+	var p erasurePolicies
+	var err error
+	now := in.now()
+	if p.exemptions, err = storeExemptions(ctx, in.cached, ds, now); err != nil {
+		return p, err
+	}
+	if p.holds, err = (holdResolver{in.direct}).forRequest(ctx, ds.Namespace, ds.Name, now); err != nil {
+		return p, err
+	}
+	return p, nil
 }
 
 // storeRequest builds what the engine needs: identities, scope, legal minimum
@@ -181,14 +205,15 @@ func (in requestInputs) storeRequest(ctx context.Context, dsr *privacyv1.DataSub
 	if dsr.Spec.Type != privacyv1.RequestErasure {
 		return req, nil
 	}
-	var err error
-	now := in.now()
-	if req.Exemptions, err = storeExemptions(ctx, in.cached, ds, now); err != nil {
-		return req, err
+	p := in.policies
+	if p == nil {
+		read, err := in.erasurePolicies(ctx, ds)
+		if err != nil {
+			return req, err
+		}
+		p = &read
 	}
-	if req.Holds, err = (holdResolver{in.direct}).forRequest(ctx, ds.Namespace, ds.Name, now); err != nil {
-		return req, err
-	}
+	req.Exemptions, req.Holds = p.exemptions, p.holds
 	return req, nil
 }
 

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"sync"
 	"time"
 
@@ -27,10 +26,12 @@ import (
 // SQL store, kept so that the erasure can be replayed if a restore from
 // backup undoes it, and only for the DataStore's spec.backupRetention.
 //
-// One Secret per DataStore (lethe-forget-<name>, owned by the DataStore so
-// it goes with it) holds one entry per request: the request's UID as the
-// key, and as the value an age file (X25519) of the identities and the
-// entry's dates. The age identity (private key) lives in an operator-owned
+// Each DataStore's list is sharded over forgetShards Secrets
+// (lethe-forget-<name>-<0..f>, owned by the DataStore so they go with it),
+// each entry in the shard its request's UID hashes to: concurrent erasures
+// seldom write the same Secret, and the list holds forgetShards times what
+// one Secret's 1 MiB can. An entry is the request's UID as the key, and as
+// the value an age file (X25519) of the identities and the entry's dates. The age identity (private key) lives in an operator-owned
 // Secret of the operator's namespace, created on first use: reading a
 // tenant namespace's Secrets is not enough to read the list. Nothing about
 // an entry (errors, events, status) ever shows the identities.
@@ -69,14 +70,29 @@ type forgetEntry struct {
 	ExpiresAt   time.Time         `json:"expiresAt"`
 }
 
-// ForgetListName is the forget-list Secret of a DataStore: lethe-forget-<name>,
-// or, for a name too long for that, a prefix of it and a digest of the whole.
-func ForgetListName(store string) string {
-	if len(forgetListPrefix)+len(store) <= 253 {
-		return forgetListPrefix + store
+// forgetShards is how many Secrets a DataStore's forget list is spread over.
+const forgetShards = 16
+
+// ForgetListNames are the forget-list Secrets of a DataStore, one per shard:
+// lethe-forget-<name>-<shard>, or, for a name too long for that, a prefix of
+// it and a digest of the whole.
+func ForgetListNames(store string) []string {
+	base := forgetListPrefix + store
+	if len(base)+2 > 253 {
+		sum := sha256.Sum256([]byte(store))
+		base = forgetListPrefix + store[:200] + "-" + hex.EncodeToString(sum[:8])
 	}
-	sum := sha256.Sum256([]byte(store))
-	return forgetListPrefix + store[:200] + "-" + hex.EncodeToString(sum[:8])
+	names := make([]string, forgetShards)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%x", base, i)
+	}
+	return names
+}
+
+// forgetShard is the shard of the forget list that keeps uid's entry.
+func forgetShard(store, uid string) string {
+	sum := sha256.Sum256([]byte(uid))
+	return ForgetListNames(store)[int(sum[0])%forgetShards]
 }
 
 // keepsReplayData reports whether erasures in ds keep replay data: a SQL
@@ -160,7 +176,7 @@ func (f *ForgetList) Keep(ctx context.Context, ds *privacyv1.DataStore, uid stri
 		return fmt.Errorf("%w: encrypting an entry failed", errForgetList)
 	}
 	clear(plain)
-	name := ForgetListName(ds.Name)
+	name := forgetShard(ds.Name, uid)
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		sec := &corev1.Secret{}
 		err := f.Reader.Get(ctx, client.ObjectKey{Namespace: ds.Namespace, Name: name}, sec)
@@ -194,6 +210,11 @@ func (f *ForgetList) Keep(ctx context.Context, ds *privacyv1.DataStore, uid stri
 		sec.Data[uid] = buf.Bytes()
 		return f.Client.Update(ctx, sec)
 	})
+	if apierrors.IsInvalid(err) || apierrors.IsRequestEntityTooLargeError(err) {
+		// A Secret holds at most 1 MiB: about 2,500 entries per shard.
+		return fmt.Errorf("%w: Secret %s is full (a Secret holds at most 1 MiB, about %d erasures across the list's %d shards): shorten spec.backupRetention, or erasures wait until entries expire",
+			errForgetList, name, forgetShards*2500, forgetShards)
+	}
 	if err != nil && !errors.Is(err, errForgetList) {
 		return fmt.Errorf("%w: writing Secret %s: %s", errForgetList, name, apierrors.ReasonForError(err))
 	}
@@ -230,28 +251,40 @@ type forgetState struct {
 // Load decrypts ds's forget list and purges what is due at now: entries past
 // their expiry or spec.backupRetention after their completion (whichever is
 // first; every entry when backupRetention is unset), and entries that
-// cannot be decrypted (another key).
+// cannot be decrypted (another key). A shard that cannot be read or purged
+// is an error after the others are read: what they hold is still returned.
 func (f *ForgetList) Load(ctx context.Context, ds *privacyv1.DataStore, now time.Time) (forgetState, error) {
 	st := forgetState{entries: map[string]forgetEntry{}}
-	name := ForgetListName(ds.Name)
+	var errs []error
+	for _, name := range ForgetListNames(ds.Name) {
+		if err := f.loadShard(ctx, ds, name, now, &st); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return st, errors.Join(errs...)
+}
+
+// loadShard adds the entries of one shard to st, purging what is due.
+func (f *ForgetList) loadShard(ctx context.Context, ds *privacyv1.DataStore, name string, now time.Time, st *forgetState) error {
 	sec := &corev1.Secret{}
 	if err := f.Reader.Get(ctx, client.ObjectKey{Namespace: ds.Namespace, Name: name}, sec); err != nil {
 		if apierrors.IsNotFound(err) {
-			return st, nil
+			return nil
 		}
-		return st, fmt.Errorf("%w: reading Secret %s: %s", errForgetList, name, apierrors.ReasonForError(err))
+		return fmt.Errorf("%w: reading Secret %s: %s", errForgetList, name, apierrors.ReasonForError(err))
 	}
 	if !ownedBy(sec, ds) {
-		return st, fmt.Errorf("%w: Secret %s exists but is not owned by DataStore %s; Lethe neither reads nor purges it", errForgetList, name, ds.Name)
+		return fmt.Errorf("%w: Secret %s exists but is not owned by DataStore %s; Lethe neither reads nor purges it", errForgetList, name, ds.Name)
 	}
 	if len(sec.Data) == 0 {
-		return st, nil
+		return nil
 	}
 	id, err := f.key(ctx)
 	if err != nil {
-		return st, err
+		return err
 	}
 	var drop []string
+	kept := 0
 	for uid, cipher := range sec.Data {
 		e, ok := decryptEntry(id, cipher)
 		if !ok {
@@ -270,26 +303,26 @@ func (f *ForgetList) Load(ctx context.Context, ds *privacyv1.DataStore, now time
 			continue
 		}
 		st.entries[uid] = e
+		kept++
 		if st.next.IsZero() || expires.Before(st.next) {
 			st.next = expires
 		}
 	}
 	if len(drop) == 0 {
-		return st, nil
+		return nil
 	}
-	sort.Strings(drop)
-	st.purged = len(drop)
-	if len(st.entries) == 0 {
-		return st, f.emptyList(ctx, sec)
+	st.purged += len(drop)
+	if kept == 0 {
+		return f.emptyList(ctx, sec)
 	}
 	for _, uid := range drop {
 		delete(sec.Data, uid)
 	}
 	// Exactly the version read: an entry written meanwhile is purged at the next check.
 	if err := f.Client.Update(ctx, sec); err != nil && !apierrors.IsConflict(err) {
-		return st, fmt.Errorf("%w: purging Secret %s: %s", errForgetList, name, apierrors.ReasonForError(err))
+		return fmt.Errorf("%w: purging Secret %s: %s", errForgetList, name, apierrors.ReasonForError(err))
 	}
-	return st, nil
+	return nil
 }
 
 // emptyList removes every entry. The Secret itself stays (empty) until its

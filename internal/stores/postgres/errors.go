@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 
@@ -55,6 +56,18 @@ func dbError(what string, err error) error {
 	default:
 		return fmt.Errorf("%s: database error %T (its text is withheld: it may quote personal data)", what, err)
 	}
+}
+
+// connectionEnded reports an error of a connection the server had ended
+// (57P01 admin_shutdown: pg_terminate_backend, a fast shutdown, a restore
+// dropping the database; 57P02 crash_shutdown) or that died before the
+// statement was sent.
+func connectionEnded(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "57P01" || pgErr.Code == "57P02"
+	}
+	return pgconn.SafeToRetry(err) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 func classify(code string) error {

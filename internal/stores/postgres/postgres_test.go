@@ -49,18 +49,7 @@ func TestStatementTimeoutIsReportedAsSuch(t *testing.T) {
 	// Each deleted newsletter row takes 0.3 s: the subject's part cannot finish in 200 ms.
 	h.exec(t, `CREATE FUNCTION slow_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.3); RETURN OLD; END $$;
 		CREATE TRIGGER slow BEFORE DELETE ON newsletter FOR EACH ROW EXECUTE FUNCTION slow_delete()`)
-	spec := storetest.Fixture{}.Spec()
-	spec.Engine = privacyv1.EnginePostgres
-	for i := range spec.Collections {
-		if table, ok := tables[string(spec.Collections[i].Name)]; ok {
-			spec.Collections[i].Table = table
-		}
-	}
-	m, err := datamap.Build(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(context.Background(), h.dsn, m, storetest.MaskingKey, testdb.Loopback, WithTimeouts(5*time.Second, 200*time.Millisecond))
+	s, err := New(context.Background(), h.dsn, fixtureMapWithTables(t), storetest.MaskingKey, testdb.Loopback, WithTimeouts(5*time.Second, 200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,4 +62,52 @@ func TestStatementTimeoutIsReportedAsSuch(t *testing.T) {
 	if after := h.Snapshot(t); !reflect.DeepEqual(after, before) {
 		t.Error("a part cancelled at the statement timeout changed rows")
 	}
+}
+
+// A restore that drops and re-creates the database ends every session: the
+// next transaction must not fail on the pool's ended connections (it used to,
+// and a replay check then waited a retry interval).
+func TestEndedConnectionsAreReplacedAtOnce(t *testing.T) {
+	h := variants[0].open(t, storetest.Fixture{}).(*harness)
+	s, err := New(context.Background(), h.dsn, fixtureMapWithTables(t), storetest.MaskingKey, testdb.Loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	subject := stores.Request{Kind: stores.KindErasure, Subject: map[string]string{"email": "a_b@x.io"}, RequestID: "req-1"}
+	// Several connections in the pool, all idle afterwards.
+	done := make(chan error, 4)
+	for range 4 {
+		go func() { _, err := s.Plan(context.Background(), subject); done <- err }()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if idle := s.pool.Stat().IdleConns(); idle < 2 {
+		t.Logf("only %d idle connection(s) in the pool", idle)
+	}
+	h.exec(t, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+	// Within the pool's one-second idle ping window: BEGIN meets the ended connection.
+	if _, err := s.Plan(context.Background(), subject); err != nil {
+		t.Fatalf("the first plan after the server ended the sessions failed: %v", err)
+	}
+}
+
+// fixtureMapWithTables is the fixture's map with the harness's table names.
+func fixtureMapWithTables(t *testing.T) *datamap.Map {
+	t.Helper()
+	spec := storetest.Fixture{}.Spec()
+	spec.Engine = privacyv1.EnginePostgres
+	for i := range spec.Collections {
+		if table, ok := tables[string(spec.Collections[i].Name)]; ok {
+			spec.Collections[i].Table = table
+		}
+	}
+	m, err := datamap.Build(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

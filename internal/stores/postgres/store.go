@@ -118,6 +118,14 @@ func (s *Store) inTxWithTimeouts(ctx context.Context, opts pgx.TxOptions, lock, 
 	opts.BeginQuery = fmt.Sprintf("%s; SELECT set_config('lock_timeout', '%s', true), set_config('statement_timeout', '%s', true)%s",
 		beginSQL(opts), milliseconds(lock), milliseconds(statement), extra)
 	tx, err := s.pool.BeginTx(ctx, opts)
+	if err != nil && connectionEnded(err) {
+		// The server ended the pooled connection (a restart, or a restore
+		// that terminated every session) and BEGIN found out: nothing ran.
+		// The others idle in the pool were most likely ended too: all are
+		// closed, and a fresh connection is tried at once.
+		s.pool.Reset()
+		tx, err = s.pool.BeginTx(ctx, opts)
+	}
 	if err != nil {
 		return dbError("starting a transaction", err)
 	}
