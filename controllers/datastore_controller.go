@@ -38,6 +38,9 @@ type DataStoreReconciler struct {
 	Connector *connector.Connector
 	Recorder  events.EventRecorder
 	Now       func() time.Time
+
+	// unrecorded are replays done whose record failed, written at the next check.
+	unrecorded unrecordedReplays
 }
 
 // +kubebuilder:rbac:groups=privacy.lethe.dev,resources=datastores,verbs=get;list;watch

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -31,9 +34,14 @@ import (
 // back. Redis and processors keep no journal and are not replayed.
 
 const (
-	// maxReplaysPerCheck bounds the replays of one reconcile; the rest follow
-	// at once in the next.
-	maxReplaysPerCheck = 200
+	// maxReplaysPerCheck and replayCheckBudget bound the replays of one
+	// reconcile; the rest follow at once in the next.
+	maxReplaysPerCheck = 1000
+	replayCheckBudget  = 10 * time.Second
+	// replayRecorders is how many requests' status.replays are written at
+	// once while the re-applies go on, in order: a status PATCH took twice
+	// as long as the re-apply itself.
+	replayRecorders = 8
 	// maxReplayRecords is how many replays a request's status keeps.
 	maxReplayRecords = 50
 	// replayRetryInterval is the wait before retrying a failed replay.
@@ -165,7 +173,13 @@ func (r *DataStoreReconciler) replayCheck(ctx context.Context, ds *privacyv1.Dat
 		}
 		todo = append(todo, c)
 	}
+	// Records a previous check could not write go first.
+	recorder := newReplayRecorder(ctx, r, ds)
 	if len(todo) == 0 && len(rs.Unreplayable) == 0 {
+		if unrecorded := recorder.wait(); len(unrecorded) > 0 {
+			r.replayFailed(ds, unrecordedMessage(unrecorded))
+			return replayRetryInterval
+		}
 		if c := apimeta.FindStatusCondition(*conds, privacyv1.ConditionErasuresReplayed); c != nil && c.Status != metav1.ConditionTrue {
 			// Every missing erasure is back (or its request is gone).
 			setCondition(conds, ds.Generation, privacyv1.ConditionErasuresReplayed, metav1.ConditionTrue, privacyv1.ReasonRestoreDetected,
@@ -177,13 +191,17 @@ func (r *DataStoreReconciler) replayCheck(ctx context.Context, ds *privacyv1.Dat
 	replayed, rows := 0, int64(0)
 	var failure string
 	policies := &replayPolicies{inputs: requestInputs{cached: r.Client, direct: r.APIReader, now: r.Now}, ds: ds}
+	started := time.Now()
 	for i, c := range todo {
-		if i == maxReplaysPerCheck {
-			soon(time.Second)
+		if i == maxReplaysPerCheck || time.Since(started) > replayCheckBudget {
+			soon(time.Millisecond)
+			for _, rest := range todo[i:] {
+				rs.Pending = append(rs.Pending, rest.dsr.Name)
+			}
 			break
 		}
 		entry := forget.entries[string(c.dsr.UID)]
-		n, err := r.replayOne(ctx, ds, store, jr, policies, c, entry.Identities, !present[string(c.dsr.UID)])
+		n, err := r.replayOne(ctx, ds, store, jr, policies, recorder, c, entry.Identities, !present[string(c.dsr.UID)])
 		if err != nil {
 			// In order: a later erasure waits for an earlier one.
 			failure = fmt.Sprintf("re-applying erasure %s failed: %v", c.dsr.Name, err)
@@ -195,12 +213,13 @@ func (r *DataStoreReconciler) replayCheck(ctx context.Context, ds *privacyv1.Dat
 		replayed++
 		rows += n
 	}
-	rs.Replayed = int32(replayed)
-	if len(rs.Pending) == 0 && len(todo) > maxReplaysPerCheck {
-		for _, rest := range todo[maxReplaysPerCheck:] {
-			rs.Pending = append(rs.Pending, rest.dsr.Name)
+	if unrecorded := recorder.wait(); len(unrecorded) > 0 {
+		if failure != "" {
+			failure += "; "
 		}
+		failure += unrecordedMessage(unrecorded)
 	}
+	rs.Replayed = int32(replayed)
 	rs.Pending = capNames(rs.Pending)
 	unreplayable := len(rs.Unreplayable)
 	rs.Unreplayable = capNames(rs.Unreplayable)
@@ -339,7 +358,7 @@ func lastReplay(dsr *privacyv1.DataSubjectRequest, store string) *privacyv1.Repl
 // replayOne re-applies one erasure and records it; it returns the rows it
 // changed. missing is false when it continues a replay a hold stopped.
 func (r *DataStoreReconciler) replayOne(ctx context.Context, ds *privacyv1.DataStore, store stores.Store, jr stores.JournalReader,
-	policies *replayPolicies, c replayCandidate, subject map[string]string, missing bool) (int64, error) {
+	policies *replayPolicies, recorder *replayRecorder, c replayCandidate, subject map[string]string, missing bool) (int64, error) {
 	inputs := policies.inputs
 	var err error
 	if inputs.policies, err = policies.get(ctx); err != nil {
@@ -381,12 +400,92 @@ func (r *DataStoreReconciler) replayOne(ctx context.Context, ds *privacyv1.DataS
 	if len(res.HeldBy) > 0 {
 		rec.Message += fmt.Sprintf("; rows held by %s are kept, and erased at a later check once the hold ends", strings.Join(res.HeldBy, ", "))
 	}
-	if err := r.recordReplay(ctx, c.dsr, rec); err != nil {
-		return 0, fmt.Errorf("the erasure was re-applied, but its replay could not be recorded in the request: %w", err)
-	}
+	recorder.record(ctx, c.dsr, rec)
 	r.event(ds, corev1.EventTypeNormal, privacyv1.ReasonRestoreDetected, "Replay",
 		fmt.Sprintf("re-applied erasure %s after a restore (%d row(s) changed)", c.dsr.Name, rows))
 	return rows, nil
+}
+
+// replayRecorder writes replays into their requests' status.replays, up to
+// replayRecorders at once, while the check goes on re-applying in order. A
+// record that cannot be written is kept by the reconciler and written
+// first at the next check: the journal row is back, so the replay itself
+// is not repeated, and its record must not be lost.
+type replayRecorder struct {
+	r     *DataStoreReconciler
+	store types.UID
+	slots chan struct{}
+	wg    sync.WaitGroup
+
+	mu     sync.Mutex
+	failed []string // names of the requests whose record failed
+}
+
+func newReplayRecorder(ctx context.Context, r *DataStoreReconciler, ds *privacyv1.DataStore) *replayRecorder {
+	rr := &replayRecorder{r: r, store: ds.UID, slots: make(chan struct{}, replayRecorders)}
+	for _, u := range r.unrecorded.take(ds.UID) {
+		rr.record(ctx, u.dsr, u.rec)
+	}
+	return rr
+}
+
+func (rr *replayRecorder) record(ctx context.Context, dsr *privacyv1.DataSubjectRequest, rec privacyv1.Replay) {
+	rr.slots <- struct{}{}
+	rr.wg.Add(1)
+	go func() {
+		defer func() { <-rr.slots; rr.wg.Done() }()
+		err := rr.r.recordReplay(ctx, dsr, rec)
+		if apierrors.IsNotFound(err) {
+			return // the request is gone, and its receipt with it
+		}
+		if err != nil {
+			rr.r.unrecorded.keep(rr.store, unrecordedReplay{dsr: dsr, rec: rec})
+			rr.mu.Lock()
+			rr.failed = append(rr.failed, dsr.Name)
+			rr.mu.Unlock()
+		}
+	}()
+}
+
+// wait waits for every record and returns the requests whose failed.
+func (rr *replayRecorder) wait() []string {
+	rr.wg.Wait()
+	sort.Strings(rr.failed)
+	return rr.failed
+}
+
+func unrecordedMessage(requests []string) string {
+	return fmt.Sprintf("%d re-applied erasure(s) could not be recorded in their request's status.replays (%s); recording is retried",
+		len(requests), strings.Join(capNames(requests), ", "))
+}
+
+// unrecordedReplay is a replay done whose record is still to be written.
+type unrecordedReplay struct {
+	dsr *privacyv1.DataSubjectRequest
+	rec privacyv1.Replay
+}
+
+// unrecordedReplays are, per DataStore, the replays whose record failed.
+type unrecordedReplays struct {
+	mu      sync.Mutex
+	byStore map[types.UID][]unrecordedReplay
+}
+
+func (u *unrecordedReplays) keep(store types.UID, r unrecordedReplay) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.byStore == nil {
+		u.byStore = map[types.UID][]unrecordedReplay{}
+	}
+	u.byStore[store] = append(u.byStore[store], r)
+}
+
+func (u *unrecordedReplays) take(store types.UID) []unrecordedReplay {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := u.byStore[store]
+	delete(u.byStore, store)
+	return out
 }
 
 func sameNames(a, b []string) bool {
@@ -395,12 +494,19 @@ func sameNames(a, b []string) bool {
 
 // recordReplay appends rec to the request's status.replays, reading it again
 // on a conflict with another writer.
+// The first attempt patches the request as listed from the cache (the
+// optimistic lock refuses it if the cache was behind).
 func (r *DataStoreReconciler) recordReplay(ctx context.Context, dsr *privacyv1.DataSubjectRequest, rec privacyv1.Replay) error {
+	cur := dsr.DeepCopy()
+	first := true
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur := &privacyv1.DataSubjectRequest{}
-		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(dsr), cur); err != nil {
-			return err
+		if !first {
+			cur = &privacyv1.DataSubjectRequest{}
+			if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(dsr), cur); err != nil {
+				return err
+			}
 		}
+		first = false
 		before := cur.DeepCopy()
 		cur.Status.Replays = append(cur.Status.Replays, rec)
 		if n := len(cur.Status.Replays); n > maxReplayRecords {
@@ -409,7 +515,6 @@ func (r *DataStoreReconciler) recordReplay(ctx context.Context, dsr *privacyv1.D
 		if err := patchStatus(ctx, r.Client, cur, before); err != nil {
 			return err
 		}
-		dsr.Status.Replays = cur.Status.Replays
 		return nil
 	})
 }
