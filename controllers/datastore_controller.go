@@ -112,6 +112,7 @@ func (r *DataStoreReconciler) check(ctx context.Context, ds *privacyv1.DataStore
 	}
 	ds.Status.Warnings = res.Warnings
 	setJournalCondition(conds, gen, res.Journal)
+	r.reportUnmapped(ds, res.Unmapped) // datastore_unmapped.go: a warning, Ready does not depend on it
 	interval := ds.Spec.CheckEvery()
 	if len(res.Problems) > 0 {
 		// Drift is fixed by a migration or a map change, not by retrying soon:
@@ -153,8 +154,9 @@ func (r *DataStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.APIReader = mgr.GetAPIReader()
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		// A new value of the replay-check annotation asks for a check now.
-		For(&privacyv1.DataStore{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, replayCheckChanged))).
+		// A new value of the replay-check annotation asks for a check now; so
+		// does a change of the ignore-unmapped one.
+		For(&privacyv1.DataStore{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, replayCheckChanged, ignoreUnmappedChanged))).
 		Named("datastore").
 		Complete(r)
 }

@@ -111,9 +111,10 @@ func StoreReadiness(namespace, store string, ready bool) {
 	storeReady.WithLabelValues(namespace, store).Set(v)
 }
 
-// StoreDeleted removes a deleted DataStore's readiness series.
+// StoreDeleted removes a deleted DataStore's series (readiness, unmapped columns).
 func StoreDeleted(namespace, store string) {
 	storeReady.DeleteLabelValues(namespace, store)
+	StoreUnmappedUnknown(namespace, store)
 }
 
 // openRequest is what the open-requests gauges count of one request.

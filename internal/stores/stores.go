@@ -258,6 +258,10 @@ type CheckResult struct {
 	Warnings []string
 	// Journal is the state of the store's journal; nil for engines that keep none.
 	Journal *JournalStatus
+	// Unmapped lists the columns that look personal but are not in the data
+	// map (see UnmappedReport); nil for engines that do not look (redis,
+	// http, mongodb).
+	Unmapped *UnmappedReport
 }
 
 // JournalStatus is whether a store's journal (a Lethe table recording each

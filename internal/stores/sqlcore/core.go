@@ -201,9 +201,12 @@ func (c *Core[L, T]) StreamExport(ctx context.Context, req stores.Request, w sto
 // Check compares the data map with the live schema. Problems make requests
 // refuse to run; warnings are foreign keys that would make some erasures fail
 // or delete rows outside the plan. It always reads the schema, and renews
-// (or drops) the one requests and sweeps use.
+// (or drops) the one requests and sweeps use. An engine that is an
+// UnmappedEngine also reports the personal-looking columns the map leaves
+// out (Unmapped), from the catalog only.
 func (c *Core[L, T]) Check(ctx context.Context) (stores.CheckResult, error) {
 	var res stores.CheckResult
+	var checked *L
 	err := c.engine.InTx(ctx, ReadOnly, func(tx T) error {
 		live, err := c.engine.Introspect(ctx, tx)
 		if err != nil {
@@ -211,10 +214,14 @@ func (c *Core[L, T]) Check(ctx context.Context) (stores.CheckResult, error) {
 		}
 		res = stores.CheckResult{Problems: c.engine.Problems(live), Warnings: c.engine.Warnings(live)}
 		c.schema.Checked(live, res.Problems)
+		checked = live
 		return nil
 	})
 	if err != nil {
 		return res, err
+	}
+	if u, ok := any(c.engine).(UnmappedEngine[L, T]); ok {
+		res.Unmapped = c.unmapped(ctx, u, checked) // unmapped.go
 	}
 	if _, ok := c.dialect.(JournalDialect); ok {
 		st := c.EnsureJournal(ctx)
