@@ -418,16 +418,12 @@ func (r *FootprintReconciler) SetupWithManager(mgr manager.Manager) error {
 // Secret still waiting for another reader to finish.
 func (r *FootprintReconciler) waitingRequests(ctx context.Context, obj client.Object) []reconcile.Request {
 	list := &privacyv1.DataSubjectRequestList{}
-	if err := r.List(ctx, list, client.InNamespace(obj.GetNamespace())); err != nil {
+	if err := r.List(ctx, list, client.InNamespace(obj.GetNamespace()), client.MatchingFields{indexWaitingInput: "true"}); err != nil {
 		return nil
 	}
 	var reqs []reconcile.Request
 	for i := range list.Items {
-		dsr := &list.Items[i]
-		if dsr.UID == obj.GetUID() || !isComplete(dsr) {
-			continue
-		}
-		if slices.ContainsFunc(dsr.Status.InputSecrets, func(o privacyv1.InputSecretOutcome) bool { return o.State == privacyv1.InputWaiting }) {
+		if dsr := &list.Items[i]; dsr.UID != obj.GetUID() {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(dsr)})
 		}
 	}
