@@ -28,6 +28,7 @@ func tinyConfig(t *testing.T) Config {
 	cfg.Requests = 5
 	cfg.Objects = 12
 	cfg.LargeSubjectRows = 2000
+	cfg.ReplayErasures = 10
 	cfg.WorkDir = t.TempDir()
 	cfg.Log = testWriter{t}
 	return cfg
@@ -93,6 +94,18 @@ func TestLargeSubjectSmoke(t *testing.T) {
 	checkPart(t, p)
 	if len(p.Rows) != 3*len(lsEngines) {
 		t.Fatalf("%d rows, want a time, a memory and an export memory row per engine: %+v", len(p.Rows), p.Rows)
+	}
+}
+
+func TestReplaySmoke(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cfg := tinyConfig(t)
+	cfg.ManagerBinary = "" // in-process, as in TestControlPlaneSmoke
+	p := RunReplay(ctx, cfg)
+	checkPart(t, p)
+	if len(p.Rows) != 3 {
+		t.Fatalf("%d rows, want the replay rate, its timing and the engine alone: %+v", len(p.Rows), p.Rows)
 	}
 }
 
