@@ -1,13 +1,20 @@
 package v1alpha1_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -232,5 +239,152 @@ func TestRequestSpecIsImmutable(t *testing.T) {
 	err := env.Client.Update(t.Context(), r)
 	if err == nil || !strings.Contains(err.Error(), "a DataSubjectRequest is immutable") {
 		t.Fatalf("update of spec: got %v, want an immutability error", err)
+	}
+}
+
+// mongoStore is a mongodb DataStore mapping document paths: nested
+// (owner.userId), inside arrays (addresses[].line1) and a reference by path.
+func mongoStore() *v1.DataStore {
+	return &v1.DataStore{
+		ObjectMeta: metav1.ObjectMeta{Name: "profiles"},
+		Spec: v1.DataStoreSpec{
+			Engine:     v1.EngineMongoDB,
+			Connection: v1.ConnectionSpec{SecretRef: v1.SecretKeySelector{Name: "profiles", Key: "url"}},
+			Collections: []v1.Collection{
+				{
+					Name:     "accounts",
+					Identity: map[string]v1.Identifier{"userId": "owner.userId", "email": "contact.email"},
+					Fields: []v1.Field{
+						{Name: "contact.email", Category: "user.contact.email", Masking: &v1.Masking{Strategy: v1.MaskUniqueEmail}},
+						{Name: "addresses[].line1", Category: "user.location.address", Masking: &v1.Masking{Strategy: v1.MaskRedact}},
+						{Name: "tags[]", Category: "user.preferences", Masking: &v1.Masking{Strategy: v1.MaskNullify}},
+					},
+					OnErasure: v1.ErasureAnonymize,
+				},
+				{
+					Name: "sessions", PrimaryKey: "_id",
+					References: []v1.Reference{{Field: "owner.accountId", Collection: "accounts", CollectionField: "_id"}},
+					Fields:     []v1.Field{{Name: "client.ip", Category: "user.technical.ip"}},
+				},
+			},
+		},
+	}
+}
+
+func TestMongoDBDocumentPathsAreAdmitted(t *testing.T) {
+	ns := env.Namespace(t)
+	s := mongoStore()
+	s.Namespace = ns
+	if err := env.Client.Create(t.Context(), s); err != nil {
+		t.Fatalf("mongodb DataStore with document paths rejected: %v", err)
+	}
+	// The longest path admission accepts: 255 characters.
+	long := v1.Identifier(strings.Repeat(strings.Repeat("a", 63)+".", 3) + strings.Repeat("a", 63))
+	s = mongoStore()
+	s.Name, s.Namespace = "long-path", ns
+	s.Spec.Collections[0].Fields[0].Name = long
+	if err := env.Client.Create(t.Context(), s); err != nil {
+		t.Fatalf("255-character path rejected: %v", err)
+	}
+}
+
+func mongoWith(mutate func(*v1.DataStore)) func() client.Object {
+	return func() client.Object { s := mongoStore(); mutate(s); return s }
+}
+
+// Document paths are for mongodb only: SQL (and redis, http) column names
+// keep the identifier rule, with a message saying why. For mongodb a path
+// is never an operator, an empty segment or a second array.
+func TestDocumentPathsAreRefusedOutsideMongoDB(t *testing.T) {
+	sqlOnly := "document paths such as owner.userId or addresses[].line1 are only for engine mongodb"
+	pathRule := "$ is refused: a path is never an operator"
+	pattern := "should match"
+	cases := []invalidCase{
+		{"nested identity on postgres", storeWith(func(s *v1.DataStore) { s.Spec.Collections[0].Identity["userId"] = "owner.userId" }), "engine postgres: identity values must be column names"},
+		{"array field on postgres", storeWith(func(s *v1.DataStore) { s.Spec.Collections[0].Fields[1].Name = "addresses[].line1" }), "engine postgres: fields[].name must be column names"},
+		{"nested field on postgres", storeWith(func(s *v1.DataStore) { s.Spec.Collections[0].Fields[1].Name = "owner.name" }), sqlOnly},
+		{"nested primary key on postgres", storeWith(func(s *v1.DataStore) { s.Spec.Collections[0].PrimaryKey = "meta.id" }), "engine postgres: primaryKey must be a column name"},
+		{"nested reference on postgres", storeWith(func(s *v1.DataStore) { s.Spec.Collections[1].References[0].Field = "owner.accountId" }), "engine postgres: references[].field and collectionField must be column names"},
+		{"mongodb sample paths on mysql", mongoWith(func(s *v1.DataStore) {
+			s.Spec.Engine = v1.EngineMySQL
+			s.Spec.Collections[0].PrimaryKey = "id"
+		}), "engine mysql: identity values must be column names"},
+		{"nested field on redis", mongoWith(func(s *v1.DataStore) {
+			s.Spec.Engine = v1.EngineRedis
+			s.Spec.Collections[0].KeyPattern = "user:{userId}"
+			s.Spec.Collections[1].KeyPattern = "session:{userId}:*"
+		}), "engine redis: fields[].name must be column names"},
+		{"$where on mongodb", mongoWith(func(s *v1.DataStore) { s.Spec.Collections[0].Fields[0].Name = "$where" }), pattern},
+		{"$where identity on mongodb", mongoWith(func(s *v1.DataStore) { s.Spec.Collections[0].Identity["userId"] = "$where" }), pattern},
+		{"empty segment on mongodb", mongoWith(func(s *v1.DataStore) { s.Spec.Collections[0].Fields[0].Name = "a..b" }), pattern},
+		{"array of arrays on mongodb", mongoWith(func(s *v1.DataStore) { s.Spec.Collections[0].Fields[0].Name = "a[][]" }), pattern},
+		{"two arrays on mongodb", mongoWith(func(s *v1.DataStore) { s.Spec.Collections[0].Fields[0].Name = "a[].b[]" }), pattern},
+		{"operator segment on mongodb", mongoWith(func(s *v1.DataStore) { s.Spec.Collections[0].Fields[0].Name = "a.$b" }), pattern},
+		{"$ inside a name on mongodb", mongoWith(func(s *v1.DataStore) { s.Spec.Collections[0].Fields[0].Name = "price$" }), pathRule},
+		{"$ inside a reference on mongodb", mongoWith(func(s *v1.DataStore) { s.Spec.Collections[1].References[0].Field = "owner$" }), pathRule},
+		{"array primary key on mongodb", mongoWith(func(s *v1.DataStore) { s.Spec.Collections[1].PrimaryKey = "ids[]" }), pathRule},
+		{"path of 256 characters", mongoWith(func(s *v1.DataStore) {
+			s.Spec.Collections[0].Fields[0].Name = v1.Identifier(strings.Repeat(strings.Repeat("a", 63)+".", 3) + strings.Repeat("a", 61) + ".aa")
+		}), "spec.collections[0].fields[0].name"},
+		{"segment of 64 characters", mongoWith(func(s *v1.DataStore) {
+			s.Spec.Collections[0].Fields[0].Name = v1.Identifier("a." + strings.Repeat("b", 64))
+		}), pattern},
+		{"dotted collection name on mongodb", mongoWith(func(s *v1.DataStore) {
+			s.Spec.Collections[1].Name = "app.sessions"
+		}), "spec.collections[1].name"},
+	}
+	ns := env.Namespace(t)
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := tc.object()
+			obj.SetNamespace(ns)
+			obj.SetName(fmt.Sprintf("path-%d", i))
+			err := env.Client.Create(t.Context(), obj)
+			if err == nil {
+				t.Fatalf("accepted, want a rejection mentioning %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("rejected with %q, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// The samples are what users copy: the API server admits every Lethe object
+// of config/samples as it is.
+func TestSamplesAreAdmitted(t *testing.T) {
+	ns := env.Namespace(t)
+	files, err := filepath.Glob(filepath.Join(testenv.RepoRoot(), "config", "samples", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no samples: %v", err)
+	}
+	admitted := 0
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
+		for {
+			u := &unstructured.Unstructured{}
+			if err := dec.Decode(&u.Object); err != nil {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				t.Fatalf("%s: %v", filepath.Base(f), err)
+			}
+			if u.GroupVersionKind().Group != v1.GroupVersion.Group {
+				continue
+			}
+			u.SetNamespace(ns)
+			if err := env.Client.Create(t.Context(), u); err != nil {
+				t.Errorf("%s: %s %s rejected: %v", filepath.Base(f), u.GetKind(), u.GetName(), err)
+				continue
+			}
+			admitted++
+		}
+	}
+	if admitted == 0 {
+		t.Fatal("no Lethe object in config/samples")
 	}
 }

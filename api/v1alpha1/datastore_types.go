@@ -93,16 +93,24 @@ type Masking struct {
 	Domain string `json:"domain,omitempty"`
 }
 
-// Identifier is a table or column name: letters, digits, underscores and $,
-// not starting with a digit. Quoting is done by Lethe, never by the user.
+// Identifier is a column or field name: for SQL, redis and http stores an
+// identifier (letters, digits, underscores and $, not starting with a digit,
+// at most 63 characters); for engine mongodb a document path (owner.userId,
+// addresses[].line1: segments of letters, digits and underscores separated
+// by dots, one of which may end in [] for the elements of an array; never a
+// $). The schema admits both; DataStoreSpec's rules hold each engine to its
+// own. Names of collections (and the fields of retention rules) are always
+// identifiers: their fields say so with their own markers. Quoting is done by
+// Lethe, never by the user.
 // +kubebuilder:validation:MinLength=1
-// +kubebuilder:validation:MaxLength=63
-// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_$]*$`
+// +kubebuilder:validation:MaxLength=255
+// +kubebuilder:validation:Pattern=`^([A-Za-z_][A-Za-z0-9_$]{0,62}|[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})*(\[\](\.[A-Za-z_][A-Za-z0-9_]{0,62})*)?)$`
 type Identifier string
 
 // Field is one mapped column (or hash field) holding personal data.
 type Field struct {
-	// Name of the column (or, for redis, the hash field).
+	// Name of the column (or, for redis, the hash field; for mongodb, a
+	// document path such as profile.phone or addresses[].line1).
 	Name Identifier `json:"name"`
 
 	// Category of the data, dotted and hierarchical (user.contact.email).
@@ -119,13 +127,20 @@ type Field struct {
 // another collection's field (usually its primary key). Erasure walks references
 // from the identity collections to every child row of the subject.
 type Reference struct {
-	// Field of this collection that holds the reference.
+	// Field of this collection that holds the reference (for mongodb, a
+	// document path such as owner.accountId).
 	Field Identifier `json:"field"`
 
 	// Collection referred to, by its name in this DataStore.
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_$]*$`
 	Collection Identifier `json:"collection"`
 
-	// CollectionField is the referred collection's field. Default: its primaryKey.
+	// CollectionField is the referred collection's field (for mongodb, a
+	// document path outside arrays). Default: its primaryKey.
 	// +optional
 	CollectionField Identifier `json:"collectionField,omitempty"`
 
@@ -160,6 +175,11 @@ type Collection struct {
 	// Name of the collection, unique within the DataStore; used by references,
 	// scopes, holds and retention rules. For SQL engines it is also the table name
 	// unless table is set.
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_$]*$`
 	Name Identifier `json:"name"`
 
 	// Table is the SQL table, optionally schema-qualified (billing.invoices).
@@ -182,11 +202,14 @@ type Collection struct {
 	// +optional
 	HTTP *HTTPCollection `json:"http,omitempty"`
 
-	// PrimaryKey is the column that identifies a row. Erasure and sweeps act by primary key.
+	// PrimaryKey is the column that identifies a row (for mongodb, a document
+	// path outside arrays; default _id). Erasure and sweeps act by primary key.
 	// +optional
 	PrimaryKey Identifier `json:"primaryKey,omitempty"`
 
-	// Identity maps an identity type (email, userId) to the column holding it.
+	// Identity maps an identity type (email, userId) to the column holding it
+	// (for mongodb, a document path: owner.userId, or members[].userId for
+	// an identity in each element of an array).
 	// A collection is reached either through an identity or through references.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=16
@@ -259,8 +282,13 @@ type ConnectionSpec struct {
 // +kubebuilder:validation:XValidation:rule="self.engine == 'http' || self.collections.all(c, !has(c.http))",message="http applies only to the http engine"
 // +kubebuilder:validation:XValidation:rule="self.engine != 'http' || self.collections.all(c, has(c.http))",message="every http collection needs http request templates"
 // +kubebuilder:validation:XValidation:rule="self.collections.exists(c, has(c.identity) && size(c.identity) > 0)",message="at least one collection must map an identity, or no subject can ever be found"
+// +kubebuilder:validation:XValidation:rule="self.engine == 'mongodb' || self.collections.all(c, !has(c.primaryKey) || !(c.primaryKey.contains('.') || c.primaryKey.contains('[')))",messageExpression="'engine ' + self.engine + ': primaryKey must be a column name (letters, digits, _ and $, not starting with a digit); document paths such as owner.userId or addresses[].line1 are only for engine mongodb'"
+// +kubebuilder:validation:XValidation:rule="self.engine == 'mongodb' || self.collections.all(c, !has(c.identity) || c.identity.all(k, !(c.identity[k].contains('.') || c.identity[k].contains('['))))",messageExpression="'engine ' + self.engine + ': identity values must be column names (letters, digits, _ and $, not starting with a digit); document paths such as owner.userId or addresses[].line1 are only for engine mongodb'"
+// +kubebuilder:validation:XValidation:rule="self.engine == 'mongodb' || self.collections.all(c, !has(c.fields) || c.fields.all(f, !(f.name.contains('.') || f.name.contains('['))))",messageExpression="'engine ' + self.engine + ': fields[].name must be column names (letters, digits, _ and $, not starting with a digit); document paths such as owner.userId or addresses[].line1 are only for engine mongodb'"
+// +kubebuilder:validation:XValidation:rule="self.engine == 'mongodb' || self.collections.all(c, !has(c.references) || c.references.all(r, !(r.field.contains('.') || r.field.contains('[')) && (!has(r.collectionField) || !(r.collectionField.contains('.') || r.collectionField.contains('[')))))",messageExpression="'engine ' + self.engine + ': references[].field and collectionField must be column names (letters, digits, _ and $, not starting with a digit); document paths such as owner.userId or addresses[].line1 are only for engine mongodb'"
+// +kubebuilder:validation:XValidation:rule="self.engine != 'mongodb' || self.collections.all(c, (!has(c.primaryKey) || !(c.primaryKey.contains('$') || c.primaryKey.contains('['))) && (!has(c.identity) || c.identity.all(k, !c.identity[k].contains('$'))) && (!has(c.fields) || c.fields.all(f, !f.name.contains('$'))) && (!has(c.references) || c.references.all(r, !r.field.contains('$') && (!has(r.collectionField) || !(r.collectionField.contains('$') || r.collectionField.contains('['))))))",message="engine mongodb: primaryKey, identity, fields[].name and references[] paths are field names of letters, digits and _ separated by dots (owner.userId), one of which may end in [] for an array's elements (never primaryKey or collectionField); $ is refused: a path is never an operator"
 type DataStoreSpec struct {
-	// Engine of the store: postgres, mysql (also MariaDB), redis or http (a third-party processor).
+	// Engine of the store: postgres, mysql (also MariaDB), redis, http (a third-party processor) or mongodb.
 	Engine Engine `json:"engine"`
 
 	// Connection to the store.

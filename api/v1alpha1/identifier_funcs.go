@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -11,10 +12,20 @@ import (
 // generated CRDs in config/crd/bases), so code that builds objects, and the
 // tests that fuzz quoting, can tell in advance what the API server accepts.
 const (
-	// IdentifierPattern is the pattern of Identifier (table, column and collection names).
+	// IdentifierPattern is the pattern of collection names and of every
+	// column name outside engine mongodb.
 	IdentifierPattern = `^[A-Za-z_][A-Za-z0-9_$]*$`
-	// IdentifierMaxLength is the longest Identifier, in characters.
+	// IdentifierMaxLength is the longest identifier, in characters.
 	IdentifierMaxLength = 63
+	// FieldNamePattern is the schema's pattern of the Identifier type
+	// (primaryKey, identity values, fields[].name, references[].field and
+	// collectionField): an identifier of at most 63 characters, or a document
+	// path whose segments (no $) are separated by dots, one of them ending
+	// in [] at most. DataStoreSpec's rules then hold each engine to its own
+	// (ValidateFieldName).
+	FieldNamePattern = `^([A-Za-z_][A-Za-z0-9_$]{0,62}|[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})*(\[\](\.[A-Za-z_][A-Za-z0-9_]{0,62})*)?)$`
+	// FieldNameMaxLength is the longest column name or document path, in characters.
+	FieldNameMaxLength = 255
 	// TablePattern is the pattern of Collection.Table: an identifier, optionally schema-qualified.
 	TablePattern = `^[A-Za-z_][A-Za-z0-9_$]{0,62}(\.[A-Za-z_][A-Za-z0-9_$]{0,62})?$`
 	// TableMaxLength is the longest Collection.Table, in characters.
@@ -35,6 +46,7 @@ const (
 
 var (
 	identifierRE    = regexp.MustCompile(IdentifierPattern)
+	fieldNameRE     = regexp.MustCompile(FieldNamePattern)
 	tableRE         = regexp.MustCompile(TablePattern)
 	identityTypeRE  = regexp.MustCompile(IdentityTypePattern)
 	categoryRE      = regexp.MustCompile(CategoryPattern)
@@ -47,6 +59,28 @@ var (
 // statement around it.
 func ValidateIdentifier(s string) error {
 	return validateString("identifier", s, identifierRE, IdentifierPattern, 1, IdentifierMaxLength)
+}
+
+// ValidateFieldName returns nil when admission accepts s as a column or
+// field name (primaryKey, identity value, fields[].name, references[].field
+// or collectionField) of a DataStore of engine: a document path for engine
+// mongodb (owner.userId, addresses[].line1; no $), an identifier otherwise.
+// arrays says whether the path may go through an array: not for primaryKey
+// and collectionField.
+func ValidateFieldName(engine Engine, s string, arrays bool) error {
+	if engine != EngineMongoDB {
+		return ValidateIdentifier(s)
+	}
+	if err := validateString("document path", s, fieldNameRE, FieldNamePattern, 1, FieldNameMaxLength); err != nil {
+		return err
+	}
+	switch {
+	case strings.Contains(s, "$"):
+		return fmt.Errorf("document path %q holds a $: a path is never an operator", s)
+	case !arrays && strings.Contains(s, "["):
+		return fmt.Errorf("document path %q goes through an array, which a primary key or a referred field cannot", s)
+	}
+	return nil
 }
 
 // ValidateTable returns nil when s is a valid Collection.Table (table or schema.table).

@@ -53,12 +53,7 @@ func TestValidatorsMirrorTheCRDs(t *testing.T) {
 	stores := crdSchemas(t, "privacy.lethe.dev_datastores.yaml")
 	identifiers := []string{
 		"spec.collections[].name",
-		"spec.collections[].primaryKey",
-		"spec.collections[].identity{}",
-		"spec.collections[].fields[].name",
-		"spec.collections[].references[].field",
 		"spec.collections[].references[].collection",
-		"spec.collections[].references[].collectionField",
 	}
 	for _, p := range identifiers {
 		s, ok := stores[p]
@@ -68,6 +63,31 @@ func TestValidatorsMirrorTheCRDs(t *testing.T) {
 		}
 		if s.Pattern != v1.IdentifierPattern || s.MaxLength == nil || *s.MaxLength != v1.IdentifierMaxLength || s.MinLength == nil || *s.MinLength != 1 {
 			t.Errorf("%s: pattern %q maxLength %v minLength %v; the validator uses %q, 1..%d", p, s.Pattern, s.MaxLength, s.MinLength, v1.IdentifierPattern, v1.IdentifierMaxLength)
+		}
+	}
+	// Column names, which for mongodb are document paths.
+	fieldNames := []string{
+		"spec.collections[].primaryKey",
+		"spec.collections[].identity{}",
+		"spec.collections[].fields[].name",
+		"spec.collections[].references[].field",
+		"spec.collections[].references[].collectionField",
+	}
+	for _, p := range fieldNames {
+		s, ok := stores[p]
+		if !ok {
+			t.Errorf("%s: not in the DataStore CRD", p)
+			continue
+		}
+		if s.Pattern != v1.FieldNamePattern || s.MaxLength == nil || *s.MaxLength != v1.FieldNameMaxLength || s.MinLength == nil || *s.MinLength != 1 {
+			t.Errorf("%s: pattern %q maxLength %v minLength %v; the validator uses %q, 1..%d", p, s.Pattern, s.MaxLength, s.MinLength, v1.FieldNamePattern, v1.FieldNameMaxLength)
+		}
+	}
+	// The engine rules ValidateFieldName applies beside the pattern.
+	for _, rule := range []string{"self.engine == 'mongodb' || self.collections.all(c, !has(c.fields) || c.fields.all(f, !(f.name.contains('.') || f.name.contains('['))))",
+		"c.fields.all(f, !f.name.contains('$'))"} {
+		if !hasRule(stores["spec"], rule) {
+			t.Errorf("spec: no rule %s; update ValidateFieldName with the rules", rule)
 		}
 	}
 	// Every identifier-shaped field of every CRD has the same rule.
@@ -125,6 +145,36 @@ func TestValidatorsAgreeWithTheCRDPatterns(t *testing.T) {
 		"a b", "a.b", "a-b", "a`b", "a'b", "a\\b", "a\x00", "а", "ä", "e\u0301", "\u202eevil", "a\n", "a;",
 		strings.Repeat("a", 63), strings.Repeat("a", 64), "public.users", "public.users.x", ".users", "users.",
 		strings.Repeat("a", 63) + "." + strings.Repeat("b", 63), strings.Repeat("a", 64) + ".b",
+	}
+	// For a SQL engine the pattern and the rule refusing . and [ admit
+	// exactly the identifiers; for mongodb the pattern and the rule refusing $.
+	paths := []string{"owner.userId", "addresses[].line1", "tags[]", "a.b[].c.d", "$where", "a..b", "a[][]", "a[].b[]", "a.$b",
+		"a$", "a.b$", "a[", "a[]]", "[]", ".a", "a.", "a.1b", "a-b", "a b.c", "a.b\n", "a\u0000.b",
+		strings.Repeat("a", 63) + ".b", strings.Repeat("a", 64) + ".b", strings.Repeat(strings.Repeat("a", 63)+".", 3) + strings.Repeat("a", 63), // 255 characters
+		strings.Repeat(strings.Repeat("a", 63)+".", 3) + strings.Repeat("a", 61) + ".aa"} // 256
+	field := stores["spec.collections[].fields[].name"]
+	for _, n := range append(paths, names...) {
+		sqlWant := admits(field, n) && !strings.ContainsAny(n, ".[")
+		if got := v1.ValidateFieldName(v1.EnginePostgres, n, true) == nil; got != sqlWant {
+			t.Errorf("ValidateFieldName(postgres, %q) = %v, the CRD admits %v", n, got, sqlWant)
+		}
+		if sqlWant != (v1.ValidateIdentifier(n) == nil) {
+			t.Errorf("%q: the CRD admits %v as a SQL column, ValidateIdentifier disagrees", n, sqlWant)
+		}
+		mongoWant := admits(field, n) && !strings.Contains(n, "$")
+		if got := v1.ValidateFieldName(v1.EngineMongoDB, n, true) == nil; got != mongoWant {
+			t.Errorf("ValidateFieldName(mongodb, %q) = %v, the CRD admits %v", n, got, mongoWant)
+		}
+	}
+	for _, n := range []string{"owner.userId", "addresses[].line1", "tags[]", "a.b[].c.d"} {
+		if v1.ValidateFieldName(v1.EngineMongoDB, n, true) != nil {
+			t.Errorf("path %q refused for mongodb", n)
+		}
+	}
+	for _, n := range []string{"$where", "a..b", "a[][]", "a.$b", "a$", "a[].b[]"} {
+		if v1.ValidateFieldName(v1.EngineMongoDB, n, true) == nil {
+			t.Errorf("path %q accepted for mongodb", n)
+		}
 	}
 	for _, n := range names {
 		if got, want := v1.ValidateIdentifier(n) == nil, admits(stores["spec.collections[].name"], n); got != want {

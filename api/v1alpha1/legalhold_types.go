@@ -10,6 +10,11 @@ type HeldCollection struct {
 	Store StoreName `json:"store"`
 	// Collection in that DataStore. Empty: the whole store.
 	// +optional
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_$]*$`
 	Collection Identifier `json:"collection,omitempty"`
 }
 

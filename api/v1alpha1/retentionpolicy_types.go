@@ -18,6 +18,11 @@ const (
 // RetentionAfter says when a row's period ends: period after the time in field.
 type RetentionAfter struct {
 	// Field holding the timestamp the period runs from (created_at, closed_at).
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_$]*$`
 	Field Identifier `json:"field"`
 	// Period rows are kept for, such as 30d, 1y, 10y.
 	Period Period `json:"period"`
@@ -28,6 +33,11 @@ type RetentionAfter struct {
 // +kubebuilder:validation:XValidation:rule="has(self.isNull)",message="a where condition needs isNull"
 type RetentionCondition struct {
 	// Field the condition tests.
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_$]*$`
 	Field Identifier `json:"field"`
 	// IsNull: true selects rows where field IS NULL, false where it IS NOT NULL.
 	// +optional
@@ -44,6 +54,11 @@ type RetentionRule struct {
 	Name string `json:"name"`
 
 	// Collection of the DataStore the rule applies to.
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_$]*$`
 	Collection Identifier `json:"collection"`
 
 	// After says when a row's period ends.

@@ -182,6 +182,9 @@ func Build(spec privacyv1.DataStoreSpec) (*Map, error) {
 		if c.OnErasure == "" {
 			c.OnErasure = privacyv1.ErasureDelete
 		}
+		if spec.Engine == privacyv1.EngineMongoDB && c.PrimaryKey == "" {
+			c.PrimaryKey = "_id" // every MongoDB document has one
+		}
 		if sqlEngine {
 			c.Table = sc.Table
 			if c.Table == "" {

@@ -104,3 +104,25 @@ func TestErasureBatchSizeNeedsADeletingLeaf(t *testing.T) {
 		}
 	}
 }
+
+// A MongoDB document always has an _id: it is the primary key a reference
+// defaults to when the collection names none.
+func TestMongoDBPrimaryKeyDefaultsToID(t *testing.T) {
+	m, err := datamap.Build(privacyv1.DataStoreSpec{Engine: privacyv1.EngineMongoDB, Collections: []privacyv1.Collection{
+		{Name: "accounts", Identity: map[string]privacyv1.Identifier{"email": "contact.email"}},
+		{Name: "sessions", References: []privacyv1.Reference{{Field: "owner.accountId", Collection: "accounts"}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessions, _ := m.Get("sessions")
+	if e := sessions.Parents[0]; e.ParentField != "_id" || e.Parent.PrimaryKey != "_id" || sessions.PrimaryKey != "_id" {
+		t.Fatalf("edge %+v, primary keys %q %q", e, e.Parent.PrimaryKey, sessions.PrimaryKey)
+	}
+	if _, err := datamap.Build(privacyv1.DataStoreSpec{Engine: privacyv1.EngineRedis, Collections: []privacyv1.Collection{
+		{Name: "accounts", KeyPattern: "a:{email}", Identity: map[string]privacyv1.Identifier{"email": "email"}},
+		{Name: "sessions", KeyPattern: "s:*", References: []privacyv1.Reference{{Field: "account", Collection: "accounts"}}},
+	}}); err == nil {
+		t.Fatal("a reference to a redis collection without primaryKey was accepted")
+	}
+}

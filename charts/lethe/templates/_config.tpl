@@ -195,10 +195,12 @@ versions:
                               - message: masking.domain applies only to the uniqueEmail strategy
                                 rule: '!has(self.domain) || self.strategy == ''uniqueEmail'''
                           name:
-                            description: Name of the column (or, for redis, the hash field).
-                            maxLength: 63
+                            description: |-
+                              Name of the column (or, for redis, the hash field; for mongodb, a
+                              document path such as profile.phone or addresses[].line1).
+                            maxLength: 255
                             minLength: 1
-                            pattern: ^[A-Za-z_][A-Za-z0-9_$]*$
+                            pattern: ^([A-Za-z_][A-Za-z0-9_$]{0,62}|[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})*(\[\](\.[A-Za-z_][A-Za-z0-9_]{0,62})*)?)$
                             type: string
                         required:
                           - category
@@ -438,14 +440,23 @@ versions:
                     identity:
                       additionalProperties:
                         description: |-
-                          Identifier is a table or column name: letters, digits, underscores and $,
-                          not starting with a digit. Quoting is done by Lethe, never by the user.
-                        maxLength: 63
+                          Identifier is a column or field name: for SQL, redis and http stores an
+                          identifier (letters, digits, underscores and $, not starting with a digit,
+                          at most 63 characters); for engine mongodb a document path (owner.userId,
+                          addresses[].line1: segments of letters, digits and underscores separated
+                          by dots, one of which may end in [] for the elements of an array; never a
+                          $). The schema admits both; DataStoreSpec's rules hold each engine to its
+                          own. Names of collections (and the fields of retention rules) are always
+                          identifiers: their fields say so with their own markers. Quoting is done by
+                          Lethe, never by the user.
+                        maxLength: 255
                         minLength: 1
-                        pattern: ^[A-Za-z_][A-Za-z0-9_$]*$
+                        pattern: ^([A-Za-z_][A-Za-z0-9_$]{0,62}|[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})*(\[\](\.[A-Za-z_][A-Za-z0-9_]{0,62})*)?)$
                         type: string
                       description: |-
-                        Identity maps an identity type (email, userId) to the column holding it.
+                        Identity maps an identity type (email, userId) to the column holding it
+                        (for mongodb, a document path: owner.userId, or members[].userId for
+                        an identity in each element of an array).
                         A collection is reached either through an identity or through references.
                       maxProperties: 16
                       type: object
@@ -478,10 +489,12 @@ versions:
                         - retain
                       type: string
                     primaryKey:
-                      description: PrimaryKey is the column that identifies a row. Erasure and sweeps act by primary key.
-                      maxLength: 63
+                      description: |-
+                        PrimaryKey is the column that identifies a row (for mongodb, a document
+                        path outside arrays; default _id). Erasure and sweeps act by primary key.
+                      maxLength: 255
                       minLength: 1
-                      pattern: ^[A-Za-z_][A-Za-z0-9_$]*$
+                      pattern: ^([A-Za-z_][A-Za-z0-9_$]{0,62}|[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})*(\[\](\.[A-Za-z_][A-Za-z0-9_]{0,62})*)?)$
                       type: string
                     references:
                       description: References from this collection's fields to other collections (child → parent).
@@ -498,16 +511,20 @@ versions:
                             pattern: ^[A-Za-z_][A-Za-z0-9_$]*$
                             type: string
                           collectionField:
-                            description: 'CollectionField is the referred collection''s field. Default: its primaryKey.'
-                            maxLength: 63
+                            description: |-
+                              CollectionField is the referred collection's field (for mongodb, a
+                              document path outside arrays). Default: its primaryKey.
+                            maxLength: 255
                             minLength: 1
-                            pattern: ^[A-Za-z_][A-Za-z0-9_$]*$
+                            pattern: ^([A-Za-z_][A-Za-z0-9_$]{0,62}|[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})*(\[\](\.[A-Za-z_][A-Za-z0-9_]{0,62})*)?)$
                             type: string
                           field:
-                            description: Field of this collection that holds the reference.
-                            maxLength: 63
+                            description: |-
+                              Field of this collection that holds the reference (for mongodb, a
+                              document path such as owner.accountId).
+                            maxLength: 255
                             minLength: 1
-                            pattern: ^[A-Za-z_][A-Za-z0-9_$]*$
+                            pattern: ^([A-Za-z_][A-Za-z0-9_$]{0,62}|[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})*(\[\](\.[A-Za-z_][A-Za-z0-9_]{0,62})*)?)$
                             type: string
                           onParentErasure:
                             default: cascade
@@ -665,7 +682,7 @@ versions:
                   - secretRef
                 type: object
               engine:
-                description: 'Engine of the store: postgres, mysql (also MariaDB), redis or http (a third-party processor).'
+                description: 'Engine of the store: postgres, mysql (also MariaDB), redis, http (a third-party processor) or mongodb.'
                 enum:
                   - postgres
                   - mysql
@@ -766,6 +783,16 @@ versions:
                 rule: self.engine != 'http' || self.collections.all(c, has(c.http))
               - message: at least one collection must map an identity, or no subject can ever be found
                 rule: self.collections.exists(c, has(c.identity) && size(c.identity) > 0)
+              - messageExpression: '''engine '' + self.engine + '': primaryKey must be a column name (letters, digits, _ and $, not starting with a digit); document paths such as owner.userId or addresses[].line1 are only for engine mongodb'''
+                rule: self.engine == 'mongodb' || self.collections.all(c, !has(c.primaryKey) || !(c.primaryKey.contains('.') || c.primaryKey.contains('[')))
+              - messageExpression: '''engine '' + self.engine + '': identity values must be column names (letters, digits, _ and $, not starting with a digit); document paths such as owner.userId or addresses[].line1 are only for engine mongodb'''
+                rule: self.engine == 'mongodb' || self.collections.all(c, !has(c.identity) || c.identity.all(k, !(c.identity[k].contains('.') || c.identity[k].contains('['))))
+              - messageExpression: '''engine '' + self.engine + '': fields[].name must be column names (letters, digits, _ and $, not starting with a digit); document paths such as owner.userId or addresses[].line1 are only for engine mongodb'''
+                rule: self.engine == 'mongodb' || self.collections.all(c, !has(c.fields) || c.fields.all(f, !(f.name.contains('.') || f.name.contains('['))))
+              - messageExpression: '''engine '' + self.engine + '': references[].field and collectionField must be column names (letters, digits, _ and $, not starting with a digit); document paths such as owner.userId or addresses[].line1 are only for engine mongodb'''
+                rule: self.engine == 'mongodb' || self.collections.all(c, !has(c.references) || c.references.all(r, !(r.field.contains('.') || r.field.contains('[')) && (!has(r.collectionField) || !(r.collectionField.contains('.') || r.collectionField.contains('[')))))
+              - message: 'engine mongodb: primaryKey, identity, fields[].name and references[] paths are field names of letters, digits and _ separated by dots (owner.userId), one of which may end in [] for an array''s elements (never primaryKey or collectionField); $ is refused: a path is never an operator'
+                rule: self.engine != 'mongodb' || self.collections.all(c, (!has(c.primaryKey) || !(c.primaryKey.contains('$') || c.primaryKey.contains('['))) && (!has(c.identity) || c.identity.all(k, !c.identity[k].contains('$'))) && (!has(c.fields) || c.fields.all(f, !f.name.contains('$'))) && (!has(c.references) || c.references.all(r, !r.field.contains('$') && (!has(r.collectionField) || !(r.collectionField.contains('$') || r.collectionField.contains('['))))))
           status:
             description: DataStoreStatus is the observed state of a DataStore.
             properties:

@@ -16,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/masking"
 	"github.com/lethe-dev/lethe/internal/stores"
 )
@@ -53,12 +54,8 @@ func (r *resolution) result() stores.Result {
 
 func (r *resolution) add(res stores.CollectionResult) { r.results = append(r.results, res) }
 
-// find returns the subject's documents of coll, in primary-key order.
-func (s *Store) find(ctx context.Context, coll *collection, subject map[string]string) ([]document, error) {
-	filter := filterFor(coll, subject)
-	if filter == nil {
-		return nil, nil
-	}
+// find returns the documents of coll matching filter, in primary-key order.
+func (s *Store) find(ctx context.Context, coll *collection, filter bson.D) ([]document, error) {
 	cur, err := s.db.Collection(coll.Name).Find(ctx, filter)
 	if err != nil {
 		return nil, fmt.Errorf("collection %q: %w", coll.Name, s.classify("find", err))
@@ -89,191 +86,6 @@ func compareKeys(a, b string) int {
 		return cmp.Compare(x, y)
 	}
 	return strings.Compare(a, b)
-}
-
-// resolve finds each in-scope collection's documents and decides what
-// happens to them. It only reads.
-func (s *Store) resolve(ctx context.Context, req stores.Request) (*resolution, error) {
-	if err := s.usable(); err != nil {
-		return nil, err
-	}
-	r := &resolution{}
-	order := slices.Clone(s.m.Collections)
-	if req.Kind == stores.KindErasure {
-		slices.Reverse(order) // children first, as every engine reports erasure
-	}
-	for _, dc := range order {
-		if !req.Scope.InScope(dc) {
-			continue
-		}
-		coll := s.colls[dc.Name]
-		docs, err := s.find(ctx, coll, req.Subject)
-		if err != nil {
-			return nil, err
-		}
-		switch req.Kind {
-		case stores.KindErasure:
-			err = s.erase(ctx, coll, req, docs, r)
-		case stores.KindRectification:
-			err = s.rectify(coll, req, docs, r)
-		case stores.KindAccess:
-			r.add(stores.CollectionResult{Collection: coll.Name, Action: stores.ActionExport, Rows: int64(len(docs))})
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	return r, nil
-}
-
-// erase decides, per document, retain (onErasure retain, a hold, an
-// exemption) or act (delete or anonymize), and queues the writes.
-func (s *Store) erase(ctx context.Context, coll *collection, req stores.Request, docs []document, r *resolution) error {
-	if coll.OnErasure == privacyv1.ErasureRetain {
-		r.add(stores.CollectionResult{Collection: coll.Name, Action: stores.ActionRetain, Rows: int64(len(docs)), Reason: coll.RetainReason})
-		return nil
-	}
-	action, _, err := stores.ErasureAction(coll.Collection, req.Scope)
-	if err != nil {
-		return err
-	}
-	rest, held, err := s.holdDocs(ctx, coll, req, docs, r)
-	if err != nil {
-		return err
-	}
-	act, kept := applyExemptions(coll, req.Exemptions, rest)
-	res := stores.CollectionResult{Collection: coll.Name, Action: action}
-	w := collWrite{collection: coll.Name}
-	if action == stores.ActionAnonymize {
-		for _, d := range act {
-			m, err := s.maskDoc(coll, req, d)
-			if err != nil {
-				return err
-			}
-			if m != nil {
-				res.Rows++
-				w.models = append(w.models, m)
-				w.guarded++
-			}
-		}
-	} else {
-		res.Rows = int64(len(act))
-		for chunk := range slices.Chunk(act, deleteBatch) {
-			ids := make(bson.A, len(chunk))
-			for i, d := range chunk {
-				ids[i] = d.id
-			}
-			w.models = append(w.models, mongo.NewDeleteManyModel().SetFilter(bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}))
-		}
-	}
-	r.add(res)
-	r.results = append(r.results, held...)
-	if kept != nil {
-		r.add(*kept)
-	}
-	r.writes = append(r.writes, w)
-	return nil
-}
-
-// holdDocs returns the documents legal holds do not keep, and a retain
-// result per hold that keeps some. A hold on everyone keeps them all. A hold
-// on a subject keeps them all when it may be the same person
-// (stores.Hold.HoldsByIdentity: a shared identity value, or no identity type
-// in common, so that nothing tells them apart without references); a hold on
-// someone else keeps only the documents that are also theirs, found with its
-// own identities in this collection and compared by _id.
-func (s *Store) holdDocs(ctx context.Context, coll *collection, req stores.Request, docs []document, r *resolution) (rest []document, held []stores.CollectionResult, err error) {
-	rest = docs
-	for _, h := range req.Holds {
-		if !h.Covers(coll.Name) || len(rest) == 0 {
-			continue
-		}
-		keep := rest
-		if h.Subject != nil && !h.HoldsByIdentity(req.Subject) {
-			if filterFor(coll, h.Subject) == nil {
-				keep = nil
-			} else {
-				theirs, err := s.find(ctx, coll, h.Subject)
-				if err != nil {
-					return nil, nil, err
-				}
-				keep = slices.DeleteFunc(slices.Clone(rest), func(d document) bool {
-					return !slices.ContainsFunc(theirs, func(o document) bool { return reflect.DeepEqual(o.id, d.id) })
-				})
-			}
-		}
-		if len(keep) == 0 {
-			continue
-		}
-		rest = slices.DeleteFunc(slices.Clone(rest), func(d document) bool {
-			return slices.ContainsFunc(keep, func(k document) bool { return reflect.DeepEqual(k.id, d.id) })
-		})
-		r.heldBy = append(r.heldBy, h.Name)
-		held = append(held, stores.CollectionResult{Collection: coll.Name, Action: stores.ActionRetain, Rows: int64(len(keep)),
-			Reason: fmt.Sprintf("legal hold %s: %s", h.Name, h.Reason)})
-	}
-	return rest, held, nil
-}
-
-// applyExemptions keeps the documents whose exemption field holds a date
-// after the cutoff (a BSON date, RFC 3339 or YYYY-MM-DD text). Documents
-// without such a date cannot be shown to be inside the legal period.
-func applyExemptions(coll *collection, exemptions []stores.Exemption, docs []document) (act []document, kept *stores.CollectionResult) {
-	var mine []stores.Exemption
-	for _, e := range exemptions {
-		if e.Collection == coll.Name && e.Field != "" {
-			mine = append(mine, e)
-		}
-	}
-	if len(mine) == 0 {
-		return docs, nil
-	}
-	res := &stores.CollectionResult{Collection: coll.Name, Action: stores.ActionRetain}
-	for _, d := range docs {
-		e, until := exemptUntil(d, mine)
-		if e == nil {
-			act = append(act, d)
-			continue
-		}
-		res.Rows++
-		res.Reason = fmt.Sprintf("exempt from erasure for %s under %s (rule %s)", e.Period, e.LegalBasis, e.Rule)
-		if res.RetainedUntil == nil || until.After(*res.RetainedUntil) {
-			res.RetainedUntil = &until
-		}
-		if res.RetainedFrom == nil || until.Before(*res.RetainedFrom) {
-			res.RetainedFrom = &until
-		}
-	}
-	if res.Rows == 0 {
-		return act, nil
-	}
-	if !res.RetainedFrom.Before(*res.RetainedUntil) {
-		res.RetainedFrom = nil // one date for all
-	}
-	return act, res
-}
-
-func exemptUntil(d document, exemptions []stores.Exemption) (*stores.Exemption, time.Time) {
-	for i, e := range exemptions {
-		p, err := parsePath(e.Field)
-		if err != nil || p.array != "" {
-			continue
-		}
-		v, ok := lookup(d.doc, p.dotted)
-		if !ok {
-			continue
-		}
-		t, ok := asTime(v)
-		if !ok || !t.After(e.Cutoff) {
-			continue
-		}
-		until, err := privacyv1.Period(e.Period).After(t)
-		if err != nil {
-			until = t
-		}
-		return &exemptions[i], until
-	}
-	return nil, time.Time{}
 }
 
 func asTime(v any) (time.Time, bool) {
@@ -389,7 +201,7 @@ func (s *Store) edit(coll *collection, subject map[string]string, d document, p 
 // is mapped there, the document is the subject's and so are its elements.
 func owns(coll *collection, subject map[string]string, array string, el any) bool {
 	types := coll.owners[array]
-	if len(types) == 0 {
+	if len(types) == 0 || subject == nil { // nil: a sweep's, of whole documents
 		return true
 	}
 	for _, t := range types {
@@ -407,9 +219,9 @@ func owns(coll *collection, subject map[string]string, array string, el any) boo
 // maskDoc renders the masking of the mapped fields in scope of one
 // document as one guarded update; nil when every field already holds its
 // masked value (applying again changes and counts nothing).
-func (s *Store) maskDoc(coll *collection, req stores.Request, d document) (mongo.WriteModel, error) {
+func (s *Store) maskDoc(coll *collection, req stores.Request, d document, fields []datamap.Field) (mongo.WriteModel, error) {
 	c := &change{}
-	for _, f := range coll.Fields {
+	for _, f := range fields {
 		if f.Masking == nil || !req.Scope.Covers(f.Category) {
 			continue
 		}
@@ -606,6 +418,9 @@ func (s *Store) Check(ctx context.Context) (stores.CheckResult, error) {
 		for n, p := range coll.fields {
 			paths[n] = p
 		}
+		for n, p := range coll.refs {
+			paths["reference "+n] = p
+		}
 		for _, label := range slices.Sorted(maps.Keys(paths)) {
 			p := paths[label]
 			err := mc.FindOne(ctx, bson.D{{Key: p.dotted, Value: bson.D{{Key: "$exists", Value: true}}}}).Err()
@@ -614,6 +429,8 @@ func (s *Store) Check(ctx context.Context) (stores.CheckResult, error) {
 				fieldName, what := label, "field"
 				if strings.HasPrefix(label, "identity ") {
 					fieldName, what = p.raw, label
+				} else if strings.HasPrefix(label, "reference ") {
+					fieldName, what = p.raw, "reference"
 				}
 				res.Problems = append(res.Problems, stores.SchemaProblem{Collection: coll.Name, Field: fieldName,
 					Problem: fmt.Sprintf("no document holds the %s path %s; fix the path or remove it from the map", what, p.raw)})

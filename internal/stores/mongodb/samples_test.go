@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/bson"
@@ -29,9 +30,15 @@ func TestSampleFitsTheEngine(t *testing.T) {
 		t.Fatalf("engine %q", ds.Spec.Engine)
 	}
 	db := testdb.NewMongo(t)
-	insert(t, db, "profiles", bson.D{{Key: "_id", Value: "p1"}, {Key: "userId", Value: "u1"}, {Key: "email", Value: "ada@x.io"},
-		{Key: "displayName", Value: "Ada"}, {Key: "phone", Value: "+33612345678"}, {Key: "city", Value: "Paris"}})
-	insert(t, db, "sessions", bson.D{{Key: "_id", Value: "s1"}, {Key: "userId", Value: "u1"}, {Key: "ip", Value: "192.0.2.1"}, {Key: "userAgent", Value: "x"}})
+	insert(t, db, "profiles", bson.D{{Key: "_id", Value: "p1"}, {Key: "userId", Value: "u1"},
+		{Key: "contact", Value: bson.D{{Key: "email", Value: "ada@x.io"}, {Key: "phone", Value: "+33612345678"}}},
+		{Key: "displayName", Value: "Ada"},
+		{Key: "addresses", Value: bson.A{
+			bson.D{{Key: "line1", Value: "1 rue de la Paix"}, {Key: "city", Value: "Paris"}},
+			bson.D{{Key: "line1", Value: "2 quai Kléber"}, {Key: "city", Value: "Strasbourg"}},
+		}}})
+	insert(t, db, "sessions", bson.D{{Key: "_id", Value: "s1"}, {Key: "userId", Value: "u1"}, {Key: "ip", Value: "192.0.2.1"},
+		{Key: "client", Value: bson.D{{Key: "userAgent", Value: "x"}}}})
 	s := open(t, db, ds.Spec)
 	res, err := s.Check(context.Background())
 	if err != nil || len(res.Problems) > 0 {
@@ -46,8 +53,20 @@ func TestSampleFitsTheEngine(t *testing.T) {
 		t.Fatalf("outcome %+v, want sessions deleted 1 then profiles anonymized 1", out.Collections)
 	}
 	p := get(t, db, "profiles", "p1")
-	if p["displayName"] != "[redacted]" || p["phone"] != "**********78" || p["city"] != nil || p["userId"] != "u1" {
+	contact, _ := p["contact"].(bson.M)
+	if p["displayName"] != "[redacted]" || contact["phone"] != "**********78" || p["userId"] != "u1" ||
+		contact["email"] == "ada@x.io" || !strings.HasSuffix(contact["email"].(string), "@erased.invalid") {
 		t.Errorf("profile after erasure = %v", p)
+	}
+	addresses, _ := p["addresses"].(bson.A)
+	if len(addresses) != 2 {
+		t.Fatalf("addresses after erasure = %v", p["addresses"])
+	}
+	for _, a := range addresses {
+		a := a.(bson.M)
+		if _, has := a["city"]; has || a["line1"] != "[redacted]" {
+			t.Errorf("address after erasure = %v", a)
+		}
 	}
 	if left := ids(t, db, "sessions"); len(left) != 0 {
 		t.Errorf("sessions left: %v", left)

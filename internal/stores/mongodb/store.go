@@ -11,7 +11,10 @@
 // computed from; masked values are computed with internal/masking, so they
 // equal the other engines'. Elements of an array that hold an identity of
 // their own (members[].userId) belong to that person: only the subject's
-// elements are masked, rectified or exported.
+// elements are masked, rectified or exported. Collections are also reached
+// through references by document path (graph.go), with the SQL engines' rules
+// for holds, exemptions and setNull links; retention sweeps go in batches by
+// _id (sweep.go).
 //
 // There are no multi-document transactions (FerretDB v1 and a standalone
 // MongoDB have none): Apply resolves every collection first, then writes
@@ -43,6 +46,9 @@ type collection struct {
 	key      path
 	identity map[string]path // identity type -> path
 	fields   map[string]path // field name -> path
+	// refs are the paths of this collection's references (cascade and
+	// setNull), by field name.
+	refs map[string]path
 	// owners are, per array, the identity types whose path is inside it:
 	// an element belongs to the subject when one of them is the subject's.
 	owners map[string][]string
@@ -101,10 +107,23 @@ func compile(m *datamap.Map, maskingKey []byte) (map[string]*collection, []store
 		report := func(field, format string, args ...any) {
 			problems = append(problems, stores.SchemaProblem{Collection: c.Name, Field: field, Problem: fmt.Sprintf(format, args...)})
 		}
-		coll := &collection{Collection: c, identity: map[string]path{}, fields: map[string]path{}, owners: map[string][]string{}}
+		coll := &collection{Collection: c, identity: map[string]path{}, fields: map[string]path{}, refs: map[string]path{}, owners: map[string][]string{}}
 		colls[c.Name] = coll
-		if len(c.Parents)+len(c.Children)+len(c.Referrers)+len(c.Clears) > 0 {
-			report("", "references are not supported by the mongodb engine yet: map the reference as an identity of the collection (owner.userId), or embed the child documents")
+		for _, e := range slices.Concat(c.Parents, c.Clears) {
+			p, err := parsePath(e.ChildField)
+			switch {
+			case err != nil:
+				report(e.ChildField, "reference to %s: %v", e.Parent.Name, err)
+			case p.array != "":
+				report(e.ChildField, "reference to %s: a reference path cannot go through an array", e.Parent.Name)
+			default:
+				coll.refs[e.ChildField] = p
+			}
+		}
+		for _, e := range slices.Concat(c.Children, c.Referrers) {
+			if p, err := parsePath(e.ParentField); err != nil || p.array != "" {
+				report(e.ParentField, "the field %s refers to must be a document path outside arrays", e.Child.Name)
+			}
 		}
 		key := c.PrimaryKey
 		if key == "" {
@@ -224,15 +243,17 @@ func (s *Store) StreamExport(ctx context.Context, req stores.Request, w stores.E
 		return stores.Result{}, err
 	}
 	r := &resolution{}
+	walk := s.newWalk()
+	rows, err := walk.resolve(ctx, req.Subject)
+	if err != nil {
+		return stores.Result{}, err
+	}
 	for _, dc := range s.m.Collections {
 		if !req.Scope.InScope(dc) {
 			continue
 		}
 		coll := s.colls[dc.Name]
-		docs, err := s.find(ctx, coll, req.Subject)
-		if err != nil {
-			return stores.Result{}, err
-		}
+		docs := walk.documents(dc, rows[dc])
 		for _, d := range docs {
 			if err := w.Row(coll.Name, exportRow(coll, req, d)); err != nil {
 				return stores.Result{}, err

@@ -209,7 +209,7 @@ func toStrings(v any) []string {
 
 // Check reports a collection that does not exist and a mapped path no
 // document holds, naming the path and never a value; delete with an
-// identity inside an array, references and $ in paths are refused.
+// identity inside an array and $ in paths are refused.
 func TestCheckReportsDriftBySampling(t *testing.T) {
 	db := testdb.NewMongo(t)
 	insert(t, db, "users", bson.D{{Key: "_id", Value: "u1"}, {Key: "email", Value: "secret@x.io"}, {Key: "profile", Value: bson.D{{Key: "name", Value: "Secret Name"}}}})
