@@ -330,8 +330,8 @@ type DataStoreSpec struct {
 	// BackupRetention is how long the store's backups are kept (e.g. 30d):
 	// how long after an erasure completes a restore of an older backup may
 	// bring the person back. For that long Lethe keeps the subject's
-	// identities, encrypted, in the DataStore's forget list (Secret
-	// lethe-forget-<name>, owned by the DataStore), so that an erasure undone
+	// identities, encrypted, in the DataStore's forget list (Secrets
+	// lethe-forget-<name>-0 to -f, owned by the DataStore), so that an erasure undone
 	// by a restore is replayed; then it purges them. Unset (the default): no
 	// replay data is kept, and a restore that undoes an erasure is only
 	// reported (condition ErasuresReplayed, reason RestoreTooOld). SQL
