@@ -176,7 +176,9 @@ var rules = []rule{
 			(n.has("exp", "expiry") && n.has("month", "year") && n.tableHas("card", "payment", "payment_method"))
 	}},
 	{"user.financial.payment.processor_id", Medium, textual, "the name says a payment processor's customer id", func(n name) bool {
-		return n.has("stripe", "paypal", "braintree", "adyen", "mollie", "processor", "gateway", "paddle", "chargebee", "recurly") && !n.has("status", "fee")
+		// The processor's own name (processor: "stripe") is not personal: its id of the customer is.
+		return n.has("stripe", "paypal", "braintree", "adyen", "mollie", "processor", "gateway", "paddle", "chargebee", "recurly") &&
+			n.has("id", "customer", "ref", "reference", "token", "account", "key", "cus") && !n.has("status", "fee")
 	}},
 	{"user.financial.vat_number", High, textual, "the name says VAT number", func(n name) bool { return n.has("vat") && !n.has("rate", "amount", "total") }},
 	{"user.financial.tax_id", High, textual, "the name says tax identifier", func(n name) bool {
