@@ -154,9 +154,11 @@ func (r *DataStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.APIReader = mgr.GetAPIReader()
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		// A new value of the replay-check annotation asks for a check now; so
-		// does a change of the ignore-unmapped one.
-		For(&privacyv1.DataStore{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, replayCheckChanged, ignoreUnmappedChanged))).
+		// A new value of the replay-check annotation asks for a check now
+		// (datastore_replay.go); a change of the ignore-unmapped one updates
+		// UnmappedPersonalData at once (datastore_unmapped.go).
+		For(&privacyv1.DataStore{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
+			annotationChanged(privacyv1.ReplayCheckAnnotation, privacyv1.AnnotationIgnoreUnmapped)))).
 		Named("datastore").
 		Complete(r)
 }

@@ -16,8 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/stores"
@@ -85,17 +83,6 @@ type replayCandidate struct {
 	completed time.Time
 	// heldReplay: the last replay left rows on legal hold.
 	heldReplay bool
-}
-
-// replayCheckChanged lets a new value of the replay-check annotation through
-// the DataStore controller's generation filter.
-var replayCheckChanged = predicate.Funcs{
-	UpdateFunc: func(e event.UpdateEvent) bool {
-		return e.ObjectOld.GetAnnotations()[privacyv1.ReplayCheckAnnotation] != e.ObjectNew.GetAnnotations()[privacyv1.ReplayCheckAnnotation]
-	},
-	CreateFunc:  func(event.CreateEvent) bool { return false },
-	DeleteFunc:  func(event.DeleteEvent) bool { return false },
-	GenericFunc: func(event.GenericEvent) bool { return false },
 }
 
 // replayCheck compares the store's journal with the completed erasures that

@@ -7,8 +7,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/metrics"
@@ -101,16 +99,4 @@ func unmappedList(cols []stores.UnmappedColumn, maxItems, maxBytes int) string {
 		fmt.Fprintf(&b, " and %d more", more)
 	}
 	return b.String()
-}
-
-// ignoreUnmappedChanged lets a change of the ignore-unmapped annotation
-// through the DataStore controller's generation filter: the condition then
-// follows it at once, not at the next check.
-var ignoreUnmappedChanged = predicate.Funcs{
-	UpdateFunc: func(e event.UpdateEvent) bool {
-		return e.ObjectOld.GetAnnotations()[privacyv1.AnnotationIgnoreUnmapped] != e.ObjectNew.GetAnnotations()[privacyv1.AnnotationIgnoreUnmapped]
-	},
-	CreateFunc:  func(event.CreateEvent) bool { return false },
-	DeleteFunc:  func(event.DeleteEvent) bool { return false },
-	GenericFunc: func(event.GenericEvent) bool { return false },
 }

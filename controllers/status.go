@@ -9,6 +9,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 )
@@ -75,5 +77,25 @@ func recordConditionTransitions(rec events.EventRecorder, obj client.Object, bef
 			evType = corev1.EventTypeWarning
 		}
 		rec.Eventf(obj, nil, evType, a.Reason, typ, "%s", a.Message)
+	}
+}
+
+// annotationChanged lets an update that changes one of the annotations keys
+// through a controller's generation filter: annotations that ask for work
+// now, or change what a check reports, without changing the spec.
+func annotationChanged(keys ...string) predicate.Funcs {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			before, after := e.ObjectOld.GetAnnotations(), e.ObjectNew.GetAnnotations()
+			for _, k := range keys {
+				if before[k] != after[k] {
+					return true
+				}
+			}
+			return false
+		},
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
 	}
 }
