@@ -22,11 +22,10 @@ func TestConformance(t *testing.T) {
 		Name: "mongodb/ferretdb",
 		Open: openHarness,
 		Unsupported: storetest.Features{
-			storetest.Atomic:        "FerretDB v1 and a standalone MongoDB have no multi-document transactions: Apply resolves every collection before writing any, then writes collection by collection with guarded, idempotent updates, so a failed Apply is finished by applying it again (engine test)",
-			storetest.Journal:       "without multi-document transactions a journal cannot be written in the request's own transaction: receipts add up the passes in the request's status",
-			storetest.Schema:        "documents have no schema: Check samples the documents instead (a collection that does not exist, a mapped path no document holds), covered by engine tests; there are no column types or lengths to refuse a corrected value by",
-			storetest.Locks:         "MongoDB has no row locks for Lethe to wait on: a document changed between resolution and write fails its guarded update, and Apply reports the store unavailable (engine test); a sweep batch deletes by _id what it read, and anonymizes with guarded updates",
-			storetest.LargeSubjects: "the subject's documents are resolved and deleted by _id in batches of 500 (a reference's $in names at most 500 values): deleting a leaf collection's documents by condition without listing them is not implemented yet",
+			storetest.Atomic:  "FerretDB v1 and a standalone MongoDB have no multi-document transactions: Apply resolves every collection before writing any, then writes collection by collection with guarded, idempotent updates, so a failed Apply is finished by applying it again (engine test)",
+			storetest.Journal: "without multi-document transactions a journal cannot be written in the request's own transaction: receipts add up the passes in the request's status",
+			storetest.Schema:  "documents have no schema: Check samples the documents instead (a collection that does not exist, a mapped path no document holds), covered by engine tests; there are no column types or lengths to refuse a corrected value by",
+			storetest.Locks:   "MongoDB has no row locks for Lethe to wait on: a document changed between resolution and write fails its guarded update, and Apply reports the store unavailable (engine test); a sweep batch deletes by _id what it read, and anonymizes with guarded updates",
 		},
 		Texts: storetest.Texts{},
 	}.Run(t)

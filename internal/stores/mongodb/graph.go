@@ -34,6 +34,9 @@ const inBatch = 500
 type walk struct {
 	s    *Store
 	docs map[string]map[string]document
+	// skip are the collections the request being resolved names by a
+	// filter (see selections): its walk leaves them out.
+	skip map[*datamap.Collection]bool
 }
 
 var _ sqlcore.Finder = (*walk)(nil)
@@ -87,6 +90,9 @@ func (w *walk) resolve(ctx context.Context, subject map[string]string) (sqlcore.
 func (w *walk) descend(ctx context.Context, own func(context.Context, *collection) ([]document, error)) (sqlcore.Rows, error) {
 	rows := sqlcore.Rows{}
 	for _, c := range w.s.m.Collections {
+		if w.skip[c] {
+			continue
+		}
 		coll := w.s.colls[c.Name]
 		found, err := own(ctx, coll)
 		if err != nil {
@@ -276,7 +282,7 @@ type step struct {
 // documents, exemptions, the children of kept documents, the documents held
 // ones are found through, the setNull links to clear) and lists its steps
 // children first.
-func (s *Store) eraseSteps(ctx context.Context, w *walk, rows sqlcore.Rows, req stores.Request) ([]step, []string, error) {
+func (s *Store) eraseSteps(ctx context.Context, w *walk, rows sqlcore.Rows, sel selections, req stores.Request, apply bool) ([]step, []string, error) {
 	held, err := sqlcore.ResolveHolds(ctx, s.m, req, w.resolve, w.read)
 	if err != nil {
 		return nil, nil, err
@@ -286,6 +292,9 @@ func (s *Store) eraseSteps(ctx context.Context, w *walk, rows sqlcore.Rows, req 
 		return nil, nil, err
 	}
 	return sqlcore.ErasureSteps(s.m, plan, func(c *datamap.Collection, e sqlcore.Erasure) ([]step, error) {
+		if sel[c] != nil {
+			return s.selectedErasure(ctx, w, c, e, sel[c], plan.Kept, req, apply)
+		}
 		if e.Action == stores.ActionRetain {
 			return []step{{result: sqlcore.RetainResult(c, int64(len(rows[c])))}}, nil
 		}
@@ -372,27 +381,33 @@ func (s *Store) clearReferences(ctx context.Context, w *walk, ref *datamap.Edge,
 
 // resolve resolves a request: the subject's documents in every collection,
 // then, in scope, what happens to them. It only reads.
-func (s *Store) resolve(ctx context.Context, req stores.Request) (*resolution, error) {
+func (s *Store) resolve(ctx context.Context, req stores.Request, apply bool) (*resolution, error) {
 	if err := s.usable(); err != nil {
 		return nil, err
 	}
 	w := s.newWalk()
-	rows, err := w.resolve(ctx, req.Subject)
+	rows, sel, err := w.resolveRequest(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	r := &resolution{}
 	switch req.Kind {
 	case stores.KindErasure:
-		steps, heldBy, err := s.eraseSteps(ctx, w, rows, req)
+		if err := w.listTextDated(ctx, req, rows, sel); err != nil {
+			return nil, err
+		}
+		steps, heldBy, err := s.eraseSteps(ctx, w, rows, sel, req, apply)
 		if err != nil {
 			return nil, err
 		}
 		for _, st := range steps {
-			r.add(st.result)
-			if len(st.write.models) > 0 {
+			if st.write.where != nil {
+				st.write.result = len(r.results)
+				r.writes = append(r.writes, st.write)
+			} else if len(st.write.models) > 0 {
 				r.writes = append(r.writes, st.write)
 			}
+			r.add(st.result)
 		}
 		r.heldBy = heldBy
 	case stores.KindRectification:
@@ -405,6 +420,11 @@ func (s *Store) resolve(ctx context.Context, req stores.Request) (*resolution, e
 		}
 	case stores.KindAccess:
 		for _, cr := range sqlcore.AccessResults(s.m, rows, req.Scope) {
+			if c, _ := s.m.Get(cr.Collection); sel[c] != nil {
+				if cr.Rows, err = s.count(ctx, s.colls[c.Name], sel[c]); err != nil {
+					return nil, err
+				}
+			}
 			r.add(cr)
 		}
 	}

@@ -37,6 +37,10 @@ type collWrite struct {
 	models     []mongo.WriteModel
 	// guarded is how many updates must match their guard.
 	guarded int64
+	// where, instead of models, names documents deleted by filter (see
+	// selections); the result of index result counts them.
+	where  bson.D
+	result int
 }
 
 // resolution is a request resolved against the documents: the results and

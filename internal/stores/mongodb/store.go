@@ -66,6 +66,8 @@ type Store struct {
 
 	// beforeWrite, in tests, runs after a request is resolved and before its writes.
 	beforeWrite func()
+	// deleteBatch, in tests, replaces selectedDeleteBatch when positive.
+	deleteBatch int64
 }
 
 var (
@@ -181,7 +183,7 @@ func (s *Store) Plan(ctx context.Context, req stores.Request) (stores.Result, er
 	if err := stores.Validate(s.m, req); err != nil {
 		return stores.Result{}, err
 	}
-	r, err := s.resolve(ctx, req)
+	r, err := s.resolve(ctx, req, false)
 	if err != nil {
 		return stores.Result{}, err
 	}
@@ -195,7 +197,7 @@ func (s *Store) Apply(ctx context.Context, req stores.Request) (stores.Result, e
 	if err := stores.ValidateApply(s.m, req); err != nil {
 		return stores.Result{}, err
 	}
-	r, err := s.resolve(ctx, req)
+	r, err := s.resolve(ctx, req, true)
 	if err != nil {
 		return stores.Result{}, err
 	}
@@ -203,6 +205,14 @@ func (s *Store) Apply(ctx context.Context, req stores.Request) (stores.Result, e
 		s.beforeWrite()
 	}
 	for _, w := range r.writes {
+		if w.where != nil {
+			n, err := s.deleteWhere(ctx, s.colls[w.collection], w.where)
+			if err != nil {
+				return stores.Result{}, err
+			}
+			r.results[w.result].Rows = n
+			continue
+		}
 		if err := s.write(ctx, w); err != nil {
 			return stores.Result{}, err
 		}
@@ -244,7 +254,7 @@ func (s *Store) StreamExport(ctx context.Context, req stores.Request, w stores.E
 	}
 	r := &resolution{}
 	walk := s.newWalk()
-	rows, err := walk.resolve(ctx, req.Subject)
+	rows, sel, err := walk.resolveRequest(ctx, req)
 	if err != nil {
 		return stores.Result{}, err
 	}
@@ -253,6 +263,14 @@ func (s *Store) StreamExport(ctx context.Context, req stores.Request, w stores.E
 			continue
 		}
 		coll := s.colls[dc.Name]
+		if sel[dc] != nil {
+			n, err := s.streamSelected(ctx, coll, sel[dc], req, w)
+			if err != nil {
+				return stores.Result{}, err
+			}
+			r.add(stores.CollectionResult{Collection: coll.Name, Action: stores.ActionExport, Rows: n})
+			continue
+		}
 		docs := walk.documents(dc, rows[dc])
 		for _, d := range docs {
 			if err := w.Row(coll.Name, exportRow(coll, req, d)); err != nil {

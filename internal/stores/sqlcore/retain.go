@@ -123,7 +123,7 @@ func retainedRows(ctx context.Context, m *datamap.Map, rows Rows, req stores.Req
 			if err != nil {
 				return nil, err
 			}
-			r := exemptedRows(ex, int64(len(keys)), span)
+			r := ExemptedRows(ex, int64(len(keys)), span)
 			r.Keys = keys
 			keep(r)
 		}
@@ -132,9 +132,9 @@ func retainedRows(ctx context.Context, m *datamap.Map, rows Rows, req stores.Req
 	return out, nil
 }
 
-// exemptedRows are n rows kept until the newest of them leaves its period;
+// ExemptedRows are n rows kept until the newest of them leaves its period;
 // the oldest leaves it first (From, when that is earlier).
-func exemptedRows(ex stores.Exemption, n int64, span Span) Retained {
+func ExemptedRows(ex stores.Exemption, n int64, span Span) Retained {
 	r := Retained{Reason: fmt.Sprintf("retention rule %s (legal basis: %s) keeps these rows for %s", ex.Rule, ex.LegalBasis, ex.Period)}
 	if n == 0 {
 		return r

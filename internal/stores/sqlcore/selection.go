@@ -278,7 +278,7 @@ func (s *Session) exemptedSelection(ctx context.Context, c *datamap.Collection, 
 	if err != nil {
 		return Retained{}, nil, s.dbError(fmt.Sprintf("finding exempted rows of collection %q", c.Name), err)
 	}
-	r := exemptedRows(ex, n, span)
+	r := ExemptedRows(ex, n, span)
 	r.Rows = n
 	return r, exempted, nil
 }
