@@ -29,6 +29,9 @@ func storeExemptions(ctx context.Context, reader client.Reader, ds *privacyv1.Da
 			if !rule.ExemptFromErasure {
 				continue
 			}
+			if err := rule.ValidateForEngine(ds.Spec.Engine); err != nil {
+				return nil, fmt.Errorf("%w: RetentionPolicy %q rule %q: %w", stores.ErrInvalid, p.Name, rule.Name, err)
+			}
 			cutoff, err := rule.After.Period.Before(now)
 			if err != nil {
 				return nil, fmt.Errorf("%w: RetentionPolicy %q rule %q: %w", stores.ErrInvalid, p.Name, rule.Name, err)

@@ -175,6 +175,12 @@ type ruleInput struct {
 // store's other rules.
 func (run *sweepRun) ruleInput(ctx context.Context, env *ruleEnv, rule *privacyv1.RetentionRule) (*ruleInput, error) {
 	pol, sw := run.pol, run.pol.Status.Sweep
+	// Admission takes a column name or a document path (it does not know the
+	// store's engine): a dotted path never reaches a SQL engine, which would
+	// quote it as one column name.
+	if err := rule.ValidateForEngine(env.ds.Spec.Engine); err != nil {
+		return nil, fmt.Errorf("%w: %v", stores.ErrInvalid, err)
+	}
 	cutoff, err := rule.After.Period.Before(sw.StartedAt.Time)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", stores.ErrInvalid, err)

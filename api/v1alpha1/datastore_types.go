@@ -99,9 +99,8 @@ type Masking struct {
 // addresses[].line1: segments of letters, digits and underscores separated
 // by dots, one of which may end in [] for the elements of an array; never a
 // $). The schema admits both; DataStoreSpec's rules hold each engine to its
-// own. Names of collections (and the fields of retention rules) are always
-// identifiers: their fields say so with their own markers. Quoting is done by
-// Lethe, never by the user.
+// own. Names of collections are always identifiers: their fields say so
+// with their own markers. Quoting is done by Lethe, never by the user.
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=255
 // +kubebuilder:validation:Pattern=`^([A-Za-z_][A-Za-z0-9_$]{0,62}|[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})*(\[\](\.[A-Za-z_][A-Za-z0-9_]{0,62})*)?)$`

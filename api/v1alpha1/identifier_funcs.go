@@ -26,6 +26,15 @@ const (
 	FieldNamePattern = `^([A-Za-z_][A-Za-z0-9_$]{0,62}|[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})*(\[\](\.[A-Za-z_][A-Za-z0-9_]{0,62})*)?)$`
 	// FieldNameMaxLength is the longest column name or document path, in characters.
 	FieldNameMaxLength = 255
+	// RetentionFieldPattern is the pattern of the fields of retention rules
+	// (after.field, where[].field): an identifier of at most 63 characters,
+	// or a document path outside arrays (segments without $ separated by
+	// dots, no []). A RetentionPolicy does not know its store's engine, so
+	// admission takes both; a run holds each rule to its store's engine
+	// (ValidateRetentionField).
+	RetentionFieldPattern = `^([A-Za-z_][A-Za-z0-9_$]{0,62}|[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})+)$`
+	// RetentionFieldMaxLength is the longest field of a retention rule, in characters.
+	RetentionFieldMaxLength = FieldNameMaxLength
 	// TablePattern is the pattern of Collection.Table: an identifier, optionally schema-qualified.
 	TablePattern = `^[A-Za-z_][A-Za-z0-9_$]{0,62}(\.[A-Za-z_][A-Za-z0-9_$]{0,62})?$`
 	// TableMaxLength is the longest Collection.Table, in characters.
@@ -47,6 +56,7 @@ const (
 var (
 	identifierRE    = regexp.MustCompile(IdentifierPattern)
 	fieldNameRE     = regexp.MustCompile(FieldNamePattern)
+	retentionRE     = regexp.MustCompile(RetentionFieldPattern)
 	tableRE         = regexp.MustCompile(TablePattern)
 	identityTypeRE  = regexp.MustCompile(IdentityTypePattern)
 	categoryRE      = regexp.MustCompile(CategoryPattern)
@@ -79,6 +89,47 @@ func ValidateFieldName(engine Engine, s string, arrays bool) error {
 		return fmt.Errorf("document path %q holds a $: a path is never an operator", s)
 	case !arrays && strings.Contains(s, "["):
 		return fmt.Errorf("document path %q goes through an array, which a primary key or a referred field cannot", s)
+	}
+	return nil
+}
+
+// ValidateRetentionFieldSyntax returns nil when admission accepts s as the
+// field of a retention rule (after.field, where[].field): a column name, or
+// a document path outside arrays. Whether the store's engine takes it is
+// ValidateRetentionField's question.
+func ValidateRetentionFieldSyntax(s string) error {
+	return validateString("retention field", s, retentionRE, RetentionFieldPattern, 1, RetentionFieldMaxLength)
+}
+
+// ValidateRetentionField returns nil when a sweep of a store of engine can
+// run on s as the field of a retention rule: for engine mongodb a document
+// path outside arrays without $ (meta.createdAt), for the other engines a
+// column name. The error names the engine, since admission, which does not
+// know it, let the field through.
+func ValidateRetentionField(engine Engine, s string) error {
+	if err := ValidateRetentionFieldSyntax(s); err != nil {
+		return err
+	}
+	if engine == EngineMongoDB {
+		return ValidateFieldName(engine, s, false)
+	}
+	if strings.Contains(s, ".") {
+		return fmt.Errorf("%q is a document path, which only engine mongodb sweeps on; engine %s needs a column name (letters, digits, _ and $, not starting with a digit)", s, engine)
+	}
+	return ValidateIdentifier(s)
+}
+
+// ValidateForEngine returns nil when every field of the rule (after.field,
+// where[].field) is one a sweep of a store of engine can run on
+// (ValidateRetentionField); the error names the field.
+func (r *RetentionRule) ValidateForEngine(engine Engine) error {
+	if err := ValidateRetentionField(engine, string(r.After.Field)); err != nil {
+		return fmt.Errorf("after.field: %w", err)
+	}
+	for i, w := range r.Where {
+		if err := ValidateRetentionField(engine, string(w.Field)); err != nil {
+			return fmt.Errorf("where[%d].field: %w", i, err)
+		}
 	}
 	return nil
 }

@@ -90,6 +90,18 @@ func TestValidatorsMirrorTheCRDs(t *testing.T) {
 			t.Errorf("spec: no rule %s; update ValidateFieldName with the rules", rule)
 		}
 	}
+	// The fields of retention rules: a column name or a path outside arrays.
+	policies := crdSchemas(t, "privacy.lethe.dev_retentionpolicies.yaml")
+	for _, p := range []string{"spec.rules[].after.field", "spec.rules[].where[].field"} {
+		s, ok := policies[p]
+		if !ok {
+			t.Errorf("%s: not in the RetentionPolicy CRD", p)
+			continue
+		}
+		if s.Pattern != v1.RetentionFieldPattern || s.MaxLength == nil || *s.MaxLength != v1.RetentionFieldMaxLength || s.MinLength == nil || *s.MinLength != 1 {
+			t.Errorf("%s: pattern %q maxLength %v minLength %v; the validator uses %q, 1..%d", p, s.Pattern, s.MaxLength, s.MinLength, v1.RetentionFieldPattern, v1.RetentionFieldMaxLength)
+		}
+	}
 	// Every identifier-shaped field of every CRD has the same rule.
 	for _, file := range []string{"privacy.lethe.dev_datastores.yaml", "privacy.lethe.dev_retentionpolicies.yaml", "privacy.lethe.dev_legalholds.yaml"} {
 		for p, s := range crdSchemas(t, file) {
@@ -176,6 +188,50 @@ func TestValidatorsAgreeWithTheCRDPatterns(t *testing.T) {
 			t.Errorf("path %q accepted for mongodb", n)
 		}
 	}
+	// Retention fields: admission takes a column name or a path outside
+	// arrays; a run holds the rule to its store's engine.
+	policies := crdSchemas(t, "privacy.lethe.dev_retentionpolicies.yaml")
+	for _, p := range []string{"spec.rules[].after.field", "spec.rules[].where[].field"} {
+		schema := policies[p]
+		for _, n := range append(paths, names...) {
+			want := admits(schema, n)
+			if got := v1.ValidateRetentionFieldSyntax(n) == nil; got != want {
+				t.Errorf("ValidateRetentionFieldSyntax(%q) = %v, the CRD's %s admits %v", n, got, p, want)
+			}
+			// What admission takes and the engine runs on: mongodb the
+			// DataStore's paths outside arrays, the SQL engines their columns.
+			mongoWant := want && v1.ValidateFieldName(v1.EngineMongoDB, n, false) == nil
+			if got := v1.ValidateRetentionField(v1.EngineMongoDB, n) == nil; got != mongoWant {
+				t.Errorf("ValidateRetentionField(mongodb, %q) = %v, want %v", n, got, mongoWant)
+			}
+			for _, e := range []v1.Engine{v1.EnginePostgres, v1.EngineMySQL} {
+				if got, sqlWant := v1.ValidateRetentionField(e, n) == nil, want && v1.ValidateIdentifier(n) == nil; got != sqlWant {
+					t.Errorf("ValidateRetentionField(%s, %q) = %v, want %v", e, n, got, sqlWant)
+				}
+			}
+		}
+	}
+	for _, n := range []string{"meta.createdAt", "a.b.c", "created_at"} {
+		if err := v1.ValidateRetentionField(v1.EngineMongoDB, n); err != nil {
+			t.Errorf("retention field %q refused for mongodb: %v", n, err)
+		}
+	}
+	for _, n := range []string{"a..b", "$x", "a[].b", "tags[]", "created$at", path256} {
+		if v1.ValidateRetentionField(v1.EngineMongoDB, n) == nil {
+			t.Errorf("retention field %q accepted for mongodb", n)
+		}
+	}
+	if err := v1.ValidateRetentionField(v1.EnginePostgres, "meta.createdAt"); err == nil || !strings.Contains(err.Error(), "engine postgres") || !strings.Contains(err.Error(), "only engine mongodb") {
+		t.Errorf("ValidateRetentionField(postgres, meta.createdAt) = %v, want a refusal naming the engine", err)
+	}
+	rule := v1.RetentionRule{After: v1.RetentionAfter{Field: "created_at"}, Where: []v1.RetentionCondition{{Field: "created_at"}, {Field: "meta.deletedAt"}}}
+	if err := rule.ValidateForEngine(v1.EngineMySQL); err == nil || !strings.HasPrefix(err.Error(), "where[1].field: ") || !strings.Contains(err.Error(), "engine mysql") {
+		t.Errorf("ValidateForEngine(mysql) = %v, want where[1].field refused naming the engine", err)
+	}
+	if err := rule.ValidateForEngine(v1.EngineMongoDB); err != nil {
+		t.Errorf("ValidateForEngine(mongodb) = %v", err)
+	}
+
 	for _, n := range names {
 		if got, want := v1.ValidateIdentifier(n) == nil, admits(stores["spec.collections[].name"], n); got != want {
 			t.Errorf("ValidateIdentifier(%q) = %v, CRD admits %v", n, got, want)

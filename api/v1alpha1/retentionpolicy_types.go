@@ -17,12 +17,16 @@ const (
 
 // RetentionAfter says when a row's period ends: period after the time in field.
 type RetentionAfter struct {
-	// Field holding the timestamp the period runs from (created_at, closed_at).
+	// Field holding the timestamp the period runs from (created_at, closed_at;
+	// for engine mongodb a document path outside arrays, such as
+	// meta.createdAt). The policy does not know its store's engine: admission
+	// accepts a column name or a dotted path, and a run refuses a dotted path
+	// on an engine other than mongodb (InvalidRule).
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=63
-	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_$]*$`
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^([A-Za-z_][A-Za-z0-9_$]{0,62}|[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})+)$`
 	Field Identifier `json:"field"`
 	// Period rows are kept for, such as 30d, 1y, 10y.
 	Period Period `json:"period"`
@@ -32,12 +36,13 @@ type RetentionAfter struct {
 // applies to. Raw SQL is never accepted.
 // +kubebuilder:validation:XValidation:rule="has(self.isNull)",message="a where condition needs isNull"
 type RetentionCondition struct {
-	// Field the condition tests.
+	// Field the condition tests: a column name, or for engine mongodb a
+	// document path outside arrays (meta.deletedAt), as after.field.
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=63
-	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_$]*$`
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^([A-Za-z_][A-Za-z0-9_$]{0,62}|[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})+)$`
 	Field Identifier `json:"field"`
 	// IsNull: true selects rows where field IS NULL, false where it IS NOT NULL.
 	// +optional

@@ -446,9 +446,8 @@ versions:
                           addresses[].line1: segments of letters, digits and underscores separated
                           by dots, one of which may end in [] for the elements of an array; never a
                           $). The schema admits both; DataStoreSpec's rules hold each engine to its
-                          own. Names of collections (and the fields of retention rules) are always
-                          identifiers: their fields say so with their own markers. Quoting is done by
-                          Lethe, never by the user.
+                          own. Names of collections are always identifiers: their fields say so
+                          with their own markers. Quoting is done by Lethe, never by the user.
                         maxLength: 255
                         minLength: 1
                         pattern: ^([A-Za-z_][A-Za-z0-9_$]{0,62}|[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})*(\[\](\.[A-Za-z_][A-Za-z0-9_]{0,62})*)?)$
@@ -1787,10 +1786,15 @@ versions:
                       description: After says when a row's period ends.
                       properties:
                         field:
-                          description: Field holding the timestamp the period runs from (created_at, closed_at).
-                          maxLength: 63
+                          description: |-
+                            Field holding the timestamp the period runs from (created_at, closed_at;
+                            for engine mongodb a document path outside arrays, such as
+                            meta.createdAt). The policy does not know its store's engine: admission
+                            accepts a column name or a dotted path, and a run refuses a dotted path
+                            on an engine other than mongodb (InvalidRule).
+                          maxLength: 255
                           minLength: 1
-                          pattern: ^[A-Za-z_][A-Za-z0-9_$]*$
+                          pattern: ^([A-Za-z_][A-Za-z0-9_$]{0,62}|[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})+)$
                           type: string
                         period:
                           description: Period rows are kept for, such as 30d, 1y, 10y.
@@ -1841,10 +1845,12 @@ versions:
                           applies to. Raw SQL is never accepted.
                         properties:
                           field:
-                            description: Field the condition tests.
-                            maxLength: 63
+                            description: |-
+                              Field the condition tests: a column name, or for engine mongodb a
+                              document path outside arrays (meta.deletedAt), as after.field.
+                            maxLength: 255
                             minLength: 1
-                            pattern: ^[A-Za-z_][A-Za-z0-9_$]*$
+                            pattern: ^([A-Za-z_][A-Za-z0-9_$]{0,62}|[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})+)$
                             type: string
                           isNull:
                             description: 'IsNull: true selects rows where field IS NULL, false where it IS NOT NULL.'
