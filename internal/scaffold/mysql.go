@@ -93,7 +93,7 @@ FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN (`+in+`) ORDER BY TABLE_SC
 		if t == nil {
 			continue // a view
 		}
-		info := mysqlColumnInfo(dataType, maxLength, precision, scale)
+		info := masking.MySQLColumnInfo(dataType, maxLength, precision, scale)
 		c.Kind, c.MaxLength, c.IntDigits = info.Kind, info.MaxLength, info.IntDigits
 		t.Columns = append(t.Columns, c)
 	}
@@ -150,41 +150,6 @@ ORDER BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX`, args...)
 		}
 	}
 	return nil
-}
-
-// mysqlColumnInfo is internal/stores/mysql's mapping of data types to kinds.
-func mysqlColumnInfo(dataType string, maxLength, precision, scale int64) masking.ColumnInfo {
-	switch dataType {
-	case "char", "varchar", "tinytext":
-		return masking.ColumnInfo{Kind: masking.KindText, MaxLength: int(maxLength)}
-	case "text", "mediumtext", "longtext", "json":
-		return masking.ColumnInfo{Kind: masking.KindText}
-	case "tinyint":
-		return masking.ColumnInfo{Kind: masking.KindInteger, IntDigits: 2}
-	case "smallint":
-		return masking.ColumnInfo{Kind: masking.KindInteger, IntDigits: 4}
-	case "mediumint":
-		return masking.ColumnInfo{Kind: masking.KindInteger, IntDigits: 6}
-	case "int", "integer":
-		return masking.ColumnInfo{Kind: masking.KindInteger, IntDigits: 9}
-	case "bigint":
-		return masking.ColumnInfo{Kind: masking.KindInteger, IntDigits: 18}
-	case "decimal", "numeric":
-		return masking.ColumnInfo{Kind: masking.KindDecimal, IntDigits: max(int(precision-scale), 0)}
-	case "float", "double", "real":
-		return masking.ColumnInfo{Kind: masking.KindFloat}
-	case "date":
-		return masking.ColumnInfo{Kind: masking.KindDate}
-	case "datetime":
-		return masking.ColumnInfo{Kind: masking.KindTimestamp}
-	case "timestamp":
-		return masking.ColumnInfo{Kind: masking.KindTimestampTZ}
-	case "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob":
-		return masking.ColumnInfo{Kind: masking.KindBytes}
-	case "uuid":
-		return masking.ColumnInfo{Kind: masking.KindUUID}
-	}
-	return masking.ColumnInfo{Kind: masking.KindOther}
 }
 
 func mysqlForeignKeys(ctx context.Context, db *sql.DB, in string, args []any, byName map[string]*Table) error {

@@ -120,7 +120,7 @@ ORDER BY a.attrelid, a.attnum`, oids)
 			return fmt.Errorf("reading the columns: %w", err)
 		}
 		t := byOID[oid]
-		info := pgColumnInfo(base, typmod)
+		info := masking.PostgresColumnInfo(base, typmod)
 		info.Name, info.Type, info.Nullable, info.Unique = name, typ, nullable, unique
 		t.Columns = append(t.Columns, Column{ColumnInfo: info, UniqueAlone: uniqueAlone, Generated: generated})
 		if primary {
@@ -128,48 +128,6 @@ ORDER BY a.attrelid, a.attnum`, oids)
 		}
 	}
 	return rows.Err()
-}
-
-// pgColumnInfo is internal/stores/postgres's mapping of base types to kinds.
-func pgColumnInfo(base string, typmod int32) masking.ColumnInfo {
-	switch base {
-	case "text", "citext", "name":
-		return masking.ColumnInfo{Kind: masking.KindText}
-	case "varchar", "bpchar":
-		info := masking.ColumnInfo{Kind: masking.KindText}
-		if typmod >= 4 {
-			info.MaxLength = int(typmod - 4)
-		}
-		return info
-	case "int2":
-		return masking.ColumnInfo{Kind: masking.KindInteger, IntDigits: 4}
-	case "int4":
-		return masking.ColumnInfo{Kind: masking.KindInteger, IntDigits: 9}
-	case "int8":
-		return masking.ColumnInfo{Kind: masking.KindInteger, IntDigits: 18}
-	case "numeric":
-		info := masking.ColumnInfo{Kind: masking.KindDecimal}
-		if typmod >= 4 {
-			precision, scale := (typmod-4)>>16&0xffff, (typmod-4)&0xffff
-			info.IntDigits = max(int(precision-scale), 0)
-		}
-		return info
-	case "float4", "float8":
-		return masking.ColumnInfo{Kind: masking.KindFloat}
-	case "date":
-		return masking.ColumnInfo{Kind: masking.KindDate}
-	case "timestamp":
-		return masking.ColumnInfo{Kind: masking.KindTimestamp}
-	case "timestamptz":
-		return masking.ColumnInfo{Kind: masking.KindTimestampTZ}
-	case "bool":
-		return masking.ColumnInfo{Kind: masking.KindBoolean}
-	case "uuid":
-		return masking.ColumnInfo{Kind: masking.KindUUID}
-	case "bytea":
-		return masking.ColumnInfo{Kind: masking.KindBytes}
-	}
-	return masking.ColumnInfo{Kind: masking.KindOther}
 }
 
 // pgForeignKeys reads the foreign keys of the tables, with their columns

@@ -199,7 +199,7 @@ FROM information_schema.COLUMNS WHERE `
 		if !ok {
 			continue // a case variant of a mapped table's name
 		}
-		info := columnInfo(dataType, maxLength, precision, scale)
+		info := masking.MySQLColumnInfo(dataType, maxLength, precision, scale)
 		col.Kind, col.MaxLength, col.IntDigits = info.Kind, info.MaxLength, info.IntDigits
 		t.columns[strings.ToLower(col.Name)] = col
 	}
@@ -234,41 +234,6 @@ func readUnique(ctx context.Context, tx *sql.Tx, live *liveSchema, names []table
 		return dbError("reading unique indexes", err)
 	}
 	return nil
-}
-
-// columnInfo derives the kind and size of a column from information_schema.
-func columnInfo(dataType string, maxLength, precision, scale int64) masking.ColumnInfo {
-	switch dataType {
-	case "char", "varchar", "tinytext":
-		return masking.ColumnInfo{Kind: masking.KindText, MaxLength: int(maxLength)}
-	case "text", "mediumtext", "longtext", "json":
-		return masking.ColumnInfo{Kind: masking.KindText}
-	case "tinyint":
-		return masking.ColumnInfo{Kind: masking.KindInteger, IntDigits: 2}
-	case "smallint":
-		return masking.ColumnInfo{Kind: masking.KindInteger, IntDigits: 4}
-	case "mediumint":
-		return masking.ColumnInfo{Kind: masking.KindInteger, IntDigits: 6}
-	case "int", "integer":
-		return masking.ColumnInfo{Kind: masking.KindInteger, IntDigits: 9}
-	case "bigint":
-		return masking.ColumnInfo{Kind: masking.KindInteger, IntDigits: 18}
-	case "decimal", "numeric":
-		return masking.ColumnInfo{Kind: masking.KindDecimal, IntDigits: max(int(precision-scale), 0)}
-	case "float", "double", "real":
-		return masking.ColumnInfo{Kind: masking.KindFloat}
-	case "date":
-		return masking.ColumnInfo{Kind: masking.KindDate}
-	case "datetime":
-		return masking.ColumnInfo{Kind: masking.KindTimestamp}
-	case "timestamp":
-		return masking.ColumnInfo{Kind: masking.KindTimestampTZ}
-	case "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob":
-		return masking.ColumnInfo{Kind: masking.KindBytes}
-	case "uuid":
-		return masking.ColumnInfo{Kind: masking.KindUUID}
-	}
-	return masking.ColumnInfo{Kind: masking.KindOther} // enum, set, time, year, bit, inet4/6, geometry...
 }
 
 // readForeignKeys reads the foreign keys referring to the mapped tables, in

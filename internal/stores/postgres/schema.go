@@ -130,7 +130,7 @@ WHERE a.attrelid = ANY ($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped`
 		nullable, unique        bool
 	)
 	_, err = pgx.ForEachRow(rows, []any{&oid, &name, &sqlType, &castType, &baseType, &typmod, &nullable, &unique}, func() error {
-		info := columnInfo(baseType, typmod)
+		info := masking.PostgresColumnInfo(baseType, typmod)
 		info.Name, info.Type, info.Nullable, info.Unique = name, sqlType, nullable, unique
 		for _, t := range byOID[oid] {
 			t.columns[name] = column{ColumnInfo: info, CastType: castType}
@@ -141,49 +141,6 @@ WHERE a.attrelid = ANY ($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped`
 		return dbError("reading the mapped columns", err)
 	}
 	return nil
-}
-
-// columnInfo derives the kind and size of a column from its base type name
-// and type modifier.
-func columnInfo(baseType string, typmod int32) masking.ColumnInfo {
-	switch baseType {
-	case "text", "citext", "name":
-		return masking.ColumnInfo{Kind: masking.KindText}
-	case "varchar", "bpchar":
-		info := masking.ColumnInfo{Kind: masking.KindText}
-		if typmod >= 4 { // the modifier stores the length plus a 4-byte header
-			info.MaxLength = int(typmod - 4)
-		}
-		return info
-	case "int2":
-		return masking.ColumnInfo{Kind: masking.KindInteger, IntDigits: 4}
-	case "int4":
-		return masking.ColumnInfo{Kind: masking.KindInteger, IntDigits: 9}
-	case "int8":
-		return masking.ColumnInfo{Kind: masking.KindInteger, IntDigits: 18}
-	case "numeric":
-		info := masking.ColumnInfo{Kind: masking.KindDecimal}
-		if typmod >= 4 { // ((precision << 16) | scale) + 4
-			precision, scale := (typmod-4)>>16&0xffff, (typmod-4)&0xffff
-			info.IntDigits = max(int(precision-scale), 0)
-		}
-		return info
-	case "float4", "float8":
-		return masking.ColumnInfo{Kind: masking.KindFloat}
-	case "date":
-		return masking.ColumnInfo{Kind: masking.KindDate}
-	case "timestamp":
-		return masking.ColumnInfo{Kind: masking.KindTimestamp}
-	case "timestamptz":
-		return masking.ColumnInfo{Kind: masking.KindTimestampTZ}
-	case "bool":
-		return masking.ColumnInfo{Kind: masking.KindBoolean}
-	case "uuid":
-		return masking.ColumnInfo{Kind: masking.KindUUID}
-	case "bytea":
-		return masking.ColumnInfo{Kind: masking.KindBytes}
-	}
-	return masking.ColumnInfo{Kind: masking.KindOther}
 }
 
 func readForeignKeys(ctx context.Context, tx pgx.Tx, oids []uint32) ([]foreignKey, error) {
