@@ -80,25 +80,12 @@ func runControlPlane(ctx context.Context, cfg Config, p *Part) error {
 	pool.Close()
 
 	cfg.logf("control plane: starting kube-apiserver and etcd")
-	env, err := testenv.Start()
-	if err != nil {
-		return fmt.Errorf("starting envtest (run `make envtest`): %w", err)
-	}
-	defer func() { _ = env.Stop() }()
-	restCfg := rest.CopyConfig(env.Config)
-	restCfg.QPS = -1 // the benchmark's own client is not rate limited
-	k8s, err := client.NewWithWatch(restCfg, client.Options{Scheme: env.Scheme})
+	plane, err := startPlane(cfg, "envtest.kubeconfig")
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
-		return err
-	}
-	kubeconfig := filepath.Join(cfg.WorkDir, "envtest.kubeconfig")
-	if err := writeKubeconfig(env.Config, kubeconfig); err != nil {
-		return err
-	}
-	defer os.Remove(kubeconfig)
+	defer plane.stop()
+	env, restCfg, k8s, kubeconfig := plane.env, plane.restCfg, plane.k8s, plane.kubeconfig
 
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: cpNamespace}}); err != nil {
 		return err
@@ -648,6 +635,23 @@ var labelPair = regexp.MustCompile(`(\w+)="([^"]*)"`)
 // cpuSeries is the CPU time a Prometheus process collector reports.
 const cpuSeries = "process_cpu_seconds_total"
 
+// requestKey is "VERB resource[/subresource]" of an API server request
+// series' labels; ok is false for watches and non-resource requests.
+func requestKey(labelText string) (key string, ok bool) {
+	labels := map[string]string{}
+	for _, kv := range labelPair.FindAllStringSubmatch(labelText, -1) {
+		labels[kv[1]] = kv[2]
+	}
+	if labels["resource"] == "" || labels["verb"] == "WATCH" {
+		return "", false
+	}
+	key = labels["verb"] + " " + labels["resource"]
+	if labels["subresource"] != "" {
+		key += "/" + labels["subresource"]
+	}
+	return key, true
+}
+
 // apiserverRequests counts the API server's requests by "VERB resource[/subresource]",
 // and its CPU time under cpuSeries.
 func apiserverRequests(ctx context.Context, cfg *rest.Config) (map[string]float64, error) {
@@ -673,16 +677,9 @@ func apiserverRequests(ctx context.Context, cfg *rest.Config) (map[string]float6
 		if m == nil {
 			continue
 		}
-		labels := map[string]string{}
-		for _, kv := range labelPair.FindAllStringSubmatch(m[1], -1) {
-			labels[kv[1]] = kv[2]
-		}
-		if labels["resource"] == "" || labels["verb"] == "WATCH" {
+		key, ok := requestKey(m[1])
+		if !ok {
 			continue
-		}
-		key := labels["verb"] + " " + labels["resource"]
-		if labels["subresource"] != "" {
-			key += "/" + labels["subresource"]
 		}
 		v, _ := strconv.ParseFloat(line[i+1:], 64)
 		out[key] += v
@@ -702,6 +699,44 @@ func perRequest(before, after map[string]float64, n int) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// plane is a benchmark's kube-apiserver and etcd (envtest), a client that is
+// not rate limited, and a kubeconfig file for a manager process.
+type plane struct {
+	env        *testenv.Env
+	restCfg    *rest.Config
+	k8s        client.WithWatch
+	kubeconfig string
+}
+
+// startPlane starts envtest and writes its kubeconfig to name in
+// cfg.WorkDir; stop removes both.
+func startPlane(cfg Config, name string) (*plane, error) {
+	env, err := testenv.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting envtest (run `make envtest`): %w", err)
+	}
+	p := &plane{env: env, restCfg: rest.CopyConfig(env.Config)}
+	p.restCfg.QPS = -1 // the benchmark's own client is not rate limited
+	if p.k8s, err = client.NewWithWatch(p.restCfg, client.Options{Scheme: env.Scheme}); err == nil {
+		if err = os.MkdirAll(cfg.WorkDir, 0o755); err == nil {
+			p.kubeconfig = filepath.Join(cfg.WorkDir, name)
+			err = writeKubeconfig(env.Config, p.kubeconfig)
+		}
+	}
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *plane) stop() {
+	if p.kubeconfig != "" {
+		_ = os.Remove(p.kubeconfig)
+	}
+	_ = p.env.Stop()
 }
 
 // reconcileStats reads the request controller's reconciles during phase A.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -16,7 +15,6 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -267,25 +265,12 @@ func runLargeSubject(ctx context.Context, cfg Config, p *Part) error {
 	p.Details["subjectRows"], p.Details["otherAccounts"], p.Details["otherRowsEach"] = rows, lsOthers, lsRowsPerOther
 
 	cfg.logf("large subject: starting kube-apiserver and etcd")
-	env, err := testenv.Start()
-	if err != nil {
-		return fmt.Errorf("starting envtest (run `make envtest`): %w", err)
-	}
-	defer func() { _ = env.Stop() }()
-	restCfg := rest.CopyConfig(env.Config)
-	restCfg.QPS = -1
-	k8s, err := client.NewWithWatch(restCfg, client.Options{Scheme: env.Scheme})
+	plane, err := startPlane(cfg, "envtest-large.kubeconfig")
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
-		return err
-	}
-	kubeconfig := filepath.Join(cfg.WorkDir, "envtest-large.kubeconfig")
-	if err := writeKubeconfig(env.Config, kubeconfig); err != nil {
-		return err
-	}
-	defer os.Remove(kubeconfig)
+	defer plane.stop()
+	env, k8s, kubeconfig := plane.env, plane.k8s, plane.kubeconfig
 
 	for _, eng := range lsEngines {
 		if ctx.Err() != nil {

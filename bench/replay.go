@@ -34,7 +34,6 @@ import (
 	"github.com/lethe-dev/lethe/internal/stores"
 	"github.com/lethe-dev/lethe/internal/stores/postgres"
 	"github.com/lethe-dev/lethe/internal/testdb"
-	"github.com/lethe-dev/lethe/internal/testenv"
 )
 
 // Part 6: restore replay. A PostgreSQL store of 2 × ReplayErasures accounts
@@ -193,25 +192,12 @@ func runReplay(ctx context.Context, cfg Config, p *Part) error {
 	}
 
 	cfg.logf("replay: starting kube-apiserver and etcd")
-	env, err := testenv.Start()
-	if err != nil {
-		return fmt.Errorf("starting envtest (run `make envtest`): %w", err)
-	}
-	defer func() { _ = env.Stop() }()
-	restCfg := rest.CopyConfig(env.Config)
-	restCfg.QPS = -1
-	k8s, err := client.NewWithWatch(restCfg, client.Options{Scheme: env.Scheme})
+	plane, err := startPlane(cfg, "envtest-replay.kubeconfig")
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
-		return err
-	}
-	kubeconfig := filepath.Join(cfg.WorkDir, "envtest-replay.kubeconfig")
-	if err := writeKubeconfig(env.Config, kubeconfig); err != nil {
-		return err
-	}
-	defer os.Remove(kubeconfig)
+	defer plane.stop()
+	env, restCfg, k8s, kubeconfig := plane.env, plane.restCfg, plane.k8s, plane.kubeconfig
 
 	// applyRequests files erasureRequest(1..n) in cpNamespace.
 	ns := cpNamespace
@@ -599,16 +585,9 @@ func rpAPILatency(ctx context.Context, cfg *rest.Config) (rpLatency, error) {
 		if m == nil {
 			continue
 		}
-		labels := map[string]string{}
-		for _, kv := range labelPair.FindAllStringSubmatch(m[2], -1) {
-			labels[kv[1]] = kv[2]
-		}
-		if labels["resource"] == "" || labels["verb"] == "WATCH" {
+		key, ok := requestKey(m[2])
+		if !ok {
 			continue
-		}
-		key := labels["verb"] + " " + labels["resource"]
-		if labels["subresource"] != "" {
-			key += "/" + labels["subresource"]
 		}
 		v, _ := strconv.ParseFloat(line[i+1:], 64)
 		e := out[key]

@@ -14,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
 
 	privacyv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/datamap"
@@ -60,13 +61,24 @@ func (r *resolution) add(res stores.CollectionResult) { r.results = append(r.res
 
 // find returns the documents of coll matching filter, in primary-key order.
 func (s *Store) find(ctx context.Context, coll *collection, filter bson.D) ([]document, error) {
-	cur, err := s.db.Collection(coll.Name).Find(ctx, filter)
+	docs, err := s.read(ctx, coll, filter, "find")
 	if err != nil {
-		return nil, fmt.Errorf("collection %q: %w", coll.Name, s.classify("find", err))
+		return nil, err
+	}
+	slices.SortFunc(docs, func(a, b document) int { return compareKeys(a.key, b.key) })
+	return docs, nil
+}
+
+// read returns the documents of coll matching filter, with their _id and
+// primary key, in the order opts give (what names the operation in errors).
+func (s *Store) read(ctx context.Context, coll *collection, filter bson.D, what string, opts ...*options.FindOptions) ([]document, error) {
+	cur, err := s.db.Collection(coll.Name).Find(ctx, filter, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("collection %q: %w", coll.Name, s.classify(what, err))
 	}
 	var raw []bson.D
 	if err := cur.All(ctx, &raw); err != nil {
-		return nil, fmt.Errorf("collection %q: %w", coll.Name, s.classify("find", err))
+		return nil, fmt.Errorf("collection %q: %w", coll.Name, s.classify(what, err))
 	}
 	docs := make([]document, 0, len(raw))
 	for _, d := range raw {
@@ -78,7 +90,6 @@ func (s *Store) find(ctx context.Context, coll *collection, filter bson.D) ([]do
 		}
 		docs = append(docs, document{id: id, key: key, doc: d})
 	}
-	slices.SortFunc(docs, func(a, b document) int { return compareKeys(a.key, b.key) })
 	return docs, nil
 }
 

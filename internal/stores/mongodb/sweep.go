@@ -311,26 +311,7 @@ func (s *Store) pick(ctx context.Context, sw *sweep, start any) (picked []docume
 
 // findSorted reads at most limit documents of coll matching filter, in _id order.
 func (s *Store) findSorted(ctx context.Context, coll *collection, filter bson.D, limit int64) ([]document, error) {
-	opts := options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(limit)
-	cur, err := s.db.Collection(coll.Name).Find(ctx, filter, opts)
-	if err != nil {
-		return nil, fmt.Errorf("collection %q: %w", coll.Name, s.classify("sweeping", err))
-	}
-	var raw []bson.D
-	if err := cur.All(ctx, &raw); err != nil {
-		return nil, fmt.Errorf("collection %q: %w", coll.Name, s.classify("sweeping", err))
-	}
-	docs := make([]document, 0, len(raw))
-	for _, d := range raw {
-		id, _ := field(d, "_id")
-		k, _ := lookup(d, coll.key.dotted)
-		key, ok := text(k)
-		if !ok {
-			return nil, fmt.Errorf("%w: collection %q: a document has no primary key %s", stores.ErrInvalid, coll.Name, coll.key.raw)
-		}
-		docs = append(docs, document{id: id, key: key, doc: d})
-	}
-	return docs, nil
+	return s.read(ctx, coll, filter, "sweeping", options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(limit))
 }
 
 // sweepFollowingMap deletes the batch's documents and erases the documents
