@@ -78,8 +78,12 @@ func (t pgTx) Query(ctx context.Context, s sqlcore.Statement, dest []any, each f
 }
 
 // Batch sends the statements as one pipeline: one round trip whatever
-// their number.
+// their number (a pipeline prepares named statements); in a customPlanTx,
+// one statement after another.
 func (t pgTx) Batch(ctx context.Context, statements []sqlcore.Statement, exec bool) ([]int64, int, error) {
+	if _, ok := t.tx.(customPlanTx); ok {
+		return t.oneByOne(ctx, statements, exec)
+	}
 	batch := &pgx.Batch{}
 	for _, s := range statements {
 		batch.Queue(s.SQL, s.Args...)
@@ -109,4 +113,21 @@ func batchRows(results pgx.BatchResults, exec bool) (int64, error) {
 	var n int64
 	err := results.QueryRow().Scan(&n)
 	return n, err
+}
+
+// oneByOne runs the statements as Batch does, one round trip each.
+func (t pgTx) oneByOne(ctx context.Context, statements []sqlcore.Statement, exec bool) ([]int64, int, error) {
+	rows := make([]int64, len(statements))
+	for i, s := range statements {
+		var err error
+		if exec {
+			rows[i], err = t.Exec(ctx, s)
+		} else {
+			err = t.tx.QueryRow(ctx, s.SQL, s.Args...).Scan(&rows[i])
+		}
+		if err != nil {
+			return nil, i, err
+		}
+	}
+	return rows, 0, nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/lethe-dev/lethe/internal/datamap"
 	"github.com/lethe-dev/lethe/internal/stores/sqlcore"
@@ -31,11 +32,36 @@ const lockNotAvailable = "55P03"
 // inSweepTx runs fn in a read-committed transaction with the sweep's short
 // timeouts (never longer than the store's). Plans are made for each batch's
 // values: a generic plan of "pk > $1 AND pk <= $2" cannot tell a batch from
-// the whole table, and may scan all of it.
+// the whole table, and may scan all of it. The transaction's statements are
+// sent as unnamed statements (customPlanTx), which PostgreSQL plans for the
+// values bound; plan_cache_mode = force_custom_plan would do the same, but
+// for every plan of the transaction, the foreign-key triggers' included:
+// they would be planned again for each row deleted, which made the chain
+// sweep's deletes three times slower.
 func (s *Store) inSweepTx(ctx context.Context, lockTimeout time.Duration, fn func(pgx.Tx) error) error {
-	const customPlans = ", set_config('plan_cache_mode', 'force_custom_plan', true)"
 	lock, statement := min(s.opts.LockTimeout, lockTimeout), min(s.opts.StatementTimeout, sweepStatementTimeout)
-	return s.inTxWithTimeouts(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, lock, statement, customPlans, fn)
+	return s.inTxWithTimeouts(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, lock, statement, "", func(tx pgx.Tx) error {
+		return fn(customPlanTx{tx})
+	})
+}
+
+// customPlanTx is a transaction whose statements are unnamed prepared
+// statements, described then executed (two round trips; the parameter
+// types PostgreSQL infers, as for the cached statements elsewhere): each is
+// planned for the values it is given. pgTx sends its batches one statement
+// at a time, as a pipeline would prepare named statements.
+type customPlanTx struct{ pgx.Tx }
+
+func (t customPlanTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	return t.Tx.Exec(ctx, sql, append([]any{pgx.QueryExecModeDescribeExec}, args...)...)
+}
+
+func (t customPlanTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return t.Tx.Query(ctx, sql, append([]any{pgx.QueryExecModeDescribeExec}, args...)...)
+}
+
+func (t customPlanTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return t.Tx.QueryRow(ctx, sql, append([]any{pgx.QueryExecModeDescribeExec}, args...)...)
 }
 
 // Descend finds a sweep batch's rows and the rows below them, down the
