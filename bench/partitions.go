@@ -281,19 +281,11 @@ func pgPartitions(ctx context.Context, cfg Config, n int, details map[string]any
 		return nil, err
 	}
 
-	if expired, err = load("the partitions dropped by hand"); err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, m := range months()[:12] {
-		names = append(names, "events_"+m.Format("2006_01"))
-	}
-	start = time.Now()
-	if _, err := pool.Exec(ctx, "DROP TABLE "+strings.Join(names, ", ")); err != nil {
-		return nil, fmt.Errorf("the partitions dropped by hand: %w", err)
-	}
-	byHand := partitionSide{Rows: expired, Elapsed: time.Since(start)}
-	if err := verify("the partitions dropped by hand", expired); err != nil {
+	byHand, err := dropByHand(load, func(names string) error {
+		_, err := pool.Exec(ctx, "DROP TABLE "+names)
+		return err
+	}, verify, "events_")
+	if err != nil {
 		return nil, err
 	}
 
@@ -433,19 +425,11 @@ func mariaDBPartitions(ctx context.Context, cfg Config, n int, details map[strin
 		}
 	}
 
-	if expired, err = load("the partitions dropped by hand"); err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, m := range months()[:12] {
-		names = append(names, "p"+m.Format("2006_01"))
-	}
-	start = time.Now()
-	if _, err := db.ExecContext(ctx, "ALTER TABLE events DROP PARTITION "+strings.Join(names, ", ")); err != nil {
-		return nil, fmt.Errorf("the partitions dropped by hand: %w", err)
-	}
-	byHand := partitionSide{Rows: expired, Elapsed: time.Since(start)}
-	if err := verify("the partitions dropped by hand"); err != nil {
+	byHand, err := dropByHand(load, func(names string) error {
+		_, err := db.ExecContext(ctx, "ALTER TABLE events DROP PARTITION "+names)
+		return err
+	}, func(side string, _ int64) error { return verify(side) }, "p")
+	if err != nil {
 		return nil, err
 	}
 	extra = append(extra, droppedByHandRow("ALTER TABLE … DROP PARTITION", lethe, byHand))
@@ -463,6 +447,27 @@ func mariaDBPartitions(ctx context.Context, cfg Config, n int, details map[strin
 	}
 	details["mariadb"] = map[string]any{"lethe": lethe.details(), "singleDelete": del.details(), "byHand": byHand.details(), "held": held.details()}
 	return partitionRowsOf("MariaDB", n, lethe, del, held, extra), nil
+}
+
+// dropByHand loads fresh data and drops the 12 expired partitions (named
+// prefix + month) in one statement, drop(names joined), timed, then checks
+// the expired rows are gone and the others there.
+func dropByHand(load func(side string) (int64, error), drop func(names string) error, verify func(side string, expired int64) error, prefix string) (partitionSide, error) {
+	const side = "the partitions dropped by hand"
+	expired, err := load(side)
+	if err != nil {
+		return partitionSide{}, err
+	}
+	var names []string
+	for _, m := range months()[:12] {
+		names = append(names, prefix+m.Format("2006_01"))
+	}
+	start := time.Now()
+	if err := drop(strings.Join(names, ", ")); err != nil {
+		return partitionSide{}, fmt.Errorf("%s: %w", side, err)
+	}
+	byHand := partitionSide{Rows: expired, Elapsed: time.Since(start)}
+	return byHand, verify(side, expired)
 }
 
 // droppedByHandRow compares Lethe's sweep with the same 12 partitions
