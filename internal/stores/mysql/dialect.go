@@ -1,6 +1,7 @@
 package mysql
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -12,10 +13,14 @@ import (
 
 // dialect is MySQL's and MariaDB's SQL: backtick quoting, keys bound one by
 // one in batches (there is no array parameter), and text compared exactly
-// whatever the collation (see match.go).
-type dialect struct{ masking.Dialect }
+// whatever the collation (see match.go); mariaDB adds what only MariaDB has
+// (LIMIT ROWS EXAMINED, see BoundedKeyOrder).
+type dialect struct {
+	masking.Dialect
+	mariaDB bool
+}
 
-var mySQL = dialect{masking.MySQL}
+var mySQL = dialect{Dialect: masking.MySQL}
 
 // Quote quotes one identifier.
 func (dialect) Quote(name string) string { return quote(name) }
@@ -27,6 +32,18 @@ func quote(name string) string { return "`" + strings.ReplaceAll(name, "`", "``"
 func tableRef(c *datamap.Collection) string { return sqlcore.TableRef(mySQL, c) }
 
 func (dialect) KeyText(col column, ref string) string { return textOf(col, ref) }
+
+var _ sqlcore.KeyOrderBounder = dialect{}
+
+// BoundedKeyOrder forces the key's own index, as pt-archiver does, with
+// MariaDB's LIMIT ROWS EXAMINED bounding the read (see
+// sqlcore.KeyOrderBounder). MySQL has no such bound: its optimizer chooses.
+func (d dialect) BoundedKeyOrder(pk column, examined int) (hint, limit string, ok bool) {
+	if !d.mariaDB || pk.KeyIndex == "" {
+		return "", "", false
+	}
+	return " FORCE INDEX (" + quote(pk.KeyIndex) + ")", fmt.Sprintf(" ROWS EXAMINED %d", examined), true
+}
 
 func (dialect) BindKey(col column, key string, p *masking.Params) string {
 	return keyParam(col, key, p)

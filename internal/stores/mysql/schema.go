@@ -210,28 +210,53 @@ FROM information_schema.COLUMNS WHERE `
 }
 
 // readUnique marks the columns that are part of a unique index (the primary
-// key included).
+// key included), and gives each column that a unique index covers alone the
+// name of that index (PRIMARY first).
 func readUnique(ctx context.Context, tx *sql.Tx, live *liveSchema, names []tableName, byName map[string]*table) error {
 	where, args := inNames("TABLE_SCHEMA", "TABLE_NAME", names)
-	rows, err := tx.QueryContext(ctx, "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS WHERE NON_UNIQUE = 0 AND "+where, args...)
+	rows, err := tx.QueryContext(ctx, "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, INDEX_NAME FROM information_schema.STATISTICS WHERE NON_UNIQUE = 0 AND "+where, args...)
 	if err != nil {
 		return dbError("reading unique indexes", err)
 	}
 	defer rows.Close()
+	type index struct {
+		t       *table
+		name    string
+		columns []string
+	}
+	var indexes []*index
+	byIndex := map[string]*index{}
 	for rows.Next() {
-		var schema, name, colName string
-		if err := rows.Scan(&schema, &name, &colName); err != nil {
+		var schema, name, colName, indexName string
+		if err := rows.Scan(&schema, &name, &colName, &indexName); err != nil {
 			return dbError("reading unique indexes", err)
 		}
-		if t, ok := byName[live.key(schema)+"."+live.key(name)]; ok {
-			if col, ok := t.column(colName); ok {
-				col.Unique = true
-				t.columns[strings.ToLower(colName)] = col
-			}
+		t, ok := byName[live.key(schema)+"."+live.key(name)]
+		if !ok {
+			continue
 		}
+		if col, ok := t.column(colName); ok {
+			col.Unique = true
+			t.columns[strings.ToLower(colName)] = col
+		}
+		id := live.key(schema) + "." + live.key(name) + "." + indexName
+		if byIndex[id] == nil {
+			byIndex[id] = &index{t: t, name: indexName}
+			indexes = append(indexes, byIndex[id])
+		}
+		byIndex[id].columns = append(byIndex[id].columns, colName)
 	}
 	if err := rows.Err(); err != nil {
 		return dbError("reading unique indexes", err)
+	}
+	for _, ix := range indexes {
+		if len(ix.columns) != 1 {
+			continue
+		}
+		if col, ok := ix.t.column(ix.columns[0]); ok && (col.KeyIndex == "" || ix.name == "PRIMARY") {
+			col.KeyIndex = ix.name
+			ix.t.columns[strings.ToLower(ix.columns[0])] = col
+		}
 	}
 	return nil
 }

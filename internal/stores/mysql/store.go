@@ -104,13 +104,13 @@ func New(ctx context.Context, dsn string, m *datamap.Map, maskingKey []byte, net
 	db.SetMaxIdleConns(maxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	s := &Store{db: db, m: m, key: maskingKey, opts: sqlcore.NewOptions(opts)}
-	s.Core = sqlcore.NewCore[liveSchema, *sql.Tx](m, maskingKey, mySQL, engine{s}, s.opts)
 	var version string
 	if err := db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
 		db.Close()
 		return nil, connectError(err)
 	}
 	s.mariaDB = strings.Contains(strings.ToLower(version), "mariadb")
+	s.Core = sqlcore.NewCore[liveSchema, *sql.Tx](m, maskingKey, dialect{Dialect: mySQL.Dialect, mariaDB: s.mariaDB}, engine{s}, s.opts)
 	return s, nil
 }
 

@@ -510,17 +510,33 @@ func (q *sweepQuery) lastKey(ctx context.Context, s *Session, after string) (las
 	}
 	pk := q.d.Quote(q.C.PrimaryKey)
 	// ORDER BY names the table's column: the bare name may be the text output column.
-	sql := fmt.Sprintf("SELECT %s FROM %s AS swept WHERE %s%s ORDER BY swept.%s LIMIT 1 OFFSET %d",
-		q.d.KeyText(q.pk, "swept."+pk), q.table(), from, expired, pk, q.BatchSize-1)
-	err = s.Tx.Query(ctx, Statement{sql, p.Values()}, []any{&last}, func() error {
-		found = true
-		return nil
-	})
-	if err != nil {
-		return "", false, s.dbError(q.what(), err)
+	query := func(hint, limit string) (string, bool, error) {
+		sql := fmt.Sprintf("SELECT %s FROM %s AS swept%s WHERE %s%s ORDER BY swept.%s LIMIT 1 OFFSET %d%s",
+			q.d.KeyText(q.pk, "swept."+pk), q.table(), hint, from, expired, pk, q.BatchSize-1, limit)
+		var last string
+		found := false
+		err := s.Tx.Query(ctx, Statement{sql, p.Values()}, []any{&last}, func() error {
+			found = true
+			return nil
+		})
+		if err != nil {
+			return "", false, s.dbError(q.what(), err)
+		}
+		return last, found, nil
 	}
-	return last, found, nil
+	if b, ok := q.d.(KeyOrderBounder); ok {
+		if hint, limit, ok := b.BoundedKeyOrder(q.pk, keyOrderExamined*q.BatchSize); ok {
+			if last, found, err = query(hint, limit); err != nil || found {
+				return last, found, err
+			}
+		}
+	}
+	return query("", "")
 }
+
+// keyOrderExamined is how many batches' rows a KeyOrderBounder's look-up in
+// key order examines at most.
+const keyOrderExamined = 4
 
 // changeRange deletes or masks the expired rows of the key range (after,
 // last], or after "after" when not bounded (the final batch). locked reports
