@@ -93,7 +93,15 @@ func newPartFixture(t *testing.T, withChild bool) *partFixture {
 			t.Fatalf("%.80s: %v", stmt, err)
 		}
 	}
-	m, err := datamap.Build(partSpec(withChild))
+	f.store, _ = openSweepStore(t, dsn, partSpec(withChild))
+	return f
+}
+
+// openSweepStore opens a store of spec on dsn, without a masking key, with
+// short timeouts, closed when the test ends.
+func openSweepStore(t *testing.T, dsn string, spec privacyv1.DataStoreSpec) (*Store, *datamap.Map) {
+	t.Helper()
+	m, err := datamap.Build(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,8 +110,7 @@ func newPartFixture(t *testing.T, withChild bool) *partFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	f.store = s
-	return f
+	return s, m
 }
 
 func (f *partFixture) count(t *testing.T, q string) int64 {
