@@ -24,7 +24,7 @@ func (e engine) InTx(ctx context.Context, kind sqlcore.TxKind, fn func(*sql.Tx) 
 		return e.s.inTx(ctx, readOnly, fn)
 	case sqlcore.ReadWrite:
 		return e.s.inTx(ctx, readWrite, fn)
-	case sqlcore.SweepRange:
+	case sqlcore.SweepRange, sqlcore.SweepByPosition: // the dialect is no StorageOrderer
 		return e.s.inSweepTx(ctx, readWrite, fastLockTimeout, fn)
 	case sqlcore.SweepLocking:
 		return e.s.inSweepTx(ctx, readWrite, sweepLockTimeout, fn)

@@ -22,6 +22,27 @@ var pgSQL = dialect{masking.Postgres}
 
 var _ sqlcore.SkipLockedChanger = dialect{}
 
+var _ sqlcore.StorageOrderer = dialect{}
+
+// PositionLookup finds the ctid in a SweepByPosition transaction, planned
+// without index scans (see readInStorageOrder). Its WHERE restores them:
+// an uncorrelated subquery there is a one-time filter, run once the
+// statement is planned and before any row is read, whether or not a row is
+// found. No ORDER BY: a plan sorting by ctid would read every row left.
+func (dialect) PositionLookup(table, where string, offset int) string {
+	return fmt.Sprintf("SELECT CAST(found.ctid AS text) FROM (SELECT swept.ctid FROM %s AS swept WHERE %s LIMIT 1 OFFSET %d) AS found "+
+		"WHERE (SELECT set_config('enable_indexscan', current_setting('lethe.enable_indexscan'), true)) IS NOT NULL", table, where, offset)
+}
+
+// PositionCond bounds ctid, which a TID range scan reads in storage order.
+func (dialect) PositionCond(pos string, upTo bool, p *masking.Params) string {
+	op := " > "
+	if upTo {
+		op = " <= "
+	}
+	return "ctid" + op + "CAST(" + p.Add(pos) + " AS tid)"
+}
+
 // Quote quotes one identifier.
 func (dialect) Quote(name string) string { return quote(name) }
 

@@ -29,9 +29,11 @@ func (e engine) InTx(ctx context.Context, kind sqlcore.TxKind, fn func(pgx.Tx) e
 	case sqlcore.ReadWrite:
 		return e.s.inTx(ctx, readWrite, fn)
 	case sqlcore.SweepRange:
-		return e.s.inSweepTx(ctx, fastLockTimeout, fn)
+		return e.s.inSweepTx(ctx, fastLockTimeout, "", fn)
+	case sqlcore.SweepByPosition:
+		return e.s.inSweepTx(ctx, fastLockTimeout, readInStorageOrder, fn)
 	default: // SweepLocking, SweepCount
-		return e.s.inSweepTx(ctx, sweepLockTimeout, fn)
+		return e.s.inSweepTx(ctx, sweepLockTimeout, "", fn)
 	}
 }
 

@@ -23,7 +23,10 @@ type table struct {
 	oid     uint32
 	name    string // as PostgreSQL prints it, for messages
 	kind    string // pg_class.relkind
-	columns map[string]column
+	// inherited: the table has inheritance children (or had: the flag is
+	// cleared lazily), whose rows a statement on it reaches too.
+	inherited bool
+	columns   map[string]column
 }
 
 // column is a live column; its CastType is what text is cast to.
@@ -83,7 +86,7 @@ func (s *Store) readTables(ctx context.Context, tx pgx.Tx, live *liveSchema) err
 		names = append(names, c.Name)
 		refs = append(refs, tableRef(c))
 	}
-	const q = `SELECT x.collection, c.oid, c.oid::regclass::text, c.relkind::text
+	const q = `SELECT x.collection, c.oid, c.oid::regclass::text, c.relkind::text, c.relhassubclass
 FROM unnest($1::text[], $2::text[]) AS x(collection, ref)
 JOIN pg_class c ON c.oid = to_regclass(x.ref)`
 	rows, err := tx.Query(ctx, q, names, refs)
@@ -92,8 +95,8 @@ JOIN pg_class c ON c.oid = to_regclass(x.ref)`
 	}
 	var name string
 	var t table
-	_, err = pgx.ForEachRow(rows, []any{&name, &t.oid, &t.name, &t.kind}, func() error {
-		live.tables[name] = &table{oid: t.oid, name: t.name, kind: t.kind, columns: map[string]column{}}
+	_, err = pgx.ForEachRow(rows, []any{&name, &t.oid, &t.name, &t.kind, &t.inherited}, func() error {
+		live.tables[name] = &table{oid: t.oid, name: t.name, kind: t.kind, inherited: t.inherited, columns: map[string]column{}}
 		return nil
 	})
 	if err != nil {
@@ -173,5 +176,5 @@ func (t *table) sqlcoreTable() sqlcore.Table {
 	return sqlcore.Table{Name: t.name, Column: func(name string) (masking.ColumnInfo, bool) {
 		col, ok := t.columns[name]
 		return col.ColumnInfo, ok
-	}}
+	}, StorageOrdered: t.kind == "r" && !t.inherited}
 }

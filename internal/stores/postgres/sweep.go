@@ -38,9 +38,11 @@ const lockNotAvailable = "55P03"
 // for every plan of the transaction, the foreign-key triggers' included:
 // they would be planned again for each row deleted, which made the chain
 // sweep's deletes three times slower.
-func (s *Store) inSweepTx(ctx context.Context, lockTimeout time.Duration, fn func(pgx.Tx) error) error {
+//
+// settings are more set_config calls for the transaction's first statement.
+func (s *Store) inSweepTx(ctx context.Context, lockTimeout time.Duration, settings string, fn func(pgx.Tx) error) error {
 	lock, statement := min(s.opts.LockTimeout, lockTimeout), min(s.opts.StatementTimeout, sweepStatementTimeout)
-	return s.inTxWithTimeouts(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, lock, statement, "", func(tx pgx.Tx) error {
+	return s.inTxWithTimeouts(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, lock, statement, settings, func(tx pgx.Tx) error {
 		return fn(customPlanTx{tx})
 	})
 }
@@ -63,6 +65,21 @@ func (t customPlanTx) Query(ctx context.Context, sql string, args ...any) (pgx.R
 func (t customPlanTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	return t.Tx.QueryRow(ctx, sql, append([]any{pgx.QueryExecModeDescribeExec}, args...)...)
 }
+
+// readInStorageOrder makes a SweepByPosition transaction's look-up
+// (dialect.PositionLookup) read the table in storage order: by a TID range
+// scan, a sequential scan starting at the first block (no synchronized scan,
+// which starts where another scan of the table is) or a bitmap heap scan,
+// never by a plain index scan, which reads in the index's order, nor by a
+// parallel plan, whose workers return rows in any order. Either would make
+// the batch's range hold more or fewer than BatchSize rows (never skip one).
+// The look-up restores index scans once it is planned, so that the DELETE
+// and the foreign-key triggers it fires (whose plans the session keeps) are
+// planned with them.
+const readInStorageOrder = ", set_config('lethe.enable_indexscan', current_setting('enable_indexscan'), true)" +
+	", set_config('enable_indexscan', 'off', true)" +
+	", set_config('max_parallel_workers_per_gather', '0', true)" +
+	", set_config('synchronize_seqscans', 'off', true)"
 
 // Descend finds a sweep batch's rows and the rows below them, down the
 // cascade references, with the database comparing each reference (as

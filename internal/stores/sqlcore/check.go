@@ -18,6 +18,11 @@ type Table struct {
 	Name string
 	// Column looks a column up as the database resolves names.
 	Column func(name string) (masking.ColumnInfo, bool)
+	// StorageOrdered: the table holds its rows itself, so that a
+	// StorageOrderer dialect can sweep them in the order they are stored
+	// (PostgreSQL: a plain table without inheritance children, whose ctid
+	// names one row).
+	StorageOrdered bool
 }
 
 // ColumnProblems lists how a collection's existing table differs from the

@@ -22,6 +22,9 @@ const (
 	// SweepRange is a sweep batch's first attempt: short, and failing fast
 	// when a row of its range is locked.
 	SweepRange
+	// SweepByPosition is SweepRange for a batch by stored position (see
+	// StorageOrderer), whose look-up reads the table in storage order.
+	SweepByPosition
 	// SweepLocking is a sweep batch that locks the rows it changes, skipping
 	// the locked ones, after a lock timeout or by key.
 	SweepLocking

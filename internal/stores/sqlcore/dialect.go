@@ -93,6 +93,28 @@ type KeyOrderBounder interface {
 	BoundedKeyOrder(pk Column, examined int) (hint, limit string, ok bool)
 }
 
+// StorageOrderer is a dialect that can sweep a table in the order its rows
+// are stored (PostgreSQL: by ctid, with TID range scans), where the Table
+// allows it. A delete rule's batch then reads its rows once, in storage
+// order, as one DELETE of the whole table does, where a batch in key order
+// reads them twice through the key's index: it finds the position of its
+// BatchSize-th expired row, then deletes the expired rows stored after the
+// previous batch's last row and up to that one. The rows a batch changes
+// are exactly those of its range whatever order a plan reads them in; the
+// look-up must read in storage order (in a SweepByPosition transaction) for
+// the range to hold BatchSize expired rows. An anonymize rule stays in key
+// order: an updated row is stored anew, possibly after the cursor, and
+// would be met again.
+type StorageOrderer interface {
+	// PositionLookup renders the query returning, as text, the stored
+	// position of the row after offset others among the rows of table
+	// meeting where, in storage order; no row when there are fewer.
+	PositionLookup(table, where string, offset int) string
+	// PositionCond renders the condition that a row is stored after pos, or
+	// (upTo) at or before it, binding pos in p.
+	PositionCond(pos string, upTo bool, p *masking.Params) string
+}
+
 // LinkedSchema is a schema that knows which references the database itself
 // links with a foreign key (MySQL).
 type LinkedSchema interface {
