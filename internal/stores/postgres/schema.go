@@ -20,9 +20,9 @@ type liveSchema struct {
 }
 
 type table struct {
-	oid     uint32
-	name    string // as PostgreSQL prints it, for messages
-	kind    string // pg_class.relkind
+	oid  uint32
+	name string // as PostgreSQL prints it, for messages
+	kind string // pg_class.relkind
 	// inherited: the table has inheritance children (or had: the flag is
 	// cleared lazily), whose rows a statement on it reaches too.
 	inherited bool
