@@ -45,14 +45,9 @@ INSERT INTO daily SELECT id, user_id, note, at::date FROM events;
 
 // partSpec maps events and plain; withChild adds a collection referring to events.
 func partSpec(withChild bool) privacyv1.DataStoreSpec {
-	coll := func(name string) privacyv1.Collection {
-		return privacyv1.Collection{
-			Name: privacyv1.Identifier(name), PrimaryKey: "id", OnErasure: privacyv1.ErasureDelete,
-			Identity: map[string]privacyv1.Identifier{"userId": "user_id"},
-			Fields:   []privacyv1.Field{{Name: "note", Category: "user.notes", Masking: &privacyv1.Masking{Strategy: privacyv1.MaskRedact}}},
-		}
-	}
-	spec := privacyv1.DataStoreSpec{Engine: privacyv1.EnginePostgres, Collections: []privacyv1.Collection{coll("events"), coll("plain"), coll("daily")}}
+	spec := privacyv1.DataStoreSpec{Engine: privacyv1.EnginePostgres, Collections: []privacyv1.Collection{
+		noteCollection("events"), noteCollection("plain"), noteCollection("daily"),
+	}}
 	if withChild {
 		spec.Collections = append(spec.Collections, privacyv1.Collection{
 			Name: "event_notes", PrimaryKey: "id", OnErasure: privacyv1.ErasureDelete,
@@ -60,6 +55,15 @@ func partSpec(withChild bool) privacyv1.DataStoreSpec {
 		})
 	}
 	return spec
+}
+
+// noteCollection maps a table (id, user_id, note, at): note is redacted.
+func noteCollection(name string) privacyv1.Collection {
+	return privacyv1.Collection{
+		Name: privacyv1.Identifier(name), PrimaryKey: "id", OnErasure: privacyv1.ErasureDelete,
+		Identity: map[string]privacyv1.Identifier{"userId": "user_id"},
+		Fields:   []privacyv1.Field{{Name: "note", Category: "user.notes", Masking: &privacyv1.Masking{Strategy: privacyv1.MaskRedact}}},
+	}
 }
 
 type partFixture struct {
@@ -70,17 +74,22 @@ type partFixture struct {
 
 func newPartFixture(t *testing.T, withChild bool, extra string) *partFixture {
 	t.Helper()
-	ctx := context.Background()
 	dsn := testdb.ReusedPostgres(t)
-	conn, err := pgx.Connect(ctx, dsn)
+	f := &partFixture{dsn: dsn, conn: connect(t, dsn)}
+	f.exec(t, partitionedSQL+extra)
+	f.store = f.open(t, withChild)
+	return f
+}
+
+// connect opens a connection of the test's own, closed with it.
+func connect(t *testing.T, dsn string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	f := &partFixture{dsn: dsn, conn: conn}
-	f.exec(t, partitionedSQL+extra)
-	f.store = f.open(t, withChild)
-	return f
+	return conn
 }
 
 func (f *partFixture) open(t *testing.T, withChild bool) *Store {
@@ -104,10 +113,10 @@ func (f *partFixture) exec(t *testing.T, sql string) {
 	}
 }
 
-func (f *partFixture) count(t *testing.T, sql string) int64 {
+func (f *partFixture) count(t *testing.T, sql string, args ...any) int64 {
 	t.Helper()
 	var n int64
-	if err := f.conn.QueryRow(context.Background(), sql).Scan(&n); err != nil {
+	if err := f.conn.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
 	return n

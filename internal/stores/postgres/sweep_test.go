@@ -46,50 +46,25 @@ INSERT INTO kid SELECT 1000 + g, 0, 'n', CASE WHEN g % 2 = 0 THEN timestamptz '2
 ANALYZE;
 `
 
-type storageFixture struct {
-	conn  *pgx.Conn
-	store *Store
-}
+// storageFixture is a partFixture on the tables of storageOrderSQL.
+type storageFixture struct{ *partFixture }
 
 func newStorageFixture(t *testing.T) *storageFixture {
 	t.Helper()
-	ctx := context.Background()
 	dsn := testdb.NewPostgres(t)
-	conn, err := pgx.Connect(ctx, dsn)
+	f := &partFixture{dsn: dsn, conn: connect(t, dsn)}
+	f.exec(t, storageOrderSQL)
+	m, err := datamap.Build(privacyv1.DataStoreSpec{Engine: privacyv1.EnginePostgres, Collections: []privacyv1.Collection{
+		noteCollection("dense"), noteCollection("sparse"), noteCollection("family"),
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	if _, err := conn.Exec(ctx, storageOrderSQL); err != nil {
+	if f.store, err = New(context.Background(), dsn, m, nil, testdb.Loopback, WithTimeouts(2*time.Second, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	var colls []privacyv1.Collection
-	for _, name := range []string{"dense", "sparse", "family"} {
-		colls = append(colls, privacyv1.Collection{
-			Name: privacyv1.Identifier(name), PrimaryKey: "id", OnErasure: privacyv1.ErasureDelete,
-			Identity: map[string]privacyv1.Identifier{"userId": "user_id"},
-			Fields:   []privacyv1.Field{{Name: "note", Category: "user.notes", Masking: &privacyv1.Masking{Strategy: privacyv1.MaskRedact}}},
-		})
-	}
-	m, err := datamap.Build(privacyv1.DataStoreSpec{Engine: privacyv1.EnginePostgres, Collections: colls})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(ctx, dsn, m, nil, testdb.Loopback, WithTimeouts(2*time.Second, 10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return &storageFixture{conn: conn, store: s}
-}
-
-func (f *storageFixture) count(t *testing.T, sql string, args ...any) int64 {
-	t.Helper()
-	var n int64
-	if err := f.conn.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	return n
+	t.Cleanup(f.store.Close)
+	return &storageFixture{f}
 }
 
 // expiredByStorage returns the keys of the first n expired rows of table, in storage order.
