@@ -39,8 +39,8 @@ import (
 // look-up reading in storage order. 0.45 to 0.64 of the DELETE (0.42
 // by key in the same runs; the machine's WAL flushes make most of the
 // spread): what is left is each batch's commit, which waits for a WAL
-// flush, and the look-up's read of rows the DELETE reads again. The range still holds exactly BatchSize expired
-// rows. A row another transaction updates during the sweep is stored anew,
+// flush, and the look-up's read of rows the DELETE reads again. The range
+// still holds exactly BatchSize expired rows. A row another transaction updates during the sweep is stored anew,
 // possibly before the cursor: this run passes it, the gap counts it, and
 // the next run removes it. Anonymize rules, whose own updates move rows,
 // stay in key order, as do the sweeps by key below.
@@ -516,21 +516,22 @@ func (q *sweepQuery) masked(s *Session, p *masking.Params) (string, error) {
 // not bounded: to the end), or the range of stored positions when the sweep
 // goes by position, followed by " AND ", or "".
 func (q *sweepQuery) inRange(after, last string, bounded bool, p *masking.Params) string {
-	pk := q.d.Quote(q.C.PrimaryKey)
+	bound := func(v string, upTo bool) string {
+		if q.position != nil {
+			return q.position.PositionCond(v, upTo, p)
+		}
+		op := " > "
+		if upTo {
+			op = " <= "
+		}
+		return q.d.Quote(q.C.PrimaryKey) + op + q.d.BindKey(q.pk, v, p)
+	}
 	var conds []string
 	if after != "" {
-		if q.position != nil {
-			conds = append(conds, q.position.PositionCond(after, false, p))
-		} else {
-			conds = append(conds, pk+" > "+q.d.BindKey(q.pk, after, p))
-		}
+		conds = append(conds, bound(after, false))
 	}
 	if bounded {
-		if q.position != nil {
-			conds = append(conds, q.position.PositionCond(last, true, p))
-		} else {
-			conds = append(conds, pk+" <= "+q.d.BindKey(q.pk, last, p))
-		}
+		conds = append(conds, bound(last, true))
 	}
 	if len(conds) == 0 {
 		return ""
@@ -548,14 +549,7 @@ func (q *sweepQuery) lastKey(ctx context.Context, s *Session, after string) (las
 	if err != nil {
 		return "", false, err
 	}
-	pk := q.d.Quote(q.C.PrimaryKey)
-	// ORDER BY names the table's column: the bare name may be the text output column.
-	query := func(hint, limit string) (string, bool, error) {
-		sql := fmt.Sprintf("SELECT %s FROM %s AS swept%s WHERE %s%s ORDER BY swept.%s LIMIT 1 OFFSET %d%s",
-			q.d.KeyText(q.pk, "swept."+pk), q.table(), hint, from, expired, pk, q.BatchSize-1, limit)
-		if q.position != nil {
-			sql = q.position.PositionLookup(q.table(), from+expired, q.BatchSize-1)
-		}
+	run := func(sql string) (string, bool, error) {
 		var last string
 		found := false
 		err := s.Tx.Query(ctx, Statement{sql, p.Values()}, []any{&last}, func() error {
@@ -567,14 +561,23 @@ func (q *sweepQuery) lastKey(ctx context.Context, s *Session, after string) (las
 		}
 		return last, found, nil
 	}
-	if b, ok := q.d.(KeyOrderBounder); ok && q.position == nil {
+	if q.position != nil {
+		return run(q.position.PositionLookup(q.table(), from+expired, q.BatchSize-1))
+	}
+	pk := q.d.Quote(q.C.PrimaryKey)
+	// ORDER BY names the table's column: the bare name may be the text output column.
+	inKeyOrder := func(hint, limit string) string {
+		return fmt.Sprintf("SELECT %s FROM %s AS swept%s WHERE %s%s ORDER BY swept.%s LIMIT 1 OFFSET %d%s",
+			q.d.KeyText(q.pk, "swept."+pk), q.table(), hint, from, expired, pk, q.BatchSize-1, limit)
+	}
+	if b, ok := q.d.(KeyOrderBounder); ok {
 		if hint, limit, ok := b.BoundedKeyOrder(q.pk, keyOrderExamined*q.BatchSize); ok {
-			if last, found, err = query(hint, limit); err != nil || found {
+			if last, found, err = run(inKeyOrder(hint, limit)); err != nil || found {
 				return last, found, err
 			}
 		}
 	}
-	return query("", "")
+	return run(inKeyOrder("", ""))
 }
 
 // keyOrderExamined is how many batches' rows a KeyOrderBounder's look-up in
