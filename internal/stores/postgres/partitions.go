@@ -3,41 +3,59 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/lethe-dev/lethe/internal/stores"
 	"github.com/lethe-dev/lethe/internal/stores/sqlcore"
 )
 
 // Partition sweeps (see sqlcore/partitions.go for what is dropped and what
-// kept). A partition goes in two steps:
+// kept). The expired partitions of a table without a DEFAULT partition go in
+// three steps:
 //
-//  1. ALTER TABLE parent DETACH PARTITION p CONCURRENTLY: it takes only a
-//     SHARE UPDATE EXCLUSIVE lock on the parent, so the application's reads
-//     and writes go on; it cannot run in a transaction block, so it runs on a
-//     plain connection of the pool, with the store's lock and statement
-//     timeouts. PostgreSQL refuses it when the table has a DEFAULT partition:
-//     the partition is then dropped in one transaction holding the parent's
-//     ACCESS EXCLUSIVE lock for the check and the DROP (waiting at most
-//     sweepLockTimeout for it).
-//  2. One transaction locks the detached table, checks it again (no one
-//     writes to it through the parent any more), and drops it; or, when a
-//     held or exempted row arrived in between, attaches it again with the
-//     bound the catalog gave (cheap: the detach left a CHECK constraint
-//     matching it, so PostgreSQL need not scan the rows).
+//  1. One transaction marks each with a comment (detachMark) naming the
+//     parent's oid and the partition's bound, the partition's own comment
+//     kept after it.
+//  2. ALTER TABLE parent DETACH PARTITION p CONCURRENTLY, one partition at a
+//     time: it takes only a SHARE UPDATE EXCLUSIVE lock on the parent, so the
+//     application's reads and writes go on; it cannot run in a transaction
+//     block, so it runs on a plain connection of the pool, with the store's
+//     lock and statement timeouts.
+//  3. One transaction locks the detached tables, checks each again (no one
+//     writes to them through the parent any more), drops those nothing
+//     keeps in one DROP TABLE, and attaches the others again with the bound
+//     the catalog gave (cheap: the detach left a CHECK constraint matching
+//     it, so PostgreSQL need not scan the rows), their comments as they were.
 //
-// A detach cut off in its second phase (a timeout waiting for older
-// transactions) leaves the partition "detach pending", invisible to new
-// queries; the next sweep finishes it (DETACH ... FINALIZE) before dropping
-// it. Partitions are dropped at once: keeping them detached for a grace
-// period is not done.
+// What an interrupted sweep leaves, the next one puts back before it reads
+// the partitions (RecoverPartitions), and then sweeps as any partition:
+//   - a table marked as detached from this parent (a crash, a lost
+//     connection or a timeout between the detach and the drop) is attached
+//     again;
+//   - a partition "detach pending" (a detach cut off in its second phase,
+//     waiting for older transactions), invisible to new queries, is
+//     detached (DETACH ... FINALIZE) and attached again.
+// So expired rows are never left for good in a table no sweep looks at, nor
+// held rows out of the application's sight.
+//
+// PostgreSQL refuses a concurrent detach when the table has a DEFAULT
+// partition: each partition is then dropped in one transaction holding the
+// parent's ACCESS EXCLUSIVE lock for the check and the DROP (waiting at most
+// sweepLockTimeout for it). Partitions are dropped at once: keeping them
+// detached for a grace period is not done.
 
 var (
 	_ stores.PartitionSweeper    = (*Store)(nil)
 	_ stores.TableHealthReporter = (*Store)(nil)
+
+	_ sqlcore.PartitionRecoverer[liveSchema] = (*partitioner)(nil)
 )
 
 // SweepPartitions drops the partitions of rule.Collection's table wholly
@@ -54,14 +72,16 @@ type partitioner struct {
 	// concurrent: the table has no DEFAULT partition, so partitions can be
 	// detached concurrently.
 	concurrent bool
-	parts      map[string]pgPartition
+	// oid is the parent's, which detachMark names.
+	oid   int64
+	parts map[string]pgPartition
 }
 
 // pgPartition is what dropping (or attaching again) a partition needs.
 type pgPartition struct {
 	ref     string // schema-qualified, quoted
 	bound   string // FOR VALUES FROM (...) TO (...), as pg_get_expr prints it
-	pending bool   // an earlier DETACH CONCURRENTLY did not finish
+	comment string // the partition's own comment, without a detachMark
 }
 
 // partitionsSQL lists the partitions of $1 (the quoted table, resolved now:
@@ -71,7 +91,8 @@ type pgPartition struct {
 // prints it in this session (a quoted literal, or MAXVALUE), is cast back to
 // the column's type (%[1]s) and compared with the cutoff. The estimate sums
 // the leaves' reltuples (-1 when one was never analyzed).
-const partitionsSQL = `SELECT n.nspname::text, c.relname::text, coalesce(pg_get_expr(c.relpartbound, c.oid), ''), i.inhdetachpending,
+const partitionsSQL = `SELECT pt.partrelid::bigint, n.nspname::text, c.relname::text, coalesce(pg_get_expr(c.relpartbound, c.oid), ''),
+	coalesce(obj_description(c.oid, 'pg_class'), ''),
 	CASE WHEN b.m[2] LIKE '''%%''' THEN replace(substr(b.m[2], 2, length(b.m[2]) - 2), '''''', '''')::%[1]s <= $3::%[1]s ELSE false END,
 	coalesce((SELECT CASE WHEN bool_or(lc.reltuples < 0) THEN -1 ELSE sum(lc.reltuples) END::bigint
 		FROM pg_partition_tree(c.oid) l JOIN pg_class lc ON lc.oid = l.relid WHERE l.isleaf), -1)
@@ -82,7 +103,7 @@ JOIN pg_class c ON c.oid = i.inhrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 CROSS JOIN LATERAL (SELECT regexp_match(pg_get_expr(c.relpartbound, c.oid), '^FOR VALUES FROM \((.+)\) TO \((.+)\)$') AS m) b
 WHERE pt.partrelid = to_regclass($1) AND pt.partstrat = 'r' AND pt.partnatts = 1 AND a.attname = $2
-ORDER BY 1, 2`
+ORDER BY 2, 3`
 
 // plannerEstimates fills the estimate of the expired partitions the database
 // never analyzed (reltuples -1) with the planner's, which it derives from the
@@ -131,12 +152,14 @@ func (p *partitioner) RangePartitions(ctx context.Context, live *liveSchema, sw 
 		var schema, name string
 		var part pgPartition
 		var rp sqlcore.RangePartition
-		_, err = pgx.ForEachRow(rows, []any{&schema, &name, &part.bound, &part.pending, &rp.Expired, &rp.Estimate}, func() error {
+		_, err = pgx.ForEachRow(rows, []any{&p.oid, &schema, &name, &part.bound, &part.comment, &rp.Expired, &rp.Estimate}, func() error {
 			out.Partitioned = true
 			if part.bound == "DEFAULT" {
 				p.concurrent = false
 				return nil
 			}
+			// A mark left by a sweep cut off before its detach.
+			_, part.comment = splitDetachMark(part.comment)
 			part.ref = quote(schema) + "." + quote(name)
 			rp.Name, rp.From = name, part.ref
 			p.parts[name] = part
@@ -175,81 +198,328 @@ func orNil(what string, err error) error {
 }
 
 func (p *partitioner) DropPartitions(ctx context.Context, _ *liveSchema, sw sqlcore.Sweep, parts []sqlcore.RangePartition, check sqlcore.PartitionCheck) (dropped, kept []stores.PartitionOutcome, err error) {
-	for _, rp := range parts {
-		part := p.parts[rp.Name]
-		what := fmt.Sprintf("dropping partition %q of collection %q", rp.Name, sw.C.Name)
-		if p.concurrent {
-			if err := p.s.detach(ctx, p.parent, part); err != nil {
-				return dropped, kept, dbError(what, err)
+	if !p.concurrent {
+		for _, rp := range parts {
+			o, keep, err := p.dropUnderParentLock(ctx, sw, rp, check)
+			if err != nil {
+				return dropped, kept, err
+			}
+			if keep {
+				kept = append(kept, o)
+			} else {
+				dropped = append(dropped, o)
 			}
 		}
-		var o stores.PartitionOutcome
-		var keep bool
-		// Waits for an exclusive lock are short: while one waits, it blocks
-		// everyone queued behind it.
-		lock := min(p.s.opts.LockTimeout, sweepLockTimeout)
-		err := p.s.inTxWithTimeouts(ctx, readWrite, lock, p.s.opts.StatementTimeout, "", func(tx pgx.Tx) error {
-			locked := part.ref // detached: nobody reaches it through the parent
-			if !p.concurrent {
-				locked = p.parent // still attached: the DROP needs the parent's lock anyway
-			}
-			if _, err := tx.Exec(ctx, "LOCK TABLE "+locked+" IN ACCESS EXCLUSIVE MODE"); err != nil {
-				return dbError(what, err)
-			}
-			var err error
-			if o, keep, err = check(ctx, pgTx{tx}, rp); err != nil {
-				return err
-			}
-			switch {
-			case keep && p.concurrent:
-				_, err = tx.Exec(ctx, "ALTER TABLE "+p.parent+" ATTACH PARTITION "+part.ref+" "+part.bound)
-			case !keep:
-				_, err = tx.Exec(ctx, "DROP TABLE "+part.ref)
-			}
-			return orNil(what, err)
-		})
-		if err != nil {
-			return dropped, kept, err
-		}
-		if keep {
-			kept = append(kept, o)
-		} else {
-			dropped = append(dropped, o)
-		}
+		return dropped, kept, nil
+	}
+	what := fmt.Sprintf("dropping %d partition(s) of collection %q", len(parts), sw.C.Name)
+	if err := p.mark(ctx, parts); err != nil {
+		return nil, nil, dbError(what+": marking them", err)
+	}
+	n, detachErr := p.detachAll(ctx, parts)
+	dropped, kept, err = p.dropDetached(ctx, parts[:n], parts[n:], check)
+	if err != nil {
+		// Marked, so the next sweep attaches them again before it looks.
+		return nil, nil, fmt.Errorf("%s (the %d partition(s) detached so far are attached again and swept by the next run): %w", what, n, err)
+	}
+	if detachErr != nil {
+		return dropped, kept, dbError(fmt.Sprintf("detaching partition %q of collection %q", parts[n].Name, sw.C.Name), detachErr)
 	}
 	return dropped, kept, nil
 }
 
-// detach detaches part from parent concurrently (or finishes an earlier
-// detach), on a connection of its own outside any transaction block, with
-// the store's timeouts: the waits of a concurrent detach block no one.
-func (s *Store) detach(ctx context.Context, parent string, part pgPartition) error {
-	conn, err := s.pool.Acquire(ctx)
+// dropUnderParentLock checks and drops (or keeps) one partition still
+// attached, in one transaction holding the parent's lock: the DROP needs it
+// anyway.
+func (p *partitioner) dropUnderParentLock(ctx context.Context, sw sqlcore.Sweep, rp sqlcore.RangePartition, check sqlcore.PartitionCheck) (o stores.PartitionOutcome, keep bool, err error) {
+	what := fmt.Sprintf("dropping partition %q of collection %q", rp.Name, sw.C.Name)
+	err = p.s.inTxWithTimeouts(ctx, readWrite, p.exclusiveLockTimeout(), p.s.opts.StatementTimeout, "", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "LOCK TABLE "+p.parent+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+			return dbError(what, err)
+		}
+		var err error
+		if o, keep, err = check(ctx, pgTx{tx}, rp); err != nil || keep {
+			return err
+		}
+		_, err = tx.Exec(ctx, "DROP TABLE "+p.parts[rp.Name].ref)
+		return orNil(what, err)
+	})
+	return o, keep, err
+}
+
+// exclusiveLockTimeout bounds the waits for an exclusive lock: while one
+// waits, it blocks everyone queued behind it.
+func (p *partitioner) exclusiveLockTimeout() time.Duration {
+	return min(p.s.opts.LockTimeout, sweepLockTimeout)
+}
+
+// mark comments each of parts with its detachMark, in one transaction.
+func (p *partitioner) mark(ctx context.Context, parts []sqlcore.RangePartition) error {
+	return p.s.inTx(ctx, readWrite, func(tx pgx.Tx) error {
+		for _, rp := range parts {
+			part := p.parts[rp.Name]
+			if _, err := tx.Exec(ctx, commentSQL(part.ref, detachMark(p.oid, part.bound)+"\n"+part.comment)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// detachAll detaches parts one after the other on one connection, and
+// returns how many it detached, up to an error.
+func (p *partitioner) detachAll(ctx context.Context, parts []sqlcore.RangePartition) (int, error) {
+	conn, err := p.s.timedConn(ctx)
 	if err != nil {
+		return 0, err
+	}
+	defer conn.release(ctx)
+	for i, rp := range parts {
+		if _, err := conn.Exec(ctx, "ALTER TABLE "+p.parent+" DETACH PARTITION "+p.parts[rp.Name].ref+" CONCURRENTLY"); err != nil {
+			return i, err
+		}
+	}
+	return len(parts), nil
+}
+
+// dropDetached checks the detached partitions again in one transaction,
+// drops those nothing keeps, attaches the others again, and puts back the
+// comments of those left attached (a detach that failed).
+func (p *partitioner) dropDetached(ctx context.Context, detached, attached []sqlcore.RangePartition, check sqlcore.PartitionCheck) (dropped, kept []stores.PartitionOutcome, err error) {
+	err = p.s.inTxWithTimeouts(ctx, readWrite, p.exclusiveLockTimeout(), p.s.opts.StatementTimeout, "", func(tx pgx.Tx) error {
+		dropped, kept = nil, nil
+		var drop []string
+		var attach []pgPartition
+		if len(detached) > 0 {
+			var refs []string
+			for _, rp := range detached {
+				refs = append(refs, p.parts[rp.Name].ref)
+			}
+			// Detached: nobody reaches them through the parent.
+			if _, err := tx.Exec(ctx, "LOCK TABLE "+strings.Join(refs, ", ")+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+				return err
+			}
+		}
+		for _, rp := range detached {
+			o, keep, err := check(ctx, pgTx{tx}, rp)
+			if err != nil {
+				return err
+			}
+			if keep {
+				kept = append(kept, o)
+				attach = append(attach, p.parts[rp.Name])
+			} else {
+				dropped = append(dropped, o)
+				drop = append(drop, p.parts[rp.Name].ref)
+			}
+		}
+		if len(drop) > 0 {
+			if _, err := tx.Exec(ctx, "DROP TABLE "+strings.Join(drop, ", ")); err != nil {
+				return err
+			}
+		}
+		if err := attachAgain(ctx, tx, p.parent, attach); err != nil {
+			return err
+		}
+		for _, rp := range attached {
+			part := p.parts[rp.Name]
+			if _, err := tx.Exec(ctx, commentSQL(part.ref, part.comment)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return dropped, kept, err
+}
+
+// attachAgain attaches parts to parent with their bounds and comments as
+// they were.
+func attachAgain(ctx context.Context, tx pgx.Tx, parent string, parts []pgPartition) error {
+	for _, part := range parts {
+		if _, err := tx.Exec(ctx, "ALTER TABLE "+parent+" ATTACH PARTITION "+part.ref+" "+part.bound); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, commentSQL(part.ref, part.comment)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// A detach mark is the first line of the comment of a partition a sweep is
+// detaching: detachMarkPrefix, the parent's oid, and the partition's bound.
+// The partition's own comment follows on the next lines.
+const detachMarkPrefix = "lethe: detached from table oid "
+
+func detachMark(parent int64, bound string) string {
+	return fmt.Sprintf("%s%d %s", detachMarkPrefix, parent, bound)
+}
+
+// splitDetachMark splits a comment into its detach mark (or "") and the
+// rest.
+func splitDetachMark(comment string) (mark, rest string) {
+	if !strings.HasPrefix(comment, detachMarkPrefix) {
+		return "", comment
+	}
+	mark, rest, _ = strings.Cut(comment, "\n")
+	return mark, rest
+}
+
+// markedBound is the bound a detach mark names for a table detached from
+// parent, if it is one PostgreSQL could have printed for a date or time
+// partition: it goes into DDL, and anyone who can comment on a table can
+// write a comment.
+var markedBound = regexp.MustCompile(`^FOR VALUES FROM \((MINVALUE|'[0-9A-Za-z :+.\-]*')\) TO \((MAXVALUE|'[0-9A-Za-z :+.\-]*')\)$`)
+
+func boundOf(mark string, parent int64) (string, bool) {
+	bound, ok := strings.CutPrefix(mark, fmt.Sprintf("%s%d ", detachMarkPrefix, parent))
+	return bound, ok && markedBound.MatchString(bound)
+}
+
+// commentSQL sets (or, for "", removes) a table's comment. COMMENT takes
+// no parameters: the text is an escape string literal, each backslash and
+// quote doubled.
+func commentSQL(ref, comment string) string {
+	if comment == "" {
+		return "COMMENT ON TABLE " + ref + " IS NULL"
+	}
+	return "COMMENT ON TABLE " + ref + " IS E'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(comment) + "'"
+}
+
+// leftDetachedSQL lists what interrupted sweeps left of the partitions of
+// $1 (quoted, resolved now): the tables, not partitions, whose comment marks
+// them as detached from it (their bound is in the mark), and its partitions
+// "detach pending" (with their bound from the catalog).
+const leftDetachedSQL = `SELECT n.nspname::text, c.relname::text, d.description, '', false
+FROM pg_description d
+JOIN pg_class c ON c.oid = d.objoid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE d.classoid = 'pg_class'::regclass AND d.objsubid = 0 AND c.relkind = 'r' AND NOT c.relispartition
+	AND starts_with(d.description, $2 || to_regclass($1)::oid::text || ' ')
+UNION ALL
+SELECT n.nspname::text, c.relname::text, coalesce(obj_description(c.oid, 'pg_class'), ''), pg_get_expr(c.relpartbound, c.oid), true
+FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE i.inhparent = to_regclass($1) AND i.inhdetachpending
+ORDER BY 1, 2`
+
+// leftDetached is a partition an interrupted sweep left detached, or
+// detach pending.
+type leftDetached struct {
+	pgPartition
+	name    string
+	pending bool
+}
+
+// RecoverPartitions attaches again, as they were, the partitions of sw's
+// table interrupted sweeps left detached (marked, not dropped) or detach
+// pending (finished first): the sweep that follows then decides about them
+// as about any partition.
+func (p *partitioner) RecoverPartitions(ctx context.Context, _ *liveSchema, sw sqlcore.Sweep) error {
+	parent := tableRef(sw.C)
+	what := fmt.Sprintf("attaching again the partitions of collection %q an interrupted sweep left detached", sw.C.Name)
+	left, err := p.leftDetached(ctx, parent)
+	if errors.Is(err, stores.ErrInvalid) {
 		return err
 	}
-	defer conn.Release()
+	if err != nil || len(left) == 0 {
+		return orNil(what, err)
+	}
+	var names []string
+	var parts []pgPartition
+	for _, l := range left {
+		names, parts = append(names, l.name), append(parts, l.pgPartition)
+	}
+	what = fmt.Sprintf("%s (%s)", what, strings.Join(names, ", "))
+	conn, err := p.s.timedConn(ctx)
+	if err != nil {
+		return dbError(what, err)
+	}
+	defer conn.release(ctx)
+	for _, l := range left {
+		if l.pending {
+			if _, err := conn.Exec(ctx, "ALTER TABLE "+parent+" DETACH PARTITION "+l.ref+" FINALIZE"); err != nil {
+				return dbError(what, err)
+			}
+		}
+	}
+	err = p.s.inTxWithTimeouts(ctx, readWrite, p.exclusiveLockTimeout(), p.s.opts.StatementTimeout, "", func(tx pgx.Tx) error {
+		return attachAgain(ctx, tx, parent, parts)
+	})
+	return orNil(what, err)
+}
+
+// leftDetached reads what interrupted sweeps left of parent's partitions
+// (leftDetachedSQL), and refuses a mark whose bound Lethe did not write.
+func (p *partitioner) leftDetached(ctx context.Context, parent string) ([]leftDetached, error) {
+	var oid int64
+	var left []leftDetached
+	err := p.s.inTx(ctx, readOnly, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, "SELECT coalesce(to_regclass($1)::oid::bigint, 0)", parent).Scan(&oid); err != nil || oid == 0 {
+			return err
+		}
+		rows, err := tx.Query(ctx, leftDetachedSQL, parent, detachMarkPrefix)
+		if err != nil {
+			return err
+		}
+		var schema string
+		var l leftDetached
+		_, err = pgx.ForEachRow(rows, []any{&schema, &l.name, &l.comment, &l.bound, &l.pending}, func() error {
+			l.ref = quote(schema) + "." + quote(l.name)
+			left = append(left, l)
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range left {
+		l := &left[i]
+		mark, rest := splitDetachMark(l.comment)
+		l.comment = rest
+		if l.pending {
+			continue
+		}
+		var ok bool
+		if l.bound, ok = boundOf(mark, oid); !ok {
+			return nil, fmt.Errorf("%w: table %s is marked as detached from collection's table %s with a bound Lethe did not write; remove the first line of its comment", stores.ErrInvalid, l.ref, parent)
+		}
+	}
+	return left, nil
+}
+
+// timedConn is a connection of the pool of its own, outside any
+// transaction block, with the store's lock and statement timeouts: for
+// statements that cannot run in a transaction block (a concurrent detach),
+// whose waits block no one.
+type timedConn struct{ *pgxpool.Conn }
+
+func (s *Store) timedConn(ctx context.Context) (timedConn, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return timedConn{}, err
+	}
 	set := fmt.Sprintf("SELECT set_config('lock_timeout', '%s', false), set_config('statement_timeout', '%s', false)",
 		milliseconds(s.opts.LockTimeout), milliseconds(s.opts.StatementTimeout))
 	if _, err := conn.Exec(ctx, set); err != nil {
-		return err
+		conn.Release()
+		return timedConn{}, err
 	}
-	defer func() {
-		// The connection goes back to the pool with the server's defaults,
-		// or not at all.
-		for _, reset := range []string{"RESET lock_timeout", "RESET statement_timeout"} {
-			if _, err := conn.Exec(context.WithoutCancel(ctx), reset); err != nil {
-				_ = conn.Conn().Close(context.WithoutCancel(ctx))
-				return
-			}
+	return timedConn{conn}, nil
+}
+
+// release gives the connection back to the pool with the server's
+// defaults, or closes it.
+func (c timedConn) release(ctx context.Context) {
+	defer c.Release()
+	for _, reset := range []string{"RESET lock_timeout", "RESET statement_timeout"} {
+		if _, err := c.Exec(context.WithoutCancel(ctx), reset); err != nil {
+			_ = c.Conn.Conn().Close(context.WithoutCancel(ctx))
+			return
 		}
-	}()
-	how := " CONCURRENTLY"
-	if part.pending {
-		how = " FINALIZE"
 	}
-	_, err = conn.Exec(ctx, "ALTER TABLE "+parent+" DETACH PARTITION "+part.ref+how)
-	return err
 }
 
 // TableHealth reports the dead row versions of collection's table (summed

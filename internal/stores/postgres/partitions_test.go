@@ -122,6 +122,34 @@ func (f *partFixture) count(t *testing.T, sql string, args ...any) int64 {
 	return n
 }
 
+// partitioner reads the partitions of events as a sweep of deleteRule does.
+func (f *partFixture) partitioner(t *testing.T) (*partitioner, *liveSchema, sqlcore.Sweep, sqlcore.RangeTable) {
+	t.Helper()
+	ctx := context.Background()
+	var live *liveSchema
+	err := f.store.inTx(ctx, readOnly, func(tx pgx.Tx) error {
+		var err error
+		live, err = f.store.introspect(ctx, tx)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, err := sqlcore.CheckSweep(f.store.m, deleteRule(), live.Table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &partitioner{s: f.store}
+	table, err := p.RangePartitions(ctx, live, sw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !table.Partitioned || !p.concurrent || len(table.Partitions) != 6 || !table.Partitions[0].Expired || table.Partitions[3].Expired {
+		t.Fatalf("catalog read: %+v (concurrent %v)", table, p.concurrent)
+	}
+	return p, live, sw, table
+}
+
 // partitions lists the partitions attached to events, from the catalog.
 func (f *partFixture) partitions(t *testing.T) []string {
 	t.Helper()
@@ -358,27 +386,7 @@ func TestPartitionSweepWithDefaultAndMaxValuePartitions(t *testing.T) {
 func TestPartitionKeptAfterDetachIsAttachedAgain(t *testing.T) {
 	f := newPartFixture(t, false, "")
 	ctx := context.Background()
-	var live *liveSchema
-	err := f.store.inTx(ctx, readOnly, func(tx pgx.Tx) error {
-		var err error
-		live, err = f.store.introspect(ctx, tx)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sw, err := sqlcore.CheckSweep(f.store.m, deleteRule(), live.Table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &partitioner{s: f.store}
-	table, err := p.RangePartitions(ctx, live, sw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !table.Partitioned || !p.concurrent || len(table.Partitions) != 6 || !table.Partitions[0].Expired || table.Partitions[3].Expired {
-		t.Fatalf("catalog read: %+v (concurrent %v)", table, p.concurrent)
-	}
+	p, live, sw, table := f.partitioner(t)
 	var detached int64
 	keep := func(ctx context.Context, tx sqlcore.Tx, rp sqlcore.RangePartition) (stores.PartitionOutcome, bool, error) {
 		// Detached by now: the parent no longer has it.
@@ -400,6 +408,131 @@ func TestPartitionKeptAfterDetachIsAttachedAgain(t *testing.T) {
 	}
 	if n := f.count(t, "SELECT count(*) FROM events WHERE at < '2024-02-01'"); n != 10 {
 		t.Errorf("January has %d rows through the parent, want 10", n)
+	}
+}
+
+// A sweep cut off between its detaches and its drop leaves the partitions
+// detached and marked; the next sweep attaches them again and then drops
+// (or keeps) them as any partition: no expired row is left in a table no
+// sweep looks at, and a held one comes back into the parent, its comment as
+// it was. Here the last check fails (as a statement timeout would) once all
+// three are detached.
+func TestPartitionLeftDetachedByAnInterruptedSweepIsFinished(t *testing.T) {
+	f := newPartFixture(t, false, `COMMENT ON TABLE events_2024_02 IS 'billing''s \ archive';`)
+	ctx := context.Background()
+	p, live, sw, table := f.partitioner(t)
+	failing := func(context.Context, sqlcore.Tx, sqlcore.RangePartition) (stores.PartitionOutcome, bool, error) {
+		return stores.PartitionOutcome{}, false, errors.New("cut off")
+	}
+	if _, _, err := p.DropPartitions(ctx, live, sw, table.Partitions[:3], failing); err == nil || !strings.Contains(err.Error(), "next run") {
+		t.Fatalf("interrupted drop: %v, want an error saying the next run finishes it", err)
+	}
+	if got := f.partitions(t); !slices.Equal(got, allMonths[3:]) {
+		t.Fatalf("partitions attached after the interrupted sweep: %v, want %v", got, allMonths[3:])
+	}
+	marked := "SELECT count(*) FROM pg_class WHERE relname IN ('events_2024_01', 'events_2024_02', 'events_2024_03') AND starts_with(obj_description(oid, 'pg_class'), 'lethe: detached from table oid ')"
+	if n := f.count(t, marked); n != 3 {
+		t.Fatalf("%d of the 3 detached tables are marked", n)
+	}
+	// A dry run changes nothing, the detached tables included.
+	sweepParts(t, f.store, deleteRule(), true)
+	if got := f.partitions(t); !slices.Equal(got, allMonths[3:]) {
+		t.Fatalf("partitions attached after a dry run: %v", got)
+	}
+
+	rule := deleteRule()
+	rule.HeldKeys = []string{"204"} // 4 February, held since
+	res := sweepParts(t, f.store, rule, false)
+	if got := names(res.Dropped); !slices.Equal(got, []string{"events_2024_01", "events_2024_03"}) {
+		t.Fatalf("dropped %v, want January and March", got)
+	}
+	for _, o := range res.Dropped {
+		if o.Rows != 10 || o.Estimated {
+			t.Errorf("partition %s: %d rows (estimated %v), want exactly 10", o.Name, o.Rows, o.Estimated)
+		}
+	}
+	if got := names(res.Kept); !slices.Equal(got, []string{"events_2024_02"}) || !strings.Contains(res.Kept[0].Reason, "legal hold") {
+		t.Fatalf("kept %+v, want February for its legal hold", res.Kept)
+	}
+	if got, want := f.partitions(t), append([]string{"events_2024_02"}, allMonths[3:]...); !slices.Equal(got, want) {
+		t.Fatalf("partitions attached: %v, want %v", got, want)
+	}
+	if n := f.count(t, "SELECT count(*) FROM events WHERE at < '2024-04-01'"); n != 10 {
+		t.Errorf("February has %d rows through the parent, want 10", n)
+	}
+	if n := f.count(t, "SELECT count(*) FROM pg_class WHERE relname IN ('events_2024_01', 'events_2024_03')"); n != 0 {
+		t.Errorf("%d of January and March are still tables", n)
+	}
+	var comment string
+	if err := f.conn.QueryRow(ctx, "SELECT obj_description('events_2024_02'::regclass, 'pg_class')").Scan(&comment); err != nil || comment != `billing's \ archive` {
+		t.Errorf("February's comment is %q (%v), want it as it was", comment, err)
+	}
+}
+
+// A detach cut off in its second phase leaves the partition "detach
+// pending", out of new queries' sight. The next sweep finishes the detach
+// and attaches it again before it decides: a held partition comes back into
+// the parent instead of staying invisible, the others are dropped.
+func TestPartitionLeftDetachPendingIsFinished(t *testing.T) {
+	f := newPartFixture(t, false, "")
+	ctx := context.Background()
+	reader := connect(t, f.dsn)
+	if _, err := reader.Exec(ctx, "BEGIN; SELECT count(*) FROM events WHERE at >= '2024-06-01'"); err != nil {
+		t.Fatal(err)
+	}
+	detacher := connect(t, f.dsn)
+	if _, err := detacher.Exec(ctx, "SET statement_timeout = 300"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := detacher.Exec(ctx, "ALTER TABLE events DETACH PARTITION events_2024_02 CONCURRENTLY"); err == nil || !strings.Contains(err.Error(), "57014") {
+		t.Fatalf("detach: %v, want it cut off waiting for the reader of the parent", err)
+	}
+	if _, err := reader.Exec(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	pending := "SELECT count(*) FROM pg_inherits WHERE inhrelid = 'events_2024_02'::regclass AND inhdetachpending"
+	if n := f.count(t, pending); n != 1 {
+		t.Fatal("February is not detach pending")
+	}
+	if n := f.count(t, "SELECT count(*) FROM events WHERE at >= '2024-02-01' AND at < '2024-03-01'"); n != 0 {
+		t.Fatalf("a detach pending partition shows %d rows through the parent", n)
+	}
+	rule := deleteRule()
+	rule.HeldKeys = []string{"204"}
+	res := sweepParts(t, f.store, rule, false)
+	if got := names(res.Dropped); !slices.Equal(got, []string{"events_2024_01", "events_2024_03"}) {
+		t.Fatalf("dropped %v, want January and March", got)
+	}
+	if got := names(res.Kept); !slices.Equal(got, []string{"events_2024_02"}) {
+		t.Fatalf("kept %v, want February", got)
+	}
+	if n := f.count(t, pending); n != 0 {
+		t.Error("February is still detach pending")
+	}
+	if n := f.count(t, "SELECT count(*) FROM events WHERE at >= '2024-02-01' AND at < '2024-03-01'"); n != 10 {
+		t.Errorf("February shows %d rows through the parent, want 10", n)
+	}
+}
+
+// A comment only looks like a detach mark unless its bound is one
+// PostgreSQL prints for a date or time: anything else would go into DDL.
+func TestDetachMarksWithAForeignBoundAreRefused(t *testing.T) {
+	f := newPartFixture(t, false, "")
+	var oid int64
+	if err := f.conn.QueryRow(context.Background(), "SELECT 'events'::regclass::oid::bigint").Scan(&oid); err != nil {
+		t.Fatal(err)
+	}
+	f.exec(t, "CREATE TABLE stray (LIKE events)")
+	f.exec(t, commentSQL("stray", detachMark(oid, "FOR VALUES FROM ('2023-01-01') TO ('2023-02-01'); DROP TABLE plain; --")))
+	_, err := f.store.SweepPartitions(context.Background(), deleteRule(), false)
+	if err == nil || !strings.Contains(err.Error(), "did not write") {
+		t.Fatalf("sweep: %v, want the foreign mark refused", err)
+	}
+	if n := f.count(t, "SELECT count(*) FROM plain"); n != 100 {
+		t.Errorf("plain has %d rows", n)
+	}
+	if got := f.partitions(t); !slices.Equal(got, allMonths) {
+		t.Errorf("partitions: %v", got)
 	}
 }
 

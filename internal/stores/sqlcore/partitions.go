@@ -26,7 +26,9 @@ import (
 //     exemption still keeps;
 //   - the check again just before the partition goes, where no other
 //     transaction can write to it any more (DropPartitions calls it), so a
-//     held row written in between is never dropped.
+//     held row written in between is never dropped;
+//   - what an interrupted sweep left half done is put back first
+//     (PartitionRecoverer), except in a dry run, which changes nothing.
 //
 // Row counts are exact (count(*)) unless the catalog estimates more than
 // ExactCountLimit rows: counting a large partition would read all of it, the
@@ -74,6 +76,15 @@ type PartitionEngine[L any] interface {
 	DropPartitions(ctx context.Context, live *L, sw Sweep, parts []RangePartition, check PartitionCheck) (dropped, kept []stores.PartitionOutcome, err error)
 }
 
+// PartitionRecoverer is a PartitionEngine whose drops take more than one
+// transaction, so that an interrupted sweep can leave a partition half
+// removed (PostgreSQL: detached, not dropped).
+type PartitionRecoverer[L any] interface {
+	// RecoverPartitions puts back as they were the partitions of sw's table
+	// an interrupted sweep left half removed, before a sweep reads them.
+	RecoverPartitions(ctx context.Context, live *L, sw Sweep) error
+}
+
 // PartitionCheck is the last check of a partition in tx: its outcome (rows
 // counted; Reason set when it must be kept) and whether to keep it.
 type PartitionCheck func(ctx context.Context, tx Tx, p RangePartition) (o stores.PartitionOutcome, keep bool, err error)
@@ -92,6 +103,11 @@ func (c *Core[L, T]) SweepRangePartitions(ctx context.Context, pe PartitionEngin
 		}
 		if err := q.checkExemptions(c.engine.Schema(live)); err != nil {
 			return err
+		}
+		if r, ok := pe.(PartitionRecoverer[L]); ok && !dryRun {
+			if err := r.RecoverPartitions(ctx, live, q.Sweep); err != nil {
+				return err
+			}
 		}
 		t, err := pe.RangePartitions(ctx, live, q.Sweep)
 		if err != nil || !t.Partitioned {
