@@ -61,6 +61,9 @@ func RunMySQLSweep(ctx context.Context, cfg Config) Part {
 		if _, err := db.ExecContext(ctx, "ANALYZE TABLE events"); err != nil {
 			return 0, err
 		}
+		if err := settleMariaDB(ctx, db); err != nil {
+			return 0, err
+		}
 		var expired int64
 		err := db.QueryRowContext(ctx, "SELECT count(*) FROM events WHERE created_at < ?", sweepCutoff.Format("2006-01-02 15:04:05")).Scan(&expired)
 		return expired, err

@@ -356,6 +356,9 @@ func mariaDBPartitions(ctx context.Context, cfg Config, n int, details map[strin
 		if _, err := db.ExecContext(ctx, "ANALYZE TABLE events"); err != nil {
 			return 0, err
 		}
+		if err := settleMariaDB(ctx, db); err != nil {
+			return 0, err
+		}
 		var expired int64
 		err := db.QueryRowContext(ctx, "SELECT count(*) FROM events WHERE created_at < ?", cutoff).Scan(&expired)
 		return expired, err
