@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -213,11 +212,11 @@ func (p *partitioner) DropPartitions(ctx context.Context, _ *liveSchema, sw sqlc
 		return dropped, kept, nil
 	}
 	what := fmt.Sprintf("dropping %d partition(s) of collection %q", len(parts), sw.C.Name)
-	if err := p.mark(ctx, parts); err != nil {
-		return nil, nil, dbError(what+": marking them", err)
+	if err := p.mark(ctx, what, parts); err != nil {
+		return nil, nil, err
 	}
 	n, detachErr := p.detachAll(ctx, parts)
-	dropped, kept, err = p.dropDetached(ctx, parts[:n], parts[n:], check)
+	dropped, kept, err = p.dropDetached(ctx, what, parts[:n], parts[n:], check)
 	if err != nil {
 		// Marked, so the next sweep attaches them again before it looks.
 		return nil, nil, fmt.Errorf("%s (the %d partition(s) detached so far are attached again and swept by the next run): %w", what, n, err)
@@ -254,12 +253,12 @@ func (p *partitioner) exclusiveLockTimeout() time.Duration {
 }
 
 // mark comments each of parts with its detachMark, in one transaction.
-func (p *partitioner) mark(ctx context.Context, parts []sqlcore.RangePartition) error {
+func (p *partitioner) mark(ctx context.Context, what string, parts []sqlcore.RangePartition) error {
 	return p.s.inTx(ctx, readWrite, func(tx pgx.Tx) error {
 		for _, rp := range parts {
 			part := p.parts[rp.Name]
 			if _, err := tx.Exec(ctx, commentSQL(part.ref, detachMark(p.oid, part.bound)+"\n"+part.comment)); err != nil {
-				return err
+				return dbError(what+": marking them", err)
 			}
 		}
 		return nil
@@ -285,8 +284,12 @@ func (p *partitioner) detachAll(ctx context.Context, parts []sqlcore.RangePartit
 // dropDetached checks the detached partitions again in one transaction,
 // drops those nothing keeps, attaches the others again, and puts back the
 // comments of those left attached (a detach that failed).
-func (p *partitioner) dropDetached(ctx context.Context, detached, attached []sqlcore.RangePartition, check sqlcore.PartitionCheck) (dropped, kept []stores.PartitionOutcome, err error) {
+func (p *partitioner) dropDetached(ctx context.Context, what string, detached, attached []sqlcore.RangePartition, check sqlcore.PartitionCheck) (dropped, kept []stores.PartitionOutcome, err error) {
 	err = p.s.inTxWithTimeouts(ctx, readWrite, p.exclusiveLockTimeout(), p.s.opts.StatementTimeout, "", func(tx pgx.Tx) error {
+		exec := func(sql string) error {
+			_, err := tx.Exec(ctx, sql)
+			return orNil(what, err)
+		}
 		dropped, kept = nil, nil
 		var drop []string
 		var attach []pgPartition
@@ -296,7 +299,7 @@ func (p *partitioner) dropDetached(ctx context.Context, detached, attached []sql
 				refs = append(refs, p.parts[rp.Name].ref)
 			}
 			// Detached: nobody reaches them through the parent.
-			if _, err := tx.Exec(ctx, "LOCK TABLE "+strings.Join(refs, ", ")+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+			if err := exec("LOCK TABLE " + strings.Join(refs, ", ") + " IN ACCESS EXCLUSIVE MODE"); err != nil {
 				return err
 			}
 		}
@@ -314,16 +317,16 @@ func (p *partitioner) dropDetached(ctx context.Context, detached, attached []sql
 			}
 		}
 		if len(drop) > 0 {
-			if _, err := tx.Exec(ctx, "DROP TABLE "+strings.Join(drop, ", ")); err != nil {
+			if err := exec("DROP TABLE " + strings.Join(drop, ", ")); err != nil {
 				return err
 			}
 		}
 		if err := attachAgain(ctx, tx, p.parent, attach); err != nil {
-			return err
+			return orNil(what, err)
 		}
 		for _, rp := range attached {
 			part := p.parts[rp.Name]
-			if _, err := tx.Exec(ctx, commentSQL(part.ref, part.comment)); err != nil {
+			if err := exec(commentSQL(part.ref, part.comment)); err != nil {
 				return err
 			}
 		}
@@ -419,12 +422,9 @@ type leftDetached struct {
 func (p *partitioner) RecoverPartitions(ctx context.Context, _ *liveSchema, sw sqlcore.Sweep) error {
 	parent := tableRef(sw.C)
 	what := fmt.Sprintf("attaching again the partitions of collection %q an interrupted sweep left detached", sw.C.Name)
-	left, err := p.leftDetached(ctx, parent)
-	if errors.Is(err, stores.ErrInvalid) {
-		return err
-	}
+	left, err := p.leftDetached(ctx, what, parent)
 	if err != nil || len(left) == 0 {
-		return orNil(what, err)
+		return err
 	}
 	var names []string
 	var parts []pgPartition
@@ -444,24 +444,23 @@ func (p *partitioner) RecoverPartitions(ctx context.Context, _ *liveSchema, sw s
 			}
 		}
 	}
-	err = p.s.inTxWithTimeouts(ctx, readWrite, p.exclusiveLockTimeout(), p.s.opts.StatementTimeout, "", func(tx pgx.Tx) error {
-		return attachAgain(ctx, tx, parent, parts)
+	return p.s.inTxWithTimeouts(ctx, readWrite, p.exclusiveLockTimeout(), p.s.opts.StatementTimeout, "", func(tx pgx.Tx) error {
+		return orNil(what, attachAgain(ctx, tx, parent, parts))
 	})
-	return orNil(what, err)
 }
 
 // leftDetached reads what interrupted sweeps left of parent's partitions
 // (leftDetachedSQL), and refuses a mark whose bound Lethe did not write.
-func (p *partitioner) leftDetached(ctx context.Context, parent string) ([]leftDetached, error) {
+func (p *partitioner) leftDetached(ctx context.Context, what, parent string) ([]leftDetached, error) {
 	var oid int64
 	var left []leftDetached
 	err := p.s.inTx(ctx, readOnly, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, "SELECT coalesce(to_regclass($1)::oid::bigint, 0)", parent).Scan(&oid); err != nil || oid == 0 {
-			return err
+			return orNil(what, err)
 		}
 		rows, err := tx.Query(ctx, leftDetachedSQL, parent, detachMarkPrefix)
 		if err != nil {
-			return err
+			return dbError(what, err)
 		}
 		var schema string
 		var l leftDetached
@@ -470,7 +469,7 @@ func (p *partitioner) leftDetached(ctx context.Context, parent string) ([]leftDe
 			left = append(left, l)
 			return nil
 		})
-		return err
+		return orNil(what, err)
 	})
 	if err != nil {
 		return nil, err
