@@ -390,14 +390,15 @@ func commentSQL(ref, comment string) string {
 }
 
 // leftDetachedSQL lists what interrupted sweeps left of the partitions of
-// $1 (quoted, resolved now): the tables, not partitions, whose comment marks
-// them as detached from it (their bound is in the mark), and its partitions
-// "detach pending" (with their bound from the catalog).
+// $1 (quoted, resolved now): the tables, not partitions (partitioned ones
+// too, a partition with partitions of its own), whose comment marks them as
+// detached from it (their bound is in the mark), and its partitions "detach
+// pending" (with their bound from the catalog).
 const leftDetachedSQL = `SELECT n.nspname::text, c.relname::text, d.description, '', false
 FROM pg_description d
 JOIN pg_class c ON c.oid = d.objoid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE d.classoid = 'pg_class'::regclass AND d.objsubid = 0 AND c.relkind = 'r' AND NOT c.relispartition
+WHERE d.classoid = 'pg_class'::regclass AND d.objsubid = 0 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
 	AND starts_with(d.description, $2 || to_regclass($1)::oid::text || ' ')
 UNION ALL
 SELECT n.nspname::text, c.relname::text, coalesce(obj_description(c.oid, 'pg_class'), ''), pg_get_expr(c.relpartbound, c.oid), true
