@@ -47,8 +47,11 @@ import (
 // PostgreSQL refuses a concurrent detach when the table has a DEFAULT
 // partition: each partition is then dropped in one transaction holding the
 // parent's ACCESS EXCLUSIVE lock for the check and the DROP (waiting at most
-// sweepLockTimeout for it). Partitions are dropped at once: keeping them
-// detached for a grace period is not done.
+// sweepLockTimeout for it).
+//
+// Partitions are dropped at once, never kept detached for a grace period:
+// erasure reaches rows through the mapped table, so a subject's rows in a
+// detached table would outlive a receipt saying they are gone.
 
 var (
 	_ stores.PartitionSweeper    = (*Store)(nil)
