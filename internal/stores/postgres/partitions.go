@@ -393,64 +393,95 @@ func commentSQL(ref, comment string) string {
 }
 
 // leftDetachedSQL lists what interrupted sweeps left of the partitions of
-// $1 (quoted, resolved now): the tables, not partitions (partitioned ones
-// too, a partition with partitions of its own), whose comment marks them as
-// detached from it (their bound is in the mark), and its partitions "detach
-// pending" (with their bound from the catalog).
-const leftDetachedSQL = `SELECT n.nspname::text, c.relname::text, d.description, '', false
+// $1 (quoted, resolved now), $2 being detachMarkPrefix, in a state column:
+//   - detached: a table, not a partition (a partitioned one too: a partition
+//     with partitions of its own), whose comment marks it as detached from
+//     $1; its bound is in the mark;
+//   - pending: a partition of $1 "detach pending";
+//   - marked: a partition of $1 still attached with a mark (a sweep cut off
+//     before its detach), whose comment only is put back.
+const leftDetachedSQL = `SELECT n.nspname::text, c.relname::text, d.description, '', 'detached'
 FROM pg_description d
 JOIN pg_class c ON c.oid = d.objoid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE d.classoid = 'pg_class'::regclass AND d.objsubid = 0 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
 	AND starts_with(d.description, $2 || to_regclass($1)::oid::text || ' ')
 UNION ALL
-SELECT n.nspname::text, c.relname::text, coalesce(obj_description(c.oid, 'pg_class'), ''), pg_get_expr(c.relpartbound, c.oid), true
+SELECT n.nspname::text, c.relname::text, coalesce(obj_description(c.oid, 'pg_class'), ''), pg_get_expr(c.relpartbound, c.oid),
+	CASE WHEN i.inhdetachpending THEN 'pending' ELSE 'marked' END
 FROM pg_inherits i
 JOIN pg_class c ON c.oid = i.inhrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE i.inhparent = to_regclass($1) AND i.inhdetachpending
+WHERE i.inhparent = to_regclass($1)
+	AND (i.inhdetachpending OR starts_with(obj_description(c.oid, 'pg_class'), $2))
 ORDER BY 1, 2`
 
-// leftDetached is a partition an interrupted sweep left detached, or
-// detach pending.
+// leftDetached is a partition an interrupted sweep left behind, in the
+// state leftDetachedSQL names.
 type leftDetached struct {
 	pgPartition
-	name    string
-	pending bool
+	name, state string
 }
 
-// RecoverPartitions attaches again, as they were, the partitions of sw's
-// table interrupted sweeps left detached (marked, not dropped) or detach
-// pending (finished first): the sweep that follows then decides about them
-// as about any partition.
+// RecoverPartitions puts back as they were the partitions of sw's table
+// interrupted sweeps left behind: detached ones (marked, not dropped) and
+// detach pending ones (finished first) are attached again, and the marks of
+// those still attached removed. The sweep that follows then decides about
+// them as about any partition.
 func (p *partitioner) RecoverPartitions(ctx context.Context, _ *liveSchema, sw sqlcore.Sweep) error {
 	parent := tableRef(sw.C)
-	what := fmt.Sprintf("attaching again the partitions of collection %q an interrupted sweep left detached", sw.C.Name)
+	what := fmt.Sprintf("putting back the partitions of collection %q an interrupted sweep left detached", sw.C.Name)
 	left, err := p.leftDetached(ctx, what, parent)
 	if err != nil || len(left) == 0 {
 		return err
 	}
 	var names []string
-	var parts []pgPartition
+	var attach, unmark, pending []pgPartition
 	for _, l := range left {
-		names, parts = append(names, l.name), append(parts, l.pgPartition)
+		names = append(names, l.name)
+		switch l.state {
+		case "marked":
+			unmark = append(unmark, l.pgPartition)
+		case "pending":
+			pending = append(pending, l.pgPartition)
+			fallthrough
+		default:
+			attach = append(attach, l.pgPartition)
+		}
 	}
 	what = fmt.Sprintf("%s (%s)", what, strings.Join(names, ", "))
-	conn, err := p.s.timedConn(ctx)
-	if err != nil {
+	if err := p.finalize(ctx, parent, pending); err != nil {
 		return dbError(what, err)
 	}
-	defer conn.release(ctx)
-	for _, l := range left {
-		if l.pending {
-			if _, err := conn.Exec(ctx, "ALTER TABLE "+parent+" DETACH PARTITION "+l.ref+" FINALIZE"); err != nil {
+	return p.s.inTxWithTimeouts(ctx, readWrite, p.exclusiveLockTimeout(), p.s.opts.StatementTimeout, "", func(tx pgx.Tx) error {
+		if err := attachAgain(ctx, tx, parent, attach); err != nil {
+			return dbError(what, err)
+		}
+		for _, part := range unmark {
+			if _, err := tx.Exec(ctx, commentSQL(part.ref, part.comment)); err != nil {
 				return dbError(what, err)
 			}
 		}
-	}
-	return p.s.inTxWithTimeouts(ctx, readWrite, p.exclusiveLockTimeout(), p.s.opts.StatementTimeout, "", func(tx pgx.Tx) error {
-		return orNil(what, attachAgain(ctx, tx, parent, parts))
+		return nil
 	})
+}
+
+// finalize finishes the detach of parts, detach pending from parent.
+func (p *partitioner) finalize(ctx context.Context, parent string, parts []pgPartition) error {
+	if len(parts) == 0 {
+		return nil
+	}
+	conn, err := p.s.timedConn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.release(ctx)
+	for _, part := range parts {
+		if _, err := conn.Exec(ctx, "ALTER TABLE "+parent+" DETACH PARTITION "+part.ref+" FINALIZE"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // leftDetached reads what interrupted sweeps left of parent's partitions
@@ -468,7 +499,7 @@ func (p *partitioner) leftDetached(ctx context.Context, what, parent string) ([]
 		}
 		var schema string
 		var l leftDetached
-		_, err = pgx.ForEachRow(rows, []any{&schema, &l.name, &l.comment, &l.bound, &l.pending}, func() error {
+		_, err = pgx.ForEachRow(rows, []any{&schema, &l.name, &l.comment, &l.bound, &l.state}, func() error {
 			l.ref = quote(schema) + "." + quote(l.name)
 			left = append(left, l)
 			return nil
@@ -482,7 +513,7 @@ func (p *partitioner) leftDetached(ctx context.Context, what, parent string) ([]
 		l := &left[i]
 		mark, rest := splitDetachMark(l.comment)
 		l.comment = rest
-		if l.pending {
+		if l.state != "detached" {
 			continue
 		}
 		var ok bool

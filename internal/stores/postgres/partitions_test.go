@@ -526,6 +526,34 @@ func TestPartitionLeftDetachPendingIsFinished(t *testing.T) {
 	}
 }
 
+// A sweep cut off after its marks and before its detach leaves a partition
+// attached with a mark: the next sweep puts its comment back, whether or
+// not it drops the partition.
+func TestMarkOfAPartitionNeverDetachedIsRemoved(t *testing.T) {
+	f := newPartFixture(t, false, "")
+	var oid int64
+	if err := f.conn.QueryRow(context.Background(), "SELECT 'events'::regclass::oid::bigint").Scan(&oid); err != nil {
+		t.Fatal(err)
+	}
+	f.exec(t, commentSQL("events_2024_05", detachMark(oid, "FOR VALUES FROM ('2024-05-01 00:00:00+00') TO ('2024-06-01 00:00:00+00')")+"\nmay's own"))
+	f.exec(t, commentSQL("events_2024_06", detachMark(oid, "FOR VALUES FROM ('2024-06-01 00:00:00+00') TO ('2024-07-01 00:00:00+00')")+"\n"))
+	res := sweepParts(t, f.store, deleteRule(), false)
+	if got := names(res.Dropped); !slices.Equal(got, allMonths[:3]) {
+		t.Fatalf("dropped %v, want %v", got, allMonths[:3])
+	}
+	if got := f.partitions(t); !slices.Equal(got, allMonths[3:]) {
+		t.Fatalf("partitions: %v", got)
+	}
+	var may string
+	var june *string
+	if err := f.conn.QueryRow(context.Background(), "SELECT obj_description('events_2024_05'::regclass, 'pg_class'), obj_description('events_2024_06'::regclass, 'pg_class')").Scan(&may, &june); err != nil {
+		t.Fatal(err)
+	}
+	if may != "may's own" || june != nil {
+		t.Errorf("comments %q and %v, want May's own and none for June", may, june)
+	}
+}
+
 // A comment only looks like a detach mark unless its bound is one
 // PostgreSQL prints for a date or time: anything else would go into DDL.
 func TestDetachMarksWithAForeignBoundAreRefused(t *testing.T) {
