@@ -176,10 +176,13 @@ func RunPostgresSweep(ctx context.Context, cfg Config) Part {
 		return nil
 	}
 	for i, action := range []stores.Action{stores.ActionDelete, stores.ActionAnonymize} {
-		var limit, lethe sweepRun
+		var limit, lethe, byHand sweepRun
 		sides := []string{"limit", "lethe"}
 		if i%2 == 1 {
 			sides = []string{"lethe", "limit"}
+		}
+		if action == stores.ActionDelete {
+			sides = append(sides, "by hand")
 		}
 		for _, side := range sides {
 			cfg.logf("postgres sweep: %s, %s: generating %d rows", action, side, total)
@@ -189,7 +192,13 @@ func RunPostgresSweep(ctx context.Context, cfg Config) Part {
 				return p
 			}
 			cfg.logf("postgres sweep: %s, %s: %d expired rows", action, side, expired)
-			if side == "limit" {
+			switch side {
+			case "by hand":
+				if byHand, err = pgDeleteByHand(ctx, pool, cfg.BatchSize); err != nil {
+					p.Error = err.Error()
+					return p
+				}
+			case "limit":
 				start := time.Now()
 				tag, err := pool.Exec(ctx, singles[action], sweepCutoff)
 				limit = sweepRun{Rows: tag.RowsAffected(), Elapsed: time.Since(start)}
@@ -198,7 +207,7 @@ func RunPostgresSweep(ctx context.Context, cfg Config) Part {
 					p.Error = fmt.Sprintf("single %s: %v", action, err)
 					return p
 				}
-			} else {
+			default:
 				lethe, err = sweepLoop(ctx, sw, sweepRule(action, cfg.BatchSize), expired)
 				if err != nil {
 					p.Error = fmt.Sprintf("Lethe's %s sweep: %v", action, err)
@@ -215,6 +224,12 @@ func RunPostgresSweep(ctx context.Context, cfg Config) Part {
 			lethe, limit, 0.7, cfg.BatchSize, true)...)
 		p.Details[string(action)] = map[string]any{
 			"lethe": sweepDetails(lethe), "limit": sweepDetails(limit),
+		}
+		if byHand.Rows > 0 {
+			row := byHandRow("look-up by ctid + DELETE of the ctid range", lethe, byHand)
+			row.Note = fmt.Sprintf("the same statements by hand reach %s of the single DELETE", fmtRatio(byHand.rate()/limit.rate()))
+			p.Rows = append(p.Rows, row)
+			p.Details[string(action)].(map[string]any)["byHand"] = sweepDetails(byHand)
 		}
 	}
 	rows, details, err := runPostgresChainSweep(ctx, cfg, dsn, pool)
