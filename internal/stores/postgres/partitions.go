@@ -33,16 +33,20 @@ import (
 //     the catalog gave (cheap: the detach left a CHECK constraint matching
 //     it, so PostgreSQL need not scan the rows), their comments as they were.
 //
-// What an interrupted sweep leaves, the next one puts back before it reads
-// the partitions (RecoverPartitions), and then sweeps as any partition:
+// What an interrupted sweep leaves, the next one of the collection (not a
+// dry run) puts back before it reads the partitions (RecoverPartitions),
+// and then sweeps as any partition:
 //   - a table marked as detached from this parent (a crash, a lost
 //     connection or a timeout between the detach and the drop) is attached
 //     again;
 //   - a partition "detach pending" (a detach cut off in its second phase,
 //     waiting for older transactions), invisible to new queries, is
 //     detached (DETACH ... FINALIZE) and attached again.
-// So expired rows are never left for good in a table no sweep looks at, nor
-// held rows out of the application's sight.
+// So expired rows are not left for good in a table no sweep looks at, nor
+// held rows out of the application's sight, as long as the collection is
+// swept again. Two sweeps of one table never run at once: a real one holds
+// an advisory lock on the parent from its recovery to its drop
+// (sweepLock).
 //
 // PostgreSQL refuses a concurrent detach when the table has a DEFAULT
 // partition: each partition is then dropped in one transaction holding the
@@ -63,7 +67,57 @@ var (
 // SweepPartitions drops the partitions of rule.Collection's table wholly
 // past rule.Cutoff that nothing keeps (see sqlcore.Core.SweepRangePartitions).
 func (s *Store) SweepPartitions(ctx context.Context, rule stores.SweepRule, dryRun bool) (stores.PartitionSweep, error) {
+	if !dryRun {
+		unlock, err := s.sweepLock(ctx, rule.Collection)
+		if err != nil {
+			return stores.PartitionSweep{}, err
+		}
+		defer unlock()
+	}
 	return s.Core.SweepRangePartitions(ctx, &partitioner{s: s}, rule, dryRun)
+}
+
+// sweepLockSQL takes the session advisory lock of the table $1 names, if
+// there is one: its key and whether it was free (both NULL for no table).
+const sweepLockSQL = `SELECT k, pg_try_advisory_lock(k)
+FROM (SELECT hashtextextended('lethe partition sweep ' || to_regclass($1)::oid::text, 0) AS k) AS key`
+
+// sweepLock holds the advisory lock of collection's table, on a connection
+// of its own, until unlock: another partition sweep of the same table (a
+// rule of another policy) fails while one runs, rather than take the marks
+// and detached tables of a sweep in progress for those of an interrupted
+// one.
+func (s *Store) sweepLock(ctx context.Context, collection string) (unlock func(), err error) {
+	c, ok := s.m.Get(collection)
+	if !ok {
+		return func() {}, nil // the sweep says what is wrong
+	}
+	what := fmt.Sprintf("locking the partition sweeps of collection %q", collection)
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, dbError(what, err)
+	}
+	var key *int64
+	var free *bool
+	if err := conn.QueryRow(ctx, sweepLockSQL, tableRef(c)).Scan(&key, &free); err != nil {
+		conn.Release()
+		return nil, dbError(what, err)
+	}
+	switch {
+	case key == nil:
+		conn.Release()
+		return func() {}, nil // no such table: the sweep says so
+	case !*free:
+		conn.Release()
+		return nil, fmt.Errorf("%w: %s: another partition sweep of the collection's table is running", stores.ErrUnavailable, what)
+	}
+	return func() {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", *key); err != nil {
+			// A connection that may still hold the lock never goes back to the pool.
+			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+		conn.Release()
+	}, nil
 }
 
 // partitioner is one partition sweep's view of the catalog.
@@ -74,9 +128,10 @@ type partitioner struct {
 	// concurrent: the table has no DEFAULT partition, so partitions can be
 	// detached concurrently.
 	concurrent bool
-	// oid is the parent's, which detachMark names.
-	oid   int64
-	parts map[string]pgPartition
+	// qualified is the parent's schema-qualified name as the catalog
+	// quotes it, which detachMark names.
+	qualified string
+	parts     map[string]pgPartition
 }
 
 // pgPartition is what dropping (or attaching again) a partition needs.
@@ -93,7 +148,7 @@ type pgPartition struct {
 // prints it in this session (a quoted literal, or MAXVALUE), is cast back to
 // the column's type (%[1]s) and compared with the cutoff. The estimate sums
 // the leaves' reltuples (-1 when one was never analyzed).
-const partitionsSQL = `SELECT pt.partrelid::bigint, n.nspname::text, c.relname::text, coalesce(pg_get_expr(c.relpartbound, c.oid), ''),
+const partitionsSQL = `SELECT ` + qualifiedParentSQL + `, n.nspname::text, c.relname::text, coalesce(pg_get_expr(c.relpartbound, c.oid), ''),
 	coalesce(obj_description(c.oid, 'pg_class'), ''),
 	CASE WHEN b.m[2] LIKE '''%%''' THEN replace(substr(b.m[2], 2, length(b.m[2]) - 2), '''''', '''')::%[1]s <= $3::%[1]s ELSE false END,
 	coalesce((SELECT CASE WHEN bool_or(lc.reltuples < 0) THEN -1 ELSE sum(lc.reltuples) END::bigint
@@ -146,7 +201,7 @@ func (p *partitioner) RangePartitions(ctx context.Context, live *liveSchema, sw 
 	p.parent, p.concurrent, p.parts = tableRef(sw.C), true, map[string]pgPartition{}
 	var out sqlcore.RangeTable
 	what := fmt.Sprintf("reading the partitions of collection %q", sw.C.Name)
-	err := p.s.inTx(ctx, readOnly, func(tx pgx.Tx) error {
+	err := p.s.inTxWithTimeouts(ctx, readOnly, p.s.opts.LockTimeout, p.s.opts.StatementTimeout, isoDates, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, fmt.Sprintf(partitionsSQL, col.CastType), p.parent, sw.Rule.Field, sw.Rule.Cutoff.UTC())
 		if err != nil {
 			return dbError(what, err)
@@ -154,7 +209,7 @@ func (p *partitioner) RangePartitions(ctx context.Context, live *liveSchema, sw 
 		var schema, name string
 		var part pgPartition
 		var rp sqlcore.RangePartition
-		_, err = pgx.ForEachRow(rows, []any{&p.oid, &schema, &name, &part.bound, &part.comment, &rp.Expired, &rp.Estimate}, func() error {
+		_, err = pgx.ForEachRow(rows, []any{&p.qualified, &schema, &name, &part.bound, &part.comment, &rp.Expired, &rp.Estimate}, func() error {
 			out.Partitioned = true
 			if part.bound == "DEFAULT" {
 				p.concurrent = false
@@ -219,10 +274,16 @@ func (p *partitioner) DropPartitions(ctx context.Context, _ *liveSchema, sw sqlc
 		return nil, nil, err
 	}
 	n, detachErr := p.detachAll(ctx, parts)
-	dropped, kept, err = p.dropDetached(ctx, what, parts[:n], parts[n:], check)
+	// A failed detach may have left its partition detach pending: it keeps
+	// its mark; those never tried get their comments back.
+	untried := parts[min(n+1, len(parts)):]
+	// Once partitions are detached, their drop is not cut short by the
+	// sweep's end (a shutdown): it has its own time limit.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*p.s.opts.StatementTimeout)
+	defer cancel()
+	dropped, kept, err = p.dropDetached(dctx, what, parts[:n], untried, check)
 	if err != nil {
-		// Marked, so the next sweep attaches them again before it looks.
-		return nil, nil, fmt.Errorf("%s (the %d partition(s) detached so far are attached again and swept by the next run): %w", what, n, err)
+		return nil, nil, fmt.Errorf("%s: the %d partition(s) detached so far stay detached, marked, until the next sweep of the collection attaches them again and decides about them: %w", what, n, err)
 	}
 	if detachErr != nil {
 		return dropped, kept, dbError(fmt.Sprintf("detaching partition %q of collection %q", parts[n].Name, sw.C.Name), detachErr)
@@ -260,7 +321,7 @@ func (p *partitioner) mark(ctx context.Context, what string, parts []sqlcore.Ran
 	return p.s.inTx(ctx, readWrite, func(tx pgx.Tx) error {
 		for _, rp := range parts {
 			part := p.parts[rp.Name]
-			if _, err := tx.Exec(ctx, commentSQL(part.ref, detachMark(p.oid, part.bound)+"\n"+part.comment)); err != nil {
+			if _, err := tx.Exec(ctx, commentSQL(part.ref, detachMark(p.qualified, part.bound)+"\n"+part.comment)); err != nil {
 				return dbError(what+": marking them", err)
 			}
 		}
@@ -286,9 +347,9 @@ func (p *partitioner) detachAll(ctx context.Context, parts []sqlcore.RangePartit
 
 // dropDetached checks the detached partitions again in one transaction,
 // drops those nothing keeps, attaches the others again, and puts back the
-// comments of those left attached (a detach that failed).
-func (p *partitioner) dropDetached(ctx context.Context, what string, detached, attached []sqlcore.RangePartition, check sqlcore.PartitionCheck) (dropped, kept []stores.PartitionOutcome, err error) {
-	err = p.s.inTxWithTimeouts(ctx, readWrite, p.exclusiveLockTimeout(), p.s.opts.StatementTimeout, "", func(tx pgx.Tx) error {
+// comments of those a failed detach left untried.
+func (p *partitioner) dropDetached(ctx context.Context, what string, detached, untried []sqlcore.RangePartition, check sqlcore.PartitionCheck) (dropped, kept []stores.PartitionOutcome, err error) {
+	err = p.s.inTxWithTimeouts(ctx, readWrite, p.exclusiveLockTimeout(), p.s.opts.StatementTimeout, isoDates, func(tx pgx.Tx) error {
 		exec := func(sql string) error {
 			_, err := tx.Exec(ctx, sql)
 			return orNil(what, err)
@@ -327,7 +388,7 @@ func (p *partitioner) dropDetached(ctx context.Context, what string, detached, a
 		if err := attachAgain(ctx, tx, p.parent, attach); err != nil {
 			return orNil(what, err)
 		}
-		for _, rp := range attached {
+		for _, rp := range untried {
 			part := p.parts[rp.Name]
 			if err := exec(commentSQL(part.ref, part.comment)); err != nil {
 				return err
@@ -353,13 +414,24 @@ func attachAgain(ctx context.Context, tx pgx.Tx, parent string, parts []pgPartit
 }
 
 // A detach mark is the first line of the comment of a partition a sweep is
-// detaching: detachMarkPrefix, the parent's oid, and the partition's bound.
-// The partition's own comment follows on the next lines.
-const detachMarkPrefix = "lethe: detached from table oid "
+// detaching: detachMarkPrefix, the parent's schema-qualified name (a name,
+// not an oid, survives a dump and restore taken mid-sweep), and the
+// partition's bound. The partition's own comment follows on the next lines.
+const detachMarkPrefix = "lethe: detached from table "
 
-func detachMark(parent int64, bound string) string {
-	return fmt.Sprintf("%s%d %s", detachMarkPrefix, parent, bound)
+func detachMark(parent, bound string) string {
+	return detachMarkPrefix + parent + " " + bound
 }
+
+// qualifiedParentSQL is the schema-qualified name, as detachMark writes it,
+// of the table $1 names (NULL when there is none).
+const qualifiedParentSQL = `(SELECT quote_ident(pn.nspname) || '.' || quote_ident(pc.relname)
+	FROM pg_class pc JOIN pg_namespace pn ON pn.oid = pc.relnamespace WHERE pc.oid = to_regclass($1))`
+
+// isoDates makes a partition transaction print and read bounds the same way
+// whatever the session's defaults (set_config list for BEGIN): a bound goes
+// from pg_get_expr into a mark, and back into ATTACH PARTITION.
+const isoDates = ", set_config('datestyle', 'ISO, YMD', true), set_config('timezone', 'UTC', true)"
 
 // splitDetachMark splits a comment into its detach mark (or "") and the
 // rest.
@@ -377,8 +449,8 @@ func splitDetachMark(comment string) (mark, rest string) {
 // write a comment.
 var markedBound = regexp.MustCompile(`^FOR VALUES FROM \((MINVALUE|'[0-9A-Za-z :+.\-]*')\) TO \((MAXVALUE|'[0-9A-Za-z :+.\-]*')\)$`)
 
-func boundOf(mark string, parent int64) (string, bool) {
-	bound, ok := strings.CutPrefix(mark, fmt.Sprintf("%s%d ", detachMarkPrefix, parent))
+func boundOf(mark, parent string) (string, bool) {
+	bound, ok := strings.CutPrefix(mark, detachMarkPrefix+parent+" ")
 	return bound, ok && markedBound.MatchString(bound)
 }
 
@@ -405,7 +477,7 @@ FROM pg_description d
 JOIN pg_class c ON c.oid = d.objoid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE d.classoid = 'pg_class'::regclass AND d.objsubid = 0 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-	AND starts_with(d.description, $2 || to_regclass($1)::oid::text || ' ')
+	AND starts_with(d.description, $2 || ` + qualifiedParentSQL + ` || ' ')
 UNION ALL
 SELECT n.nspname::text, c.relname::text, coalesce(obj_description(c.oid, 'pg_class'), ''), pg_get_expr(c.relpartbound, c.oid),
 	CASE WHEN i.inhdetachpending THEN 'pending' ELSE 'marked' END
@@ -424,10 +496,11 @@ type leftDetached struct {
 }
 
 // RecoverPartitions puts back as they were the partitions of sw's table
-// interrupted sweeps left behind: detached ones (marked, not dropped) and
-// detach pending ones (finished first) are attached again, and the marks of
-// those still attached removed. The sweep that follows then decides about
-// them as about any partition.
+// interrupted sweeps left behind, in one transaction: detached ones (marked,
+// not dropped) and detach pending ones (finished first) are attached again,
+// and the marks of those still attached removed. Should the transaction
+// fail, each stays as it was, to be found again. The sweep that follows then
+// decides about them as about any partition.
 func (p *partitioner) RecoverPartitions(ctx context.Context, _ *liveSchema, sw sqlcore.Sweep) error {
 	parent := tableRef(sw.C)
 	what := fmt.Sprintf("putting back the partitions of collection %q an interrupted sweep left detached", sw.C.Name)
@@ -436,29 +509,24 @@ func (p *partitioner) RecoverPartitions(ctx context.Context, _ *liveSchema, sw s
 		return err
 	}
 	var names []string
-	var attach, unmark, pending []pgPartition
 	for _, l := range left {
 		names = append(names, l.name)
-		switch l.state {
-		case "marked":
-			unmark = append(unmark, l.pgPartition)
-		case "pending":
-			pending = append(pending, l.pgPartition)
-			fallthrough
-		default:
-			attach = append(attach, l.pgPartition)
-		}
 	}
 	what = fmt.Sprintf("%s (%s)", what, strings.Join(names, ", "))
-	if err := p.finalize(ctx, parent, pending); err != nil {
-		return dbError(what, err)
-	}
-	return p.s.inTxWithTimeouts(ctx, readWrite, p.exclusiveLockTimeout(), p.s.opts.StatementTimeout, "", func(tx pgx.Tx) error {
-		if err := attachAgain(ctx, tx, parent, attach); err != nil {
-			return dbError(what, err)
-		}
-		for _, part := range unmark {
-			if _, err := tx.Exec(ctx, commentSQL(part.ref, part.comment)); err != nil {
+	return p.s.inTxWithTimeouts(ctx, readWrite, p.exclusiveLockTimeout(), p.s.opts.StatementTimeout, isoDates, func(tx pgx.Tx) error {
+		for _, l := range left {
+			var err error
+			switch l.state {
+			case "pending":
+				if _, err = tx.Exec(ctx, "ALTER TABLE "+parent+" DETACH PARTITION "+l.ref+" FINALIZE"); err == nil {
+					err = attachAgain(ctx, tx, parent, []pgPartition{l.pgPartition})
+				}
+			case "detached":
+				err = attachAgain(ctx, tx, parent, []pgPartition{l.pgPartition})
+			default: // marked, still attached
+				_, err = tx.Exec(ctx, commentSQL(l.ref, l.comment))
+			}
+			if err != nil {
 				return dbError(what, err)
 			}
 		}
@@ -466,31 +534,13 @@ func (p *partitioner) RecoverPartitions(ctx context.Context, _ *liveSchema, sw s
 	})
 }
 
-// finalize finishes the detach of parts, detach pending from parent.
-func (p *partitioner) finalize(ctx context.Context, parent string, parts []pgPartition) error {
-	if len(parts) == 0 {
-		return nil
-	}
-	conn, err := p.s.timedConn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.release(ctx)
-	for _, part := range parts {
-		if _, err := conn.Exec(ctx, "ALTER TABLE "+parent+" DETACH PARTITION "+part.ref+" FINALIZE"); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // leftDetached reads what interrupted sweeps left of parent's partitions
 // (leftDetachedSQL), and refuses a mark whose bound Lethe did not write.
 func (p *partitioner) leftDetached(ctx context.Context, what, parent string) ([]leftDetached, error) {
-	var oid int64
+	var qualified *string
 	var left []leftDetached
-	err := p.s.inTx(ctx, readOnly, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, "SELECT coalesce(to_regclass($1)::oid::bigint, 0)", parent).Scan(&oid); err != nil || oid == 0 {
+	err := p.s.inTxWithTimeouts(ctx, readOnly, p.s.opts.LockTimeout, p.s.opts.StatementTimeout, isoDates, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, "SELECT "+qualifiedParentSQL, parent).Scan(&qualified); err != nil || qualified == nil {
 			return orNil(what, err)
 		}
 		rows, err := tx.Query(ctx, leftDetachedSQL, parent, detachMarkPrefix)
@@ -517,17 +567,18 @@ func (p *partitioner) leftDetached(ctx context.Context, what, parent string) ([]
 			continue
 		}
 		var ok bool
-		if l.bound, ok = boundOf(mark, oid); !ok {
-			return nil, fmt.Errorf("%w: table %s is marked as detached from collection's table %s with a bound Lethe did not write; remove the first line of its comment", stores.ErrInvalid, l.ref, parent)
+		if l.bound, ok = boundOf(mark, *qualified); !ok {
+			return nil, fmt.Errorf("%w: table %s is marked as detached from collection's table %s with a bound Lethe did not write; attach it by hand, or drop it, and remove the first line of its comment", stores.ErrInvalid, l.ref, parent)
 		}
 	}
 	return left, nil
 }
 
 // timedConn is a connection of the pool of its own, outside any
-// transaction block, with the store's lock and statement timeouts: for
-// statements that cannot run in a transaction block (a concurrent detach),
-// whose waits block no one.
+// transaction block, with the store's lock and statement timeouts: for a
+// concurrent detach, which cannot run in a transaction block. While it
+// waits it holds a SHARE UPDATE EXCLUSIVE lock on the parent, which blocks
+// no read or write of the application's.
 type timedConn struct{ *pgxpool.Conn }
 
 func (s *Store) timedConn(ctx context.Context) (timedConn, error) {
