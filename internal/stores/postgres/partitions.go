@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -77,47 +78,51 @@ func (s *Store) SweepPartitions(ctx context.Context, rule stores.SweepRule, dryR
 	return s.Core.SweepRangePartitions(ctx, &partitioner{s: s}, rule, dryRun)
 }
 
-// sweepLockSQL takes the session advisory lock of the table $1 names, if
-// there is one: its key and whether it was free (both NULL for no table).
+// sweepLockSQL takes the session advisory lock of the partitioned table $1
+// names: its key and whether it was free (no row for a table that is not
+// partitioned, or none).
 const sweepLockSQL = `SELECT k, pg_try_advisory_lock(k)
-FROM (SELECT hashtextextended('lethe partition sweep ' || to_regclass($1)::oid::text, 0) AS k) AS key`
+FROM (SELECT hashtextextended('lethe partition sweep ' || c.oid::text, 0) AS k FROM pg_class c
+	WHERE c.oid = to_regclass($1) AND c.relkind = 'p') AS key`
 
-// sweepLock holds the advisory lock of collection's table, on a connection
-// of its own, until unlock: another partition sweep of the same table (a
+// sweepLock holds the advisory lock of collection's table, if it is
+// partitioned, until unlock: another partition sweep of the same table (a
 // rule of another policy) fails while one runs, rather than take the marks
 // and detached tables of a sweep in progress for those of an interrupted
-// one.
+// one. The lock lives on a connection of its own, opened as the pool's are
+// (same dialer, same TLS) but outside the pool: a sweep holding a pooled
+// connection for its whole run while it needs others would let a few
+// sweeps at once take the whole pool and wait for each other for ever.
+// Closing the connection lets the lock go.
 func (s *Store) sweepLock(ctx context.Context, collection string) (unlock func(), err error) {
 	c, ok := s.m.Get(collection)
 	if !ok {
 		return func() {}, nil // the sweep says what is wrong
 	}
 	what := fmt.Sprintf("locking the partition sweeps of collection %q", collection)
-	conn, err := s.pool.Acquire(ctx)
+	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return nil, dbError(what, err)
 	}
-	var key *int64
-	var free *bool
-	if err := conn.QueryRow(ctx, sweepLockSQL, tableRef(c)).Scan(&key, &free); err != nil {
-		conn.Release()
-		return nil, dbError(what, err)
+	release := func() {
+		closing, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = conn.Close(closing)
 	}
-	switch {
-	case key == nil:
-		conn.Release()
-		return func() {}, nil // no such table: the sweep says so
-	case !*free:
-		conn.Release()
+	var key int64
+	var free bool
+	switch err := conn.QueryRow(ctx, sweepLockSQL, tableRef(c)).Scan(&key, &free); {
+	case errors.Is(err, pgx.ErrNoRows):
+		release()
+		return func() {}, nil // not partitioned: nothing to keep apart
+	case err != nil:
+		release()
+		return nil, dbError(what, err)
+	case !free:
+		release()
 		return nil, fmt.Errorf("%w: %s: another partition sweep of the collection's table is running", stores.ErrUnavailable, what)
 	}
-	return func() {
-		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", *key); err != nil {
-			// A connection that may still hold the lock never goes back to the pool.
-			_ = conn.Conn().Close(context.WithoutCancel(ctx))
-		}
-		conn.Release()
-	}, nil
+	return release, nil
 }
 
 // partitioner is one partition sweep's view of the catalog.

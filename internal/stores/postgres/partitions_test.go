@@ -3,8 +3,10 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -162,6 +164,25 @@ func (f *partFixture) qualifiedEvents(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return name
+}
+
+// dayFirstDates makes the database's sessions print dates day first, away
+// from UTC, and opens the fixture's store again with them: bounds read from
+// the catalog must still read back as they were written. The database is
+// reset when the test ends.
+func (f *partFixture) dayFirstDates(t *testing.T) {
+	t.Helper()
+	f.exec(t, `DO $$ BEGIN
+		EXECUTE format('ALTER DATABASE %I SET datestyle = ''SQL, DMY''', current_database());
+		EXECUTE format('ALTER DATABASE %I SET timezone = ''America/New_York''', current_database());
+	END $$`)
+	t.Cleanup(func() {
+		f.exec(t, `DO $$ BEGIN
+			EXECUTE format('ALTER DATABASE %I RESET datestyle', current_database());
+			EXECUTE format('ALTER DATABASE %I RESET timezone', current_database());
+		END $$`)
+	})
+	f.store = f.open(t, false)
 }
 
 // partitions lists the partitions attached to events, from the catalog.
@@ -439,19 +460,7 @@ func TestPartitionLeftDetachedByAnInterruptedSweepIsFinished(t *testing.T) {
 		CREATE TABLE events_2023_h2 PARTITION OF events_2023 FOR VALUES FROM ('2023-07-01') TO ('2024-01-01');
 		INSERT INTO events VALUES (1, 1, 'n', '2023-03-01'), (2, 2, 'n', '2023-09-01');`)
 	ctx := context.Background()
-	// Sessions that print dates day first, away from UTC: the bounds in the
-	// marks must read back as they were written.
-	f.exec(t, `DO $$ BEGIN
-		EXECUTE format('ALTER DATABASE %I SET datestyle = ''SQL, DMY''', current_database());
-		EXECUTE format('ALTER DATABASE %I SET timezone = ''America/New_York''', current_database());
-	END $$`)
-	t.Cleanup(func() {
-		f.exec(t, `DO $$ BEGIN
-			EXECUTE format('ALTER DATABASE %I RESET datestyle', current_database());
-			EXECUTE format('ALTER DATABASE %I RESET timezone', current_database());
-		END $$`)
-	})
-	f.store = f.open(t, false)
+	f.dayFirstDates(t)
 	p, live, sw, table := f.partitioner(t)
 	failing := func(context.Context, sqlcore.Tx, sqlcore.RangePartition) (stores.PartitionOutcome, bool, error) {
 		return stores.PartitionOutcome{}, false, errors.New("cut off")
@@ -578,12 +587,66 @@ func TestPartitionSweepsOfOneTableDoNotOverlap(t *testing.T) {
 	}
 }
 
+// More partition sweeps at once than the store has pooled connections, on
+// tables of their own (partitioned or not), all finish: the lock that keeps
+// two sweeps of one table apart takes no pooled connection.
+func TestManyPartitionSweepsAtOnceShareThePool(t *testing.T) {
+	dsn := testdb.ReusedPostgres(t)
+	conn := connect(t, dsn)
+	var ddl strings.Builder
+	spec := privacyv1.DataStoreSpec{Engine: privacyv1.EnginePostgres}
+	const tables = 2 * maxConns
+	for i := range tables {
+		fmt.Fprintf(&ddl, `CREATE TABLE t%[1]d (id bigint NOT NULL, user_id bigint NOT NULL, note text, at timestamptz NOT NULL, PRIMARY KEY (id, at))`, i)
+		if i%2 == 0 {
+			fmt.Fprintf(&ddl, ` PARTITION BY RANGE (at);
+				CREATE TABLE t%[1]d_jan PARTITION OF t%[1]d FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
+				CREATE TABLE t%[1]d_feb PARTITION OF t%[1]d FOR VALUES FROM ('2024-02-01') TO ('2024-03-01')`, i)
+		}
+		fmt.Fprintf(&ddl, ";\nINSERT INTO t%[1]d VALUES (1, 1, 'n', '2024-01-05');\n", i)
+		spec.Collections = append(spec.Collections, noteCollection(fmt.Sprintf("t%d", i)))
+	}
+	if _, err := conn.Exec(context.Background(), ddl.String()); err != nil {
+		t.Fatal(err)
+	}
+	m, err := datamap.Build(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(context.Background(), dsn, m, nil, testdb.Loopback, WithTimeouts(2*time.Second, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errs := make([]error, tables)
+	dropped := make([]int, tables)
+	var wg sync.WaitGroup
+	for i := range tables {
+		wg.Go(func() {
+			rule := stores.SweepRule{Collection: fmt.Sprintf("t%d", i), Field: "at", Cutoff: time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC), Action: stores.ActionDelete, BatchSize: 100}
+			var res stores.PartitionSweep
+			res, errs[i] = s.SweepPartitions(ctx, rule, false)
+			dropped[i] = len(res.Dropped)
+		})
+	}
+	wg.Wait()
+	for i := range tables {
+		want := map[bool]int{true: 2, false: 0}[i%2 == 0]
+		if errs[i] != nil || dropped[i] != want {
+			t.Errorf("sweep of t%d: dropped %d (want %d), %v", i, dropped[i], want, errs[i])
+		}
+	}
+}
+
 // A detach cut off in its second phase leaves the partition "detach
 // pending", out of new queries' sight. The next sweep finishes the detach
 // and attaches it again before it decides: a held partition comes back into
 // the parent instead of staying invisible, the others are dropped.
 func TestPartitionLeftDetachPendingIsFinished(t *testing.T) {
 	f := newPartFixture(t, false, "")
+	f.dayFirstDates(t)
 	ctx := context.Background()
 	reader := connect(t, f.dsn)
 	if _, err := reader.Exec(ctx, "BEGIN; SELECT count(*) FROM events WHERE at >= '2024-06-01'"); err != nil {
