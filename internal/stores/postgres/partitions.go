@@ -100,6 +100,15 @@ func (s *Store) sweepLock(ctx context.Context, collection string) (unlock func()
 		return func() {}, nil // the sweep says what is wrong
 	}
 	what := fmt.Sprintf("locking the partition sweeps of collection %q", collection)
+	// Most tables are not partitioned: a pooled connection says so without
+	// opening one.
+	var partitioned bool
+	if err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_class WHERE oid = to_regclass($1) AND relkind = 'p')", tableRef(c)).Scan(&partitioned); err != nil {
+		return nil, dbError(what, err)
+	}
+	if !partitioned {
+		return func() {}, nil
+	}
 	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return nil, dbError(what, err)
