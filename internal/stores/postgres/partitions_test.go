@@ -96,11 +96,18 @@ func connect(t *testing.T, dsn string) *pgx.Conn {
 
 func (f *partFixture) open(t *testing.T, withChild bool) *Store {
 	t.Helper()
-	m, err := datamap.Build(partSpec(withChild))
+	return openShortTimeouts(t, f.dsn, partSpec(withChild))
+}
+
+// openShortTimeouts opens a store of spec on dsn, without a masking key,
+// with short timeouts, closed when the test ends.
+func openShortTimeouts(t *testing.T, dsn string, spec privacyv1.DataStoreSpec) *Store {
+	t.Helper()
+	m, err := datamap.Build(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(context.Background(), f.dsn, m, nil, testdb.Loopback, WithTimeouts(2*time.Second, 10*time.Second))
+	s, err := New(context.Background(), dsn, m, nil, testdb.Loopback, WithTimeouts(2*time.Second, 10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -609,15 +616,7 @@ func TestManyPartitionSweepsAtOnceShareThePool(t *testing.T) {
 	if _, err := conn.Exec(context.Background(), ddl.String()); err != nil {
 		t.Fatal(err)
 	}
-	m, err := datamap.Build(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(context.Background(), dsn, m, nil, testdb.Loopback, WithTimeouts(2*time.Second, 10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
+	s := openShortTimeouts(t, dsn, spec)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	errs := make([]error, tables)
