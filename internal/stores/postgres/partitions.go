@@ -93,7 +93,7 @@ FROM (SELECT hashtextextended('lethe partition sweep ' || c.oid::text, 0) AS k F
 // (same dialer, same TLS) but outside the pool: a sweep holding a pooled
 // connection for its whole run while it needs others would let a few
 // sweeps at once take the whole pool and wait for each other for ever.
-// Closing the connection lets the lock go.
+// Should the unlock fail, closing the connection lets the lock go.
 func (s *Store) sweepLock(ctx context.Context, collection string) (unlock func(), err error) {
 	c, ok := s.m.Get(collection)
 	if !ok {
@@ -131,7 +131,14 @@ func (s *Store) sweepLock(ctx context.Context, collection string) (unlock func()
 		release()
 		return nil, fmt.Errorf("%w: %s: another partition sweep of the collection's table is running", stores.ErrUnavailable, what)
 	}
-	return release, nil
+	return func() {
+		// Unlocked at once, not when the server notices the closed
+		// connection: the next sweep may start right after this one.
+		unlocking, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_, _ = conn.Exec(unlocking, "SELECT pg_advisory_unlock($1)", key)
+		release()
+	}, nil
 }
 
 // partitioner is one partition sweep's view of the catalog.

@@ -652,7 +652,7 @@ func TestPartitionLeftDetachPendingIsFinished(t *testing.T) {
 		t.Fatal(err)
 	}
 	detacher := connect(t, f.dsn)
-	if _, err := detacher.Exec(ctx, "SET statement_timeout = 300"); err != nil {
+	if _, err := detacher.Exec(ctx, "SET statement_timeout = 1500"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := detacher.Exec(ctx, "ALTER TABLE events DETACH PARTITION events_2024_02 CONCURRENTLY"); err == nil || !strings.Contains(err.Error(), "57014") {
