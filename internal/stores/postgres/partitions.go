@@ -21,8 +21,8 @@ import (
 // three steps:
 //
 //  1. One transaction marks each with a comment (detachMark) naming the
-//     parent's oid and the partition's bound, the partition's own comment
-//     kept after it.
+//     parent (schema-qualified) and the partition's bound, the partition's
+//     own comment kept after it.
 //  2. ALTER TABLE parent DETACH PARTITION p CONCURRENTLY, one partition at a
 //     time: it takes only a SHARE UPDATE EXCLUSIVE lock on the parent, so the
 //     application's reads and writes go on; it cannot run in a transaction
@@ -42,12 +42,14 @@ import (
 //     again;
 //   - a partition "detach pending" (a detach cut off in its second phase,
 //     waiting for older transactions), invisible to new queries, is
-//     detached (DETACH ... FINALIZE) and attached again.
+//     detached (DETACH ... FINALIZE) and attached again;
+//   - a partition marked and never detached gets its comment back.
 // So expired rows are not left for good in a table no sweep looks at, nor
 // held rows out of the application's sight, as long as the collection is
 // swept again. Two sweeps of one table never run at once: a real one holds
-// an advisory lock on the parent from its recovery to its drop
-// (sweepLock).
+// an advisory lock on the parent, on a connection of its own, from its
+// recovery to its drop (sweepLock). Bounds are printed and read in ISO
+// dates and UTC (isoDates).
 //
 // PostgreSQL refuses a concurrent detach when the table has a DEFAULT
 // partition: each partition is then dropped in one transaction holding the
