@@ -222,15 +222,14 @@ func RunPostgresSweep(ctx context.Context, cfg Config) Part {
 		p.Rows = append(p.Rows, sweepRows(fmt.Sprintf("2. PostgreSQL sweep, %s %s expired rows", action, count(lethe.Rows)),
 			"single "+map[stores.Action]string{stores.ActionDelete: "DELETE", stores.ActionAnonymize: "UPDATE"}[action],
 			lethe, limit, 0.7, cfg.BatchSize, true)...)
-		p.Details[string(action)] = map[string]any{
-			"lethe": sweepDetails(lethe), "limit": sweepDetails(limit),
-		}
+		details := map[string]any{"lethe": sweepDetails(lethe), "limit": sweepDetails(limit)}
 		if byHand.Rows > 0 {
 			row := byHandRow("look-up by ctid + DELETE of the ctid range", lethe, byHand)
 			row.Note = fmt.Sprintf("the same statements by hand reach %s of the single DELETE", fmtRatio(byHand.rate()/limit.rate()))
 			p.Rows = append(p.Rows, row)
-			p.Details[string(action)].(map[string]any)["byHand"] = sweepDetails(byHand)
+			details["byHand"] = sweepDetails(byHand)
 		}
+		p.Details[string(action)] = details
 	}
 	rows, details, err := runPostgresChainSweep(ctx, cfg, dsn, pool)
 	if err != nil {

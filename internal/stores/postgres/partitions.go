@@ -70,82 +70,79 @@ var (
 // SweepPartitions drops the partitions of rule.Collection's table wholly
 // past rule.Cutoff that nothing keeps (see sqlcore.Core.SweepRangePartitions).
 func (s *Store) SweepPartitions(ctx context.Context, rule stores.SweepRule, dryRun bool) (stores.PartitionSweep, error) {
+	p := &partitioner{s: s}
 	if !dryRun {
-		unlock, err := s.sweepLock(ctx, rule.Collection)
+		unlock, locked, err := s.sweepLock(ctx, rule.Collection)
 		if err != nil {
 			return stores.PartitionSweep{}, err
 		}
 		defer unlock()
+		p.locked = locked
 	}
-	return s.Core.SweepRangePartitions(ctx, &partitioner{s: s}, rule, dryRun)
+	return s.Core.SweepRangePartitions(ctx, p, rule, dryRun)
 }
 
-// sweepLockSQL takes the session advisory lock of the partitioned table $1
-// names: its key and whether it was free (no row for a table that is not
-// partitioned, or none).
-const sweepLockSQL = `SELECT k, pg_try_advisory_lock(k)
-FROM (SELECT hashtextextended('lethe partition sweep ' || c.oid::text, 0) AS k FROM pg_class c
-	WHERE c.oid = to_regclass($1) AND c.relkind = 'p') AS key`
+// sweepLockKeySQL is the advisory lock key of the partitioned table $1
+// names (no row for a table that is not partitioned, or none).
+const sweepLockKeySQL = `SELECT hashtextextended('lethe partition sweep ' || oid::text, 0) FROM pg_class
+WHERE oid = to_regclass($1) AND relkind = 'p'`
 
 // sweepLock holds the advisory lock of collection's table, if it is
-// partitioned, until unlock: another partition sweep of the same table (a
-// rule of another policy) fails while one runs, rather than take the marks
-// and detached tables of a sweep in progress for those of an interrupted
-// one. The lock lives on a connection of its own, opened as the pool's are
-// (same dialer, same TLS) but outside the pool: a sweep holding a pooled
-// connection for its whole run while it needs others would let a few
+// partitioned (locked), until unlock: another partition sweep of the same
+// table (a rule of another policy) fails while one runs, rather than take
+// the marks and detached tables of a sweep in progress for those of an
+// interrupted one. The lock lives on a connection of its own, opened as the
+// pool's are (same dialer, same TLS) but outside the pool: a sweep holding a
+// pooled connection for its whole run while it needs others would let a few
 // sweeps at once take the whole pool and wait for each other for ever.
 // Should the unlock fail, closing the connection lets the lock go.
-func (s *Store) sweepLock(ctx context.Context, collection string) (unlock func(), err error) {
+func (s *Store) sweepLock(ctx context.Context, collection string) (unlock func(), locked bool, err error) {
+	nothing := func() {}
 	c, ok := s.m.Get(collection)
 	if !ok {
-		return func() {}, nil // the sweep says what is wrong
+		return nothing, false, nil // the sweep says what is wrong
 	}
 	what := fmt.Sprintf("locking the partition sweeps of collection %q", collection)
 	// Most tables are not partitioned: a pooled connection says so without
 	// opening one.
-	var partitioned bool
-	if err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_class WHERE oid = to_regclass($1) AND relkind = 'p')", tableRef(c)).Scan(&partitioned); err != nil {
-		return nil, dbError(what, err)
-	}
-	if !partitioned {
-		return func() {}, nil
+	var key int64
+	switch err := s.pool.QueryRow(ctx, sweepLockKeySQL, tableRef(c)).Scan(&key); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nothing, false, nil
+	case err != nil:
+		return nil, false, dbError(what, err)
 	}
 	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
-		return nil, dbError(what, err)
+		return nil, false, dbError(what, err)
 	}
-	release := func() {
-		closing, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	release := func(unlock bool) {
+		done, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		_ = conn.Close(closing)
+		if unlock {
+			// At once, not when the server notices the closed connection:
+			// the next sweep may start right after this one.
+			_, _ = conn.Exec(done, "SELECT pg_advisory_unlock($1)", key)
+		}
+		_ = conn.Close(done)
 	}
-	var key int64
 	var free bool
-	switch err := conn.QueryRow(ctx, sweepLockSQL, tableRef(c)).Scan(&key, &free); {
-	case errors.Is(err, pgx.ErrNoRows):
-		release()
-		return func() {}, nil // not partitioned: nothing to keep apart
-	case err != nil:
-		release()
-		return nil, dbError(what, err)
-	case !free:
-		release()
-		return nil, fmt.Errorf("%w: %s: another partition sweep of the collection's table is running", stores.ErrUnavailable, what)
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&free); err != nil || !free {
+		release(false)
+		if err != nil {
+			return nil, false, dbError(what, err)
+		}
+		return nil, false, fmt.Errorf("%w: %s: another partition sweep of the collection's table is running", stores.ErrUnavailable, what)
 	}
-	return func() {
-		// Unlocked at once, not when the server notices the closed
-		// connection: the next sweep may start right after this one.
-		unlocking, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_, _ = conn.Exec(unlocking, "SELECT pg_advisory_unlock($1)", key)
-		release()
-	}, nil
+	return func() { release(true) }, true, nil
 }
 
 // partitioner is one partition sweep's view of the catalog.
 type partitioner struct {
 	s *Store
+	// locked: the sweep holds the table's lock (sweepLock), which it takes
+	// when the table is partitioned and the sweep no dry run.
+	locked bool
 	// parent is the partitioned table, quoted.
 	parent string
 	// concurrent: the table has no DEFAULT partition, so partitions can be
@@ -525,6 +522,9 @@ type leftDetached struct {
 // fail, each stays as it was, to be found again. The sweep that follows then
 // decides about them as about any partition.
 func (p *partitioner) RecoverPartitions(ctx context.Context, _ *liveSchema, sw sqlcore.Sweep) error {
+	if !p.locked {
+		return nil // not partitioned: nothing to put back, and no read to spend on it
+	}
 	parent := tableRef(sw.C)
 	what := fmt.Sprintf("putting back the partitions of collection %q an interrupted sweep left detached", sw.C.Name)
 	left, err := p.leftDetached(ctx, what, parent)

@@ -36,14 +36,16 @@ import (
 // A delete rule on a dialect that can (StorageOrderer: PostgreSQL, on a
 // plain table without inheritance children) goes by stored position
 // instead: the same two statements with ctid in place of the key, the
-// look-up reading in storage order. 0.45 to 0.64 of the DELETE (0.42
-// by key in the same runs; the machine's WAL flushes make most of the
-// spread): what is left is each batch's commit, which waits for a WAL
+// look-up reading in storage order. 0.45 to 0.64 of the DELETE (0.42 by
+// key in the same runs; the machine's WAL flushes make most of the
+// spread), 0.92 to 0.99 of the same statements by hand, which reach 0.58
+// to 0.61: what is left is each batch's commit, which waits for a WAL
 // flush, and the look-up's read of rows the DELETE reads again. The range
-// still holds exactly BatchSize expired rows. A row another transaction updates during the sweep is stored anew,
-// possibly before the cursor: this run passes it, the gap counts it, and
-// the next run removes it. Anonymize rules, whose own updates move rows,
-// stay in key order, as do the sweeps by key below.
+// still holds exactly BatchSize expired rows. A row another transaction
+// updates during the sweep is stored anew, possibly before the cursor: this
+// run passes it, the gap counts it, and the next run removes it. Anonymize
+// rules, whose own updates move rows, stay in key order, as do the sweeps
+// by key below.
 //
 // A batch that meets a row locked by another transaction does not queue
 // behind it: after a short lock timeout it is redone locking the range's rows
